@@ -1,0 +1,192 @@
+"""One connection's server-side state and its bounded outbound queue.
+
+Sending never awaits the peer: :meth:`Connection.send_nowait` writes straight to the socket
+while the transport keeps up, and only when it pushes back does a backlog (bounded in
+messages and bytes) and a writer task appear. What happens at the bound is a policy:
+``close`` (1013, the default: a slow consumer reconnects and recovers), ``drop-oldest`` or
+``drop-new``; every drop is counted and logged. So a publisher fanning out to thousands of
+sockets writes the same bytes to each without ever waiting on the slowest one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from wskit.errors import CloseCode
+from wskit.transports.base import HandshakeRequest, Socket
+
+__all__ = ["Connection", "OverflowPolicy", "QueueLimits"]
+
+log = logging.getLogger("wskit.connection")
+
+
+class OverflowPolicy(str, Enum):
+    """What to do when a connection's outbound queue is full."""
+
+    CLOSE = "close"
+    DROP_OLDEST = "drop-oldest"
+    DROP_NEW = "drop-new"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueLimits:
+    """Bounds of one connection's outbound backlog (frames waiting for a slow socket)."""
+
+    max_messages: int = 1024
+    max_bytes: int = 4 * 1024 * 1024
+    policy: OverflowPolicy = OverflowPolicy.CLOSE
+
+
+class Connection:
+    """A connected client: identity, data, topics, and the way out to its socket."""
+
+    __slots__ = (
+        "client_id",
+        "data",
+        "topics",
+        "request",
+        "socket",
+        "limits",
+        "rpcs",
+        "closed",
+        "close_code",
+        "close_reason",
+        "dropped",
+        "_backlog",
+        "_backlog_bytes",
+        "_writer",
+        "_closing",
+    )
+
+    def __init__(
+        self,
+        client_id: str,
+        socket: Socket,
+        *,
+        data: Mapping[str, Any] | None = None,
+        request: HandshakeRequest | None = None,
+        limits: QueueLimits | None = None,
+    ) -> None:
+        self.client_id = client_id
+        self.socket = socket
+        self.data: dict[str, Any] = dict(data or {})
+        self.request = request
+        self.limits = limits or QueueLimits()
+        self.topics: set[str] = set()
+        #: in-flight RPCs by correlationId (see wskit.rpc)
+        self.rpcs: dict[str, Any] = {}
+        self.closed = False
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.dropped = 0
+        self._backlog: deque[bytes] | None = None
+        self._backlog_bytes = 0
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def user_id(self) -> Any:
+        """The connection's user (``data["user_id"]``), None when anonymous."""
+        return self.data.get("user_id")
+
+    @property
+    def backlog(self) -> int:
+        """Frames waiting for the socket (0 while the transport keeps up)."""
+        return len(self._backlog) if self._backlog is not None else 0
+
+    def send_nowait(self, data: bytes) -> bool:
+        """Queue one frame for this peer. False when it was not queued (closed or dropped)."""
+        if self._closing:
+            return False
+        backlog = self._backlog
+        if backlog is None:
+            try:
+                pending = self.socket.send_frame(data)
+            except (ConnectionError, RuntimeError):
+                self._closing = True
+                return False
+            if pending is not None:
+                # the transport wants us to wait: later frames go to the backlog
+                self._backlog = deque()
+                self._writer = asyncio.ensure_future(self._drain(pending))
+            return True
+        limits = self.limits
+        if len(backlog) >= limits.max_messages or self._backlog_bytes + len(data) > limits.max_bytes:
+            return self._overflow(data)
+        backlog.append(data)
+        self._backlog_bytes += len(data)
+        return True
+
+    def _overflow(self, data: bytes) -> bool:
+        backlog = self._backlog
+        assert backlog is not None
+        policy = self.limits.policy
+        self.dropped += 1
+        if policy is OverflowPolicy.DROP_NEW:
+            log.warning("client %s: outbound queue full, dropped the newest frame", self.client_id)
+            return False
+        if policy is OverflowPolicy.DROP_OLDEST:
+            while backlog and (
+                len(backlog) >= self.limits.max_messages or self._backlog_bytes + len(data) > self.limits.max_bytes
+            ):
+                self._backlog_bytes -= len(backlog.popleft())
+            log.warning("client %s: outbound queue full, dropped the oldest frame(s)", self.client_id)
+            if len(data) > self.limits.max_bytes:
+                return False
+            backlog.append(data)
+            self._backlog_bytes += len(data)
+            return True
+        log.warning("client %s: outbound queue full (slow consumer), closing with 1013", self.client_id)
+        self._backlog = deque()
+        self._backlog_bytes = 0
+        self.close_soon(CloseCode.TRY_AGAIN_LATER, "slow consumer: outbound queue full")
+        return False
+
+    async def _drain(self, pending: Awaitable[None]) -> None:
+        try:
+            await pending
+            backlog = self._backlog
+            while backlog:
+                data = backlog.popleft()
+                self._backlog_bytes -= len(data)
+                more = self.socket.send_frame(data)
+                if more is not None:
+                    await more
+        except (ConnectionError, RuntimeError):
+            self._closing = True
+        finally:
+            self._backlog = None
+            self._backlog_bytes = 0
+            self._writer = None
+
+    async def flush(self, timeout: float = 5.0) -> None:
+        """Wait until the backlog has reached the socket (or ``timeout`` seconds passed)."""
+        writer = self._writer
+        if writer is not None:
+            await asyncio.wait([writer], timeout=timeout)
+
+    async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        """Send what is queued, then close with ``code``; idempotent."""
+        if self._closing and self.close_code is not None:
+            return
+        if self.close_code is None:
+            self.close_code, self.close_reason = int(code), reason
+        await self.flush()
+        self._closing = True
+        await self.socket.close(int(code), reason)
+
+    def close_soon(self, code: int, reason: str) -> None:
+        """Close from synchronous code (overflow, timers)."""
+        if self.close_code is None:
+            self.close_code, self.close_reason = int(code), reason
+        self._closing = True
+        asyncio.ensure_future(self.socket.close(int(code), reason))
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.client_id} user={self.user_id!r} topics={len(self.topics)}>"

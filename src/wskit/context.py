@@ -1,0 +1,265 @@
+"""The handler's view of one inbound message (or one lifecycle event) and its connection.
+
+A :class:`Context` is created per message and carries everything a handler or middleware
+needs: the validated ``payload``, ``meta``, the connection's ``data``, and the verbs to answer
+(``send``, ``reply``, ``progress``, ``error``), manage topics and publish. Outbound payloads
+are validated and encoded by the router's schema backend; frames go to the connection's
+bounded queue, so no verb waits for the peer to read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from wskit.errors import CloseCode, ErrorCode, UsageError, WsKitError, _Unset, UNSET, error_payload
+from wskit.protocol import ERROR_TYPE, PROGRESS_TYPE, RPC_ERROR_TYPE, dumps, frame, type_prefix
+from wskit.schema.declarations import MessageSchema, RpcSchema
+
+if TYPE_CHECKING:
+    from wskit.connection import Connection
+    from wskit.router import Router
+
+__all__ = ["Context", "error_frame"]
+
+P = TypeVar("P")
+
+log = logging.getLogger("wskit.context")
+
+_EMPTY_META = b"{}"
+_PROGRESS_PREFIX = type_prefix(PROGRESS_TYPE)
+_ERROR_PREFIX = type_prefix(ERROR_TYPE)
+_RPC_ERROR_PREFIX = type_prefix(RPC_ERROR_TYPE)
+
+
+def _meta_bytes(meta: Mapping[str, Any] | None, correlation_id: str | None) -> bytes:
+    if correlation_id is None:
+        return dumps(dict(meta)) if meta else _EMPTY_META
+    if not meta:
+        return b'{"correlationId":' + dumps(correlation_id) + b"}"
+    merged: dict[str, Any] = {"correlationId": correlation_id}
+    merged.update(meta)
+    merged["correlationId"] = correlation_id
+    return dumps(merged)
+
+
+def error_frame(payload: dict[str, Any], correlation_id: str | None, meta: Mapping[str, Any] | None = None) -> bytes:
+    """An ``RPC_ERROR`` frame when answering a message with a correlationId, else ``ERROR``."""
+    prefix = _RPC_ERROR_PREFIX if correlation_id is not None else _ERROR_PREFIX
+    return frame(prefix, _meta_bytes(meta, correlation_id), dumps(payload))
+
+
+class Context(Generic[P]):
+    """One message's context. ``Context[P]`` types ``payload`` as ``P``.
+
+    Attributes: ``payload``, ``meta`` (strict inbound meta), ``type``, ``client_id``,
+    ``received_at`` (ms since the epoch), ``correlation_id`` (None for events without one),
+    ``deadline`` (``loop.time()`` by which an RPC should answer, from ``meta.timeoutMs``).
+    """
+
+    __slots__ = (
+        "payload",
+        "meta",
+        "type",
+        "client_id",
+        "received_at",
+        "correlation_id",
+        "deadline",
+        "connection",
+        "router",
+        "rpc",
+        "answered",
+        "cancelled",
+        "close_code",
+        "close_reason",
+    )
+
+    def __init__(
+        self,
+        router: Router[Any],
+        connection: Connection,
+        type_name: str,
+        payload: P,
+        meta: dict[str, Any],
+        received_at: int,
+        *,
+        rpc: RpcSchema[Any, Any] | None = None,
+    ) -> None:
+        self.router = router
+        self.connection = connection
+        self.type = type_name
+        self.payload = payload
+        self.meta = meta
+        self.received_at = received_at
+        self.client_id = connection.client_id
+        self.rpc = rpc
+        correlation_id = meta.get("correlationId") if meta else None
+        self.correlation_id: str | None = correlation_id
+        self.deadline: float | None = None
+        #: an RPC's terminal answer (reply or error) has been sent
+        self.answered = False
+        #: the client cancelled this RPC, or its deadline passed
+        self.cancelled = False
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+
+    # -- connection data -------------------------------------------------------------------
+
+    @property
+    def data(self) -> Mapping[str, Any]:
+        """The connection's data (read-only): what ``authenticate`` returned, plus assignments."""
+        return MappingProxyType(self.connection.data)
+
+    def assign_data(self, **changes: Any) -> None:
+        """Merge ``changes`` into the connection's data (visible to its later messages)."""
+        self.connection.data.update(changes)
+
+    @property
+    def user_id(self) -> Any:
+        """``data["user_id"]``: the authenticated user, None when anonymous."""
+        return self.connection.data.get("user_id")
+
+    @property
+    def topics(self) -> frozenset[str]:
+        """The topics this connection is subscribed to."""
+        return frozenset(self.connection.topics)
+
+    @property
+    def is_rpc(self) -> bool:
+        return self.rpc is not None
+
+    def time_remaining(self) -> float | None:
+        """Seconds left before this RPC's deadline (None without one; may be negative)."""
+        if self.deadline is None:
+            return None
+        return self.deadline - asyncio.get_running_loop().time()
+
+    # -- answering -------------------------------------------------------------------------
+
+    async def send(
+        self,
+        schema: MessageSchema[Any],
+        payload: Any = None,
+        *,
+        meta: Mapping[str, Any] | None = None,
+        inherit_correlation_id: bool = False,
+    ) -> bool:
+        """Send a message to this connection. False when the connection could not take it.
+
+        Raises :class:`~wskit.schema.validator.OutboundValidationError` (nothing is sent) when
+        ``payload`` fails ``schema``.
+        """
+        correlation_id = self.correlation_id if inherit_correlation_id else None
+        data = self.router.encode(schema, payload, meta=_meta_bytes(meta, correlation_id))
+        return self.connection.send_nowait(data)
+
+    async def reply(self, payload: Any = None, *, meta: Mapping[str, Any] | None = None) -> bool:
+        """Answer this RPC with its declared response. Only the first terminal answer counts.
+
+        Raises :class:`UsageError` outside an RPC handler.
+        """
+        rpc = self._require_rpc("reply")
+        data = self.router.encode(rpc.response, payload, meta=_meta_bytes(meta, self.correlation_id))
+        if self.answered:
+            log.warning(
+                "RPC %s (correlationId %r): reply after the terminal answer dropped", self.type, self.correlation_id
+            )
+            return False
+        self.answered = True
+        return self.connection.send_nowait(data)
+
+    async def progress(self, payload: Any = None, *, meta: Mapping[str, Any] | None = None) -> bool:
+        """Send a non-terminal progress frame (``$ws:rpc-progress``) for this RPC."""
+        self._require_rpc("progress")
+        if self.answered:
+            log.warning("RPC %s: progress after the terminal answer dropped", self.type)
+            return False
+        body = dumps(payload) if payload is not None else None
+        data = frame(_PROGRESS_PREFIX, _meta_bytes(meta, self.correlation_id), body)
+        return self.connection.send_nowait(data)
+
+    async def error(
+        self,
+        code: ErrorCode | str,
+        message: str | None = None,
+        *,
+        details: dict[str, Any] | None = None,
+        retry_after_ms: int | None | _Unset = UNSET,
+        retryable: bool | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Answer with an error: ``RPC_ERROR`` when the message had a correlationId, else ``ERROR``.
+
+        In an RPC it is the terminal answer (only the first counts).
+        """
+        payload = error_payload(code, message, details=details, retry_after_ms=retry_after_ms, retryable=retryable)
+        return self._send_error(payload, meta)
+
+    def _send_error(self, payload: dict[str, Any], meta: Mapping[str, Any] | None = None) -> bool:
+        if self.rpc is not None:
+            if self.answered:
+                log.warning(
+                    "RPC %s (correlationId %r): error %s after the terminal answer dropped",
+                    self.type,
+                    self.correlation_id,
+                    payload.get("code"),
+                )
+                return False
+            self.answered = True
+        return self.connection.send_nowait(error_frame(payload, self.correlation_id, meta))
+
+    def fail(self, error: WsKitError) -> bool:
+        """Send ``error`` as this message's answer (what raising it in a handler does)."""
+        return self._send_error(error.to_payload())
+
+    async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        """Close this connection with ``code`` (4000-4999 for application reasons)."""
+        await self.connection.close(code, reason)
+
+    # -- topics ----------------------------------------------------------------------------
+
+    async def subscribe(self, topic: str) -> None:
+        """Join ``topic``. Raises ``WsKitError`` when the topic policy refuses it."""
+        policy = self.router.topic_policy
+        name = policy.check_name(topic)
+        if name in self.connection.topics:
+            return
+        if len(self.connection.topics) >= policy.max_topics_per_connection:
+            raise WsKitError(
+                ErrorCode.RESOURCE_EXHAUSTED,
+                f"Too many topics on this connection (limit {policy.max_topics_per_connection})",
+                retry_after_ms=None,
+            )
+        await policy.check_access(self, name, "subscribe")
+        await self.router.hub.subscribe(self.connection, name)
+
+    async def unsubscribe(self, topic: str) -> None:
+        """Leave ``topic`` (nothing happens when not subscribed)."""
+        name = self.router.topic_policy.check_name(topic)
+        await self.router.hub.unsubscribe(self.connection, name)
+
+    async def publish(
+        self,
+        topic: str,
+        schema: MessageSchema[Any],
+        payload: Any = None,
+        *,
+        exclude_self: bool = False,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Publish to every subscriber of ``topic`` (this connection too unless ``exclude_self``)."""
+        policy = self.router.topic_policy
+        name = policy.check_name(topic)
+        await policy.check_access(self, name, "publish")
+        await self.router.publish(name, schema, payload, meta=meta, exclude=self.client_id if exclude_self else None)
+
+    def _require_rpc(self, verb: str) -> RpcSchema[Any, Any]:
+        if self.rpc is None:
+            raise UsageError(f"ctx.{verb}() is only for RPC handlers; {self.type!r} is an event (use ctx.send)")
+        return self.rpc
+
+    def __repr__(self) -> str:
+        return f"<Context {self.type} client={self.client_id}>"

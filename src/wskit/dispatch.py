@@ -1,0 +1,240 @@
+"""The per-message pipeline and the connection lifecycle, compiled from a router.
+
+``receive`` is the hot path: one decode, a route lookup, a :class:`Context`, the middleware
+chain and the handler. Events run inline in the connection's read loop, so one
+connection's events are handled in the order they arrived (a slow handler delays only its
+own connection). RPCs run as tasks, so a client can cancel them and give them deadlines;
+how many may run at once per connection is bounded, and reading pauses at the bound.
+
+Every failure has exactly one answer on the wire (PROTOCOL.md, errors table); nothing a
+handler raises reaches the transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from wskit.connection import Connection
+from wskit.context import Context, error_frame
+from wskit.errors import CloseCode, ErrorCode, UsageError, WsKitError
+from wskit.protocol import CANCEL_TYPE, HEARTBEAT_TYPE, heartbeat_ack, now_ms
+from wskit.rpc import RpcCall
+from wskit.schema.validator import DecodeFailure, OutboundValidationError
+
+if TYPE_CHECKING:
+    from wskit.router import Middleware, Route, Router
+
+__all__ = ["Dispatcher"]
+
+log = logging.getLogger("wskit.dispatch")
+
+Pipeline = Callable[[Context[Any]], Awaitable[None]]
+
+_INTERNAL_TYPES = (HEARTBEAT_TYPE, CANCEL_TYPE)
+
+
+def _compose(middleware: tuple[Middleware, ...], handler: Pipeline) -> Pipeline:
+    if not middleware:
+        return handler
+    last = len(middleware)
+
+    async def run(ctx: Context[Any]) -> None:
+        async def step(index: int) -> None:
+            if index == last:
+                await handler(ctx)
+                return
+            called = False
+
+            async def call_next() -> None:
+                nonlocal called
+                if called:
+                    raise UsageError(f"middleware {middleware[index].__qualname__} called call_next() twice")
+                called = True
+                await step(index + 1)
+
+            await middleware[index](ctx, call_next)
+
+        await step(0)
+
+    return run
+
+
+class _Compiled:
+    __slots__ = ("route", "rpc", "pipeline")
+
+    def __init__(self, route: Route, pipeline: Pipeline) -> None:
+        self.route = route
+        self.rpc = route.rpc
+        self.pipeline = pipeline
+
+
+class Dispatcher:
+    """A router compiled for serving: decoder, pipelines, lifecycle."""
+
+    def __init__(self, router: Router[Any], *, max_inflight_rpcs: int = 64) -> None:
+        self.router = router
+        self.max_inflight_rpcs = max_inflight_rpcs
+        self.decoder = router.validator.decoder(
+            [route.schema for route in router.routes.values()], internal=_INTERNAL_TYPES
+        )
+        globals_ = tuple(router.middleware)
+        self.routes: dict[str, _Compiled] = {
+            name: _Compiled(route, _compose(globals_ + route.inherited + route.middleware, route.handler))
+            for name, route in router.routes.items()
+        }
+
+    # -- the hot path ----------------------------------------------------------------------
+
+    def receive(self, conn: Connection, data: bytes | str) -> Awaitable[None] | None:
+        """Handle one inbound frame. Returns an awaitable the read loop must await, or None."""
+        try:
+            type_name, meta, payload = self.decoder.decode(data)
+        except DecodeFailure as failure:
+            log.debug("client %s: rejected frame: %s", conn.client_id, failure.error)
+            conn.send_nowait(error_frame(failure.error.to_payload(), failure.correlation_id))
+            return None
+        compiled = self.routes.get(type_name)
+        if compiled is None:
+            self._internal(conn, type_name, meta)
+            return None
+        ctx: Context[Any] = Context(self.router, conn, type_name, payload, meta, now_ms(), rpc=compiled.rpc)
+        if compiled.rpc is None:
+            return self._run_event(compiled, ctx)
+        return self._start_rpc(compiled, ctx)
+
+    def _internal(self, conn: Connection, type_name: str, meta: dict[str, Any]) -> None:
+        if type_name == HEARTBEAT_TYPE:
+            conn.send_nowait(heartbeat_ack())
+            return
+        # $ws:rpc-cancel
+        correlation_id = meta.get("correlationId")
+        if not isinstance(correlation_id, str):
+            error = WsKitError(ErrorCode.INVALID_ARGUMENT, "rpc-cancel needs meta.correlationId (string)")
+            conn.send_nowait(error_frame(error.to_payload(), None))
+            return
+        call = conn.rpcs.get(correlation_id)
+        if call is not None:
+            call.abort(WsKitError(ErrorCode.CANCELLED, "Cancelled by the client"))
+
+    async def _run_event(self, compiled: _Compiled, ctx: Context[Any]) -> None:
+        try:
+            await compiled.pipeline(ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure gets its wire answer
+            await self._failed(ctx, exc)
+
+    def _start_rpc(self, compiled: _Compiled, ctx: Context[Any]) -> Awaitable[None] | None:
+        conn = ctx.connection
+        correlation_id = ctx.correlation_id
+        if correlation_id is not None and correlation_id in conn.rpcs:
+            ctx.rpc = None  # not a call of its own: the answer must not end the one in flight
+            ctx.fail(WsKitError(ErrorCode.INVALID_ARGUMENT, "correlationId is already used by an RPC in flight"))
+            return None
+        if len(conn.rpcs) >= self.max_inflight_rpcs:
+            return self._start_when_free(compiled, ctx)
+        RpcCall.start(self._run_rpc(compiled, ctx), ctx)
+        return None
+
+    async def _start_when_free(self, compiled: _Compiled, ctx: Context[Any]) -> None:
+        conn = ctx.connection
+        while len(conn.rpcs) >= self.max_inflight_rpcs and not conn.closed:
+            await asyncio.wait([call.task for call in conn.rpcs.values()], return_when=asyncio.FIRST_COMPLETED)
+        if not conn.closed:
+            RpcCall.start(self._run_rpc(compiled, ctx), ctx)
+
+    async def _run_rpc(self, compiled: _Compiled, ctx: Context[Any]) -> None:
+        try:
+            await compiled.pipeline(ctx)
+        except asyncio.CancelledError:
+            if ctx.cancelled:
+                return  # cancelled by the client or the deadline: already answered
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure gets its wire answer
+            await self._failed(ctx, exc)
+            return
+        if not ctx.answered and not ctx.connection.closed:
+            log.warning("RPC handler for %s returned without reply() or error()", ctx.type)
+            ctx.fail(WsKitError(ErrorCode.INTERNAL, "The handler finished without an answer"))
+
+    async def _failed(self, ctx: Context[Any], exc: Exception) -> None:
+        if isinstance(exc, WsKitError):
+            log.debug("%s from client %s answered with %s", ctx.type, ctx.client_id, exc.code)
+            if not ctx.connection.closed:
+                ctx.fail(exc)
+            return
+        if isinstance(exc, OutboundValidationError):
+            log.error("handler for %s (client %s): %s", ctx.type, ctx.client_id, exc)
+            await self.report(ctx, exc)
+            # nothing goes to the peer for the bad message; an RPC caller learns it failed
+            if ctx.rpc is not None and not ctx.connection.closed:
+                ctx.fail(WsKitError(ErrorCode.INTERNAL))
+            return
+        log.error("handler for %s (client %s) raised", ctx.type, ctx.client_id, exc_info=exc)
+        await self.report(ctx, exc)
+        if not ctx.connection.closed:
+            ctx.fail(WsKitError(ErrorCode.INTERNAL))
+
+    async def report(self, ctx: Context[Any], exc: BaseException) -> None:
+        """Give ``exc`` to the router's ``on_error`` hooks (their own failures are logged)."""
+        for hook in self.router.error_hooks:
+            try:
+                result = hook(ctx, exc)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:  # noqa: BLE001 - a broken hook must not break the connection
+                log.exception("on_error hook %r raised", hook)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self, conn: Connection) -> bool:
+        """Register ``conn`` and run ``on_open`` hooks. False when a hook refused or closed it."""
+        self.router.hub.add(conn)
+        if not self.router.open_hooks:
+            return True
+        ctx: Context[None] = Context(self.router, conn, "$ws:open", None, {}, now_ms())
+        for hook in self.router.open_hooks:
+            try:
+                result = hook(ctx)
+                if inspect.isawaitable(result):
+                    await result
+            except WsKitError as exc:
+                ctx.fail(exc)
+                await conn.close(CloseCode.POLICY_VIOLATION, exc.message[:120])
+                return False
+            except Exception as exc:  # noqa: BLE001
+                log.error("on_open hook failed for client %s", conn.client_id, exc_info=exc)
+                await self.report(ctx, exc)
+                await conn.close(CloseCode.INTERNAL_ERROR, "internal error")
+                return False
+            if conn.close_code is not None:
+                return False
+        return True
+
+    async def disconnect(self, conn: Connection, code: int | None, reason: str = "") -> None:
+        """Forget a closed connection: cancel its RPCs, leave its topics, run ``on_close``."""
+        if conn.closed:
+            return
+        conn.closed = True
+        if conn.close_code is None:
+            conn.close_code = code if code is not None else CloseCode.NORMAL
+            conn.close_reason = reason
+        for call in list(conn.rpcs.values()):
+            call.abandon()
+        await self.router.hub.remove(conn)
+        if not self.router.close_hooks:
+            return
+        ctx: Context[None] = Context(self.router, conn, "$ws:close", None, {}, now_ms())
+        ctx.close_code, ctx.close_reason = conn.close_code, conn.close_reason
+        for hook in self.router.close_hooks:
+            try:
+                result = hook(ctx)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:  # noqa: BLE001
+                log.error("on_close hook failed for client %s", conn.client_id, exc_info=exc)
+                await self.report(ctx, exc)

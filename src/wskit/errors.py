@@ -1,0 +1,203 @@
+"""The one error catalog: wire codes, close codes and the exception tree.
+
+Everything that decides how a failure looks on the wire lives here, so the router, the
+transports and the clients cannot drift apart::
+
+    Exception
+    ├── WsKitError          an error meant for the peer: becomes ERROR / RPC_ERROR
+    └── UsageError          the application misused the API (a bug in *our user's* code);
+        (TypeError)         raised at registration time or from ctx methods, never sent
+
+Codes follow the gRPC-style set WS-Kit uses. Applications may use their own codes
+(``"ROOM_FULL"``); those pass through unchanged and have no catalog defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum, IntEnum
+from typing import Any, Final
+
+__all__ = [
+    "CATALOG",
+    "UNSET",
+    "CloseCode",
+    "ErrorCode",
+    "ErrorSpec",
+    "UsageError",
+    "WsKitError",
+    "error_payload",
+]
+
+
+class ErrorCode(str, Enum):
+    """The 13 standard wire codes (``payload.code`` of ERROR / RPC_ERROR)."""
+
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    UNIMPLEMENTED = "UNIMPLEMENTED"
+    CANCELLED = "CANCELLED"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    UNAVAILABLE = "UNAVAILABLE"
+    ABORTED = "ABORTED"
+    INTERNAL = "INTERNAL"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorSpec:
+    """Catalog entry: what a code means and how a client should react by default."""
+
+    retryable: bool
+    retry_after_ms: int | None
+    description: str
+
+
+# Three descriptions are the exact strings WS-Kit 0.10 puts on the wire (see the reference
+# capture), so clients matching on them keep working; the rest are ours.
+CATALOG: Final[dict[ErrorCode, ErrorSpec]] = {
+    ErrorCode.UNAUTHENTICATED: ErrorSpec(False, None, "Authentication is required"),
+    ErrorCode.PERMISSION_DENIED: ErrorSpec(False, None, "Not allowed for this identity"),
+    ErrorCode.INVALID_ARGUMENT: ErrorSpec(False, None, "Input validation or semantic violation"),
+    ErrorCode.FAILED_PRECONDITION: ErrorSpec(False, None, "State does not allow this operation"),
+    ErrorCode.NOT_FOUND: ErrorSpec(False, None, "Resource not found"),
+    ErrorCode.ALREADY_EXISTS: ErrorSpec(False, None, "Resource already exists"),
+    ErrorCode.UNIMPLEMENTED: ErrorSpec(False, None, "No handler for this message type"),
+    ErrorCode.CANCELLED: ErrorSpec(False, None, "Cancelled by the caller"),
+    ErrorCode.DEADLINE_EXCEEDED: ErrorSpec(True, 50, "Deadline exceeded"),
+    ErrorCode.RESOURCE_EXHAUSTED: ErrorSpec(True, 100, "Rate limit, quota, or buffer overflow"),
+    ErrorCode.UNAVAILABLE: ErrorSpec(True, 100, "Transient infrastructure error"),
+    ErrorCode.ABORTED: ErrorSpec(True, 50, "Aborted by a concurrent change; retry"),
+    ErrorCode.INTERNAL: ErrorSpec(False, None, "Internal server error"),
+}
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes the server uses (RFC 6455 plus the application range)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012
+    TRY_AGAIN_LATER = 1013
+    APPLICATION_MIN = 4000
+    APPLICATION_MAX = 4999
+
+
+class _Unset:
+    """Marker for "not given" where ``None`` is a meaningful value (``retryAfterMs: null``)."""
+
+    _instance: _Unset | None = None
+
+    def __new__(cls) -> _Unset:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+UNSET: Final = _Unset()
+
+
+def _normalise_code(code: ErrorCode | str) -> ErrorCode | str:
+    if isinstance(code, ErrorCode):
+        return code
+    try:
+        return ErrorCode(code)
+    except ValueError:
+        return code
+
+
+def error_payload(
+    code: ErrorCode | str,
+    message: str | None = None,
+    *,
+    details: dict[str, Any] | None = None,
+    retry_after_ms: int | None | _Unset = UNSET,
+    retryable: bool | None = None,
+) -> dict[str, Any]:
+    """Build the ERROR / RPC_ERROR payload with the catalog's defaults filled in.
+
+    Key order matches WS-Kit's (code, message, details, retryAfterMs, retryable).
+    """
+    norm = _normalise_code(code)
+    spec = CATALOG.get(norm) if isinstance(norm, ErrorCode) else None
+    out: dict[str, Any] = {"code": str(norm)}
+    if message is None:
+        message = spec.description if spec is not None else str(norm)
+    out["message"] = message
+    if details:
+        out["details"] = details
+    if not isinstance(retry_after_ms, _Unset):
+        out["retryAfterMs"] = retry_after_ms
+    elif spec is not None and spec.retryable and spec.retry_after_ms is not None:
+        out["retryAfterMs"] = spec.retry_after_ms
+    if retryable is not None:
+        out["retryable"] = retryable
+    elif spec is not None:
+        out["retryable"] = spec.retryable
+    return out
+
+
+class WsKitError(Exception):
+    """An error for the peer. Raise it in a handler or middleware to answer with it.
+
+    ``code`` is an :class:`ErrorCode` or an application code string (``"ROOM_FULL"``).
+    ``retry_after_ms`` may be ``None`` explicitly (sent as ``null``: "do not retry soon");
+    leaving it out uses the catalog default of retryable codes.
+    """
+
+    def __init__(
+        self,
+        code: ErrorCode | str,
+        message: str | None = None,
+        *,
+        details: dict[str, Any] | None = None,
+        retry_after_ms: int | None | _Unset = UNSET,
+        retryable: bool | None = None,
+    ) -> None:
+        self.code: ErrorCode | str = _normalise_code(code)
+        spec = CATALOG.get(self.code) if isinstance(self.code, ErrorCode) else None
+        self.message: str = message if message is not None else (
+            spec.description if spec is not None else str(self.code)
+        )
+        self.details: dict[str, Any] = dict(details) if details else {}
+        self.retry_after_ms = retry_after_ms
+        self.retryable = retryable
+        super().__init__(f"{self.code}: {self.message}")
+
+    def to_payload(self) -> dict[str, Any]:
+        """The wire payload of this error."""
+        return error_payload(
+            self.code,
+            self.message,
+            details=self.details,
+            retry_after_ms=self.retry_after_ms,
+            retryable=self.retryable,
+        )
+
+    def __repr__(self) -> str:
+        return f"WsKitError({str(self.code)!r}, {self.message!r}, details={self.details!r})"
+
+
+class UsageError(TypeError):
+    """The application used wskit wrongly (duplicate route, bad schema, reply in an event...).
+
+    Raised to the application, never sent to a client as such: inside a handler it becomes an
+    ``INTERNAL`` answer plus a log line naming the mistake.
+    """

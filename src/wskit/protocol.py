@@ -1,0 +1,90 @@
+"""The wire envelope: reserved names and frame encoding (PROTOCOL.md, "Frames and envelope").
+
+Frames are built by concatenating pre-encoded pieces, so a message sent to many sockets is
+serialised once and the hot path never re-encodes the envelope around a payload.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any, Final
+
+__all__ = [
+    "CANCEL_TYPE",
+    "ERROR_TYPE",
+    "HEARTBEAT_ACK_TYPE",
+    "HEARTBEAT_TYPE",
+    "INBOUND_META_KEYS",
+    "PROGRESS_TYPE",
+    "RPC_ERROR_TYPE",
+    "SERVER_META_KEYS",
+    "dumps",
+    "frame",
+    "heartbeat_ack",
+    "is_reserved_type",
+    "now_ms",
+    "type_prefix",
+]
+
+HEARTBEAT_TYPE: Final = "__heartbeat"
+HEARTBEAT_ACK_TYPE: Final = "__heartbeat_ack"
+PROGRESS_TYPE: Final = "$ws:rpc-progress"
+CANCEL_TYPE: Final = "$ws:rpc-cancel"
+ERROR_TYPE: Final = "ERROR"
+RPC_ERROR_TYPE: Final = "RPC_ERROR"
+
+#: Keys a client may put in ``meta`` for any message (schemas may declare more).
+INBOUND_META_KEYS: Final = frozenset({"timestamp", "correlationId", "timeoutMs"})
+#: Keys only the server sets; a client sending them is refused (strict meta).
+SERVER_META_KEYS: Final = frozenset({"clientId", "receivedAt"})
+
+_RESERVED_PREFIXES: Final = ("__", "$")
+_TYPE_NAME = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
+
+
+def is_reserved_type(name: str) -> bool:
+    """Types starting with ``__`` or ``$`` belong to the framework."""
+    return name.startswith(_RESERVED_PREFIXES)
+
+
+def valid_type_name(name: str) -> bool:
+    """Whether ``name`` may be declared as an application message type."""
+    return bool(_TYPE_NAME.match(name)) and not is_reserved_type(name)
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON for the cold paths (errors, meta); payloads go through the schema backend."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def type_prefix(type_name: str) -> bytes:
+    """``{"type":"X"`` pre-encoded once per message type."""
+    return b'{"type":' + dumps(type_name)
+
+
+def frame(prefix: bytes, meta: bytes | None, payload: bytes | None) -> bytes:
+    """Assemble an envelope from pre-encoded parts, keys in WS-Kit's order.
+
+    ``meta=None`` leaves the key out (pub/sub deliveries); ``payload=None`` likewise.
+    """
+    out = prefix
+    if meta is not None:
+        out += b',"meta":' + meta
+    if payload is not None:
+        out += b',"payload":' + payload
+    return out + b"}"
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds, as WS-Kit stamps ``receivedAt`` and heartbeat acks."""
+    return time.time_ns() // 1_000_000
+
+
+_ACK_PREFIX: Final = type_prefix(HEARTBEAT_ACK_TYPE)
+
+
+def heartbeat_ack() -> bytes:
+    """``{"type":"__heartbeat_ack","meta":{"ts":<ms>}}``."""
+    return frame(_ACK_PREFIX, b'{"ts":%d}' % now_ms(), None)

@@ -1,0 +1,319 @@
+"""The router: message types to typed handlers, middleware, lifecycle hooks, composition.
+
+A router is a declaration until it is first used: routes, middleware and hooks can be added
+and other routers included; the first message (or ``dispatcher`` access) compiles everything
+into one decoder and one pipeline per route. Mistakes are reported when they are made
+(:class:`~wskit.errors.UsageError` at registration), not when the first client hits them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import typing
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union, overload
+
+from wskit.context import Context
+from wskit.errors import UsageError
+from wskit.hub import Hub
+from wskit.protocol import dumps, frame, type_prefix
+from wskit.schema.declarations import MessageSchema, RpcSchema
+from wskit.schema.registry import select_validator
+from wskit.schema.validator import PayloadEncoder, Validator
+from wskit.topics import TopicPolicy
+
+if TYPE_CHECKING:
+    from wskit.dispatch import Dispatcher
+
+__all__ = ["ErrorHook", "Handler", "LifecycleHook", "Middleware", "Route", "Router"]
+
+P = TypeVar("P")
+D = TypeVar("D")
+
+#: ``async def handler(ctx: Context[P]) -> None``
+Handler = Callable[[Context[P]], Awaitable[None]]
+#: ``async def middleware(ctx, call_next) -> None``: call ``await call_next()`` to go on.
+Middleware = Callable[[Context[Any], Callable[[], Awaitable[None]]], Awaitable[None]]
+#: ``on_open`` / ``on_close`` hook (sync or async).
+LifecycleHook = Callable[[Context[Any]], Union[Awaitable[None], None]]
+#: ``on_error(ctx, exc)`` hook (sync or async).
+ErrorHook = Callable[[Context[Any], BaseException], Union[Awaitable[None], None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One registered message type: its schema, handler and route-level middleware."""
+
+    schema: MessageSchema[Any]
+    handler: Handler[Any]
+    middleware: tuple[Middleware, ...] = ()
+    rpc: RpcSchema[Any, Any] | None = None
+    #: global middleware of an included router, run after the including router's own
+    inherited: tuple[Middleware, ...] = ()
+
+    @property
+    def type(self) -> str:
+        return self.schema.type
+
+
+def _annotation_of(handler: Callable[..., Any], localns: Mapping[str, Any] | None) -> Any:
+    """The resolved annotation of the handler's first parameter (None when unknowable)."""
+    try:
+        params = list(inspect.signature(handler).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if not params:
+        raise UsageError(f"handler {handler.__qualname__} must take the context as its first argument")
+    try:
+        hints = typing.get_type_hints(handler, localns=dict(localns) if localns else None)
+    except Exception:  # noqa: BLE001 - unresolvable forward references: nothing to check
+        return None
+    return hints.get(params[0].name)
+
+
+def _check_handler(handler: Any, schema: MessageSchema[Any], localns: Mapping[str, Any] | None) -> None:
+    if not callable(handler):
+        raise UsageError(f"handler for {schema.type!r} must be callable, got {handler!r}")
+    if not inspect.iscoroutinefunction(handler) and not inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None)  # noqa: B004
+    ):
+        raise UsageError(f"handler for {schema.type!r} must be an async function (async def)")
+    annotation = _annotation_of(handler, localns)
+    if annotation is None:
+        return
+    if typing.get_origin(annotation) is Context:
+        (declared,) = typing.get_args(annotation) or (Any,)
+        expected = schema.payload_model if schema.payload_model is not None else type(None)
+        if declared is Any or declared is expected:
+            return
+        if isinstance(declared, type) and isinstance(expected, type) and issubclass(expected, declared):
+            return
+        raise UsageError(
+            f"handler {handler.__qualname__} is annotated Context[{getattr(declared, '__name__', declared)}] "
+            f"but {schema.type!r} carries {getattr(expected, '__name__', expected)}"
+        )
+    if annotation is not Context and not (isinstance(annotation, type) and issubclass(annotation, Context)):
+        raise UsageError(
+            f"handler {handler.__qualname__}: first parameter should be annotated Context[...], got {annotation!r}"
+        )
+
+
+class Router(Generic[D]):
+    """Routes messages by ``type`` to typed handlers.
+
+    Options (keyword-only):
+    ``validator``: ``"pydantic"``, ``"msgspec"``, a :class:`Validator`, or None to pick from
+    the declared models (msgspec when they are msgspec Structs, else pydantic).
+    ``validate_outbound`` (default True): check outbound payloads against their schema.
+    ``topic_policy``: names, normalisation, limits and authorisation of topics.
+    """
+
+    def __init__(
+        self,
+        *,
+        validator: Validator | str | None = None,
+        validate_outbound: bool = True,
+        topic_policy: TopicPolicy | None = None,
+    ) -> None:
+        self._validator_choice = validator
+        self.validate_outbound = validate_outbound
+        self.topic_policy = topic_policy or TopicPolicy()
+        self.routes: dict[str, Route] = {}
+        self.middleware: list[Middleware] = []
+        self.open_hooks: list[LifecycleHook] = []
+        self.close_hooks: list[LifecycleHook] = []
+        self.error_hooks: list[ErrorHook] = []
+        self._hub: Hub | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._validator: Validator | None = None
+        self._encoders: dict[MessageSchema[Any], tuple[bytes, PayloadEncoder | None]] = {}
+
+    # -- registration ----------------------------------------------------------------------
+
+    @overload
+    def on(
+        self, schema: MessageSchema[P], handler: None = None, *, middleware: Sequence[Middleware] = ()
+    ) -> Callable[[Handler[P]], Handler[P]]: ...
+    @overload
+    def on(
+        self, schema: MessageSchema[P], handler: Handler[P], *, middleware: Sequence[Middleware] = ()
+    ) -> Handler[P]: ...
+    def on(
+        self, schema: MessageSchema[P], handler: Handler[P] | None = None, *, middleware: Sequence[Middleware] = ()
+    ) -> Any:
+        """Register an event handler for ``schema`` (as a decorator, or with ``handler``)."""
+        if isinstance(schema, RpcSchema):
+            raise UsageError(f"{schema!r} is an RPC: register it with router.rpc(...)")
+        if not isinstance(schema, MessageSchema):
+            raise UsageError(f"router.on() takes a message(...) declaration, got {schema!r}")
+        localns = sys._getframe(1).f_locals
+        if handler is not None:
+            self._add(Route(schema, handler, tuple(middleware)), localns)
+            return handler
+
+        def decorate(fn: Handler[P]) -> Handler[P]:
+            self._add(Route(schema, fn, tuple(middleware)), sys._getframe(1).f_locals)
+            return fn
+
+        return decorate
+
+    @overload
+    def rpc(
+        self, schema: RpcSchema[P, Any], handler: None = None, *, middleware: Sequence[Middleware] = ()
+    ) -> Callable[[Handler[P]], Handler[P]]: ...
+    @overload
+    def rpc(
+        self, schema: RpcSchema[P, Any], handler: Handler[P], *, middleware: Sequence[Middleware] = ()
+    ) -> Handler[P]: ...
+    def rpc(
+        self, schema: RpcSchema[P, Any], handler: Handler[P] | None = None, *, middleware: Sequence[Middleware] = ()
+    ) -> Any:
+        """Register the handler of an RPC declared with :func:`wskit.rpc`."""
+        if not isinstance(schema, RpcSchema):
+            raise UsageError(f"router.rpc() takes an rpc(...) declaration, got {schema!r}")
+        localns = sys._getframe(1).f_locals
+        if handler is not None:
+            self._add(Route(schema.request, handler, tuple(middleware), schema), localns)
+            return handler
+
+        def decorate(fn: Handler[P]) -> Handler[P]:
+            self._add(Route(schema.request, fn, tuple(middleware), schema), sys._getframe(1).f_locals)
+            return fn
+
+        return decorate
+
+    def _add(self, route: Route, localns: Mapping[str, Any] | None) -> None:
+        _check_handler(route.handler, route.schema, localns)
+        for mw in route.middleware:
+            if not callable(mw):
+                raise UsageError(f"middleware of {route.type!r} must be callable, got {mw!r}")
+        if route.type in self.routes:
+            raise UsageError(f"message type {route.type!r} already has a handler ({self.routes[route.type].handler.__qualname__})")
+        self.routes[route.type] = route
+        self._changed()
+
+    def use(self, middleware: Middleware) -> Middleware:
+        """Add global middleware (runs for every message, in registration order)."""
+        if not callable(middleware):
+            raise UsageError(f"middleware must be callable, got {middleware!r}")
+        self.middleware.append(middleware)
+        self._changed()
+        return middleware
+
+    def on_open(self, hook: LifecycleHook) -> LifecycleHook:
+        """Run ``hook(ctx)`` when a connection opens (raise or ``ctx.close`` to refuse it)."""
+        self.open_hooks.append(hook)
+        return hook
+
+    def on_close(self, hook: LifecycleHook) -> LifecycleHook:
+        """Run ``hook(ctx)`` after a connection closed (``ctx.close_code`` says how)."""
+        self.close_hooks.append(hook)
+        return hook
+
+    def on_error(self, hook: ErrorHook) -> ErrorHook:
+        """Run ``hook(ctx, exc)`` for every exception a handler or middleware raised."""
+        self.error_hooks.append(hook)
+        return hook
+
+    def include(self, other: Router[Any]) -> Router[D]:
+        """Merge ``other``'s routes, hooks and middleware into this router.
+
+        ``other``'s global middleware applies to ``other``'s routes only, after this router's.
+        Raises :class:`UsageError` for a message type both routers handle.
+        """
+        if other is self:
+            raise UsageError("a router cannot include itself")
+        clash = set(self.routes) & set(other.routes)
+        if clash:
+            raise UsageError(f"include(): message types {sorted(clash)} are handled by both routers")
+        for route in other.routes.values():
+            self.routes[route.type] = Route(
+                route.schema, route.handler, route.middleware, route.rpc, tuple(other.middleware) + route.inherited
+            )
+        self.open_hooks.extend(other.open_hooks)
+        self.close_hooks.extend(other.close_hooks)
+        self.error_hooks.extend(other.error_hooks)
+        self._changed()
+        return self
+
+    def _changed(self) -> None:
+        self._dispatcher = None
+        self._validator = None
+        self._encoders.clear()
+
+    # -- compiled state --------------------------------------------------------------------
+
+    @property
+    def validator(self) -> Validator:
+        """The schema backend (chosen on first use when not given)."""
+        if self._validator is None:
+            models = [r.schema.payload_model for r in self.routes.values()]
+            models += [r.rpc.response.payload_model for r in self.routes.values() if r.rpc is not None]
+            self._validator = select_validator(self._validator_choice, [m for m in models if m is not None])
+        return self._validator
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """The compiled router (built on first use, rebuilt after changes)."""
+        if self._dispatcher is None:
+            from wskit.dispatch import Dispatcher
+
+            self._dispatcher = Dispatcher(self)
+        return self._dispatcher
+
+    @property
+    def hub(self) -> Hub:
+        """This process's connections and topics (created on first use, memory broker)."""
+        if self._hub is None:
+            self._hub = Hub()
+        return self._hub
+
+    def encoder_for(self, schema: MessageSchema[Any]) -> tuple[bytes, PayloadEncoder | None]:
+        """The pre-encoded type prefix and payload encoder of an outbound message type."""
+        cached = self._encoders.get(schema)  # declarations hash by identity
+        if cached is None:
+            if not isinstance(schema, MessageSchema):
+                raise UsageError(f"expected a message(...) declaration, got {schema!r}")
+            validator = self.validator
+            model = schema.payload_model
+            if model is not None and not validator.accepts(model):
+                validator = select_validator(None, [model])
+            cached = (type_prefix(schema.type), validator.encoder(schema, validate=self.validate_outbound))
+            self._encoders[schema] = cached
+        return cached
+
+    def encode(self, schema: MessageSchema[Any], payload: Any, *, meta: bytes | None) -> bytes:
+        """One outbound frame: validated (unless turned off) and serialised by the backend."""
+        prefix, encoder = self.encoder_for(schema)
+        if encoder is None:
+            if payload is not None and payload != {}:
+                raise UsageError(f"message {schema.type!r} is declared without payload, but one was given")
+            return frame(prefix, meta, None)
+        if payload is None:
+            raise UsageError(f"message {schema.type!r} needs a payload")
+        return frame(prefix, meta, encoder(payload))
+
+    # -- publishing ------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        topic: str,
+        schema: MessageSchema[Any],
+        payload: Any = None,
+        *,
+        meta: Mapping[str, Any] | None = None,
+        exclude: str | None = None,
+    ) -> None:
+        """Publish to every subscriber of ``topic``, from anywhere (handlers, tasks, HTTP).
+
+        The frame is serialised once. Deliveries carry no ``meta`` unless ``meta`` is given.
+        ``exclude`` is a client id that should not receive it.
+        """
+        name = self.topic_policy.check_name(topic)
+        data = self.encode(schema, payload, meta=dumps(dict(meta)) if meta else None)
+        await self.hub.publish(name, data, exclude=exclude)
+
+    def __repr__(self) -> str:
+        return f"<Router routes={sorted(self.routes)}>"

@@ -1,0 +1,76 @@
+"""Bookkeeping of RPCs in flight: correlation ids, deadlines, cancellation.
+
+Each RPC runs in its own task, registered on its connection under its correlationId (an
+RPC without one still runs, but cannot be cancelled by the client). ``meta.timeoutMs`` sets
+a deadline: when it passes before the terminal answer, the caller gets
+``DEADLINE_EXCEEDED`` and the handler is cancelled. ``$ws:rpc-cancel`` does the same with
+``CANCELLED``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from wskit.errors import ErrorCode, WsKitError
+
+if TYPE_CHECKING:
+    from wskit.context import Context
+
+__all__ = ["MAX_TIMEOUT_MS", "RpcCall"]
+
+#: Deadlines further away than this are clamped (a day): timers are bounded like the rest.
+MAX_TIMEOUT_MS = 86_400_000
+
+
+class RpcCall:
+    """One RPC in flight: its context, task and deadline timer."""
+
+    __slots__ = ("ctx", "task", "timer", "key")
+
+    def __init__(self, ctx: Context[Any], task: asyncio.Task[None], key: object) -> None:
+        self.ctx = ctx
+        self.task = task
+        self.key = key
+        self.timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def start(cls, coro: Coroutine[Any, Any, None], ctx: Context[Any]) -> RpcCall:
+        """Run ``coro`` (the handler pipeline) as a tracked task with ``ctx``'s deadline."""
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(coro)
+        key: object = ctx.correlation_id if ctx.correlation_id is not None else object()
+        call = cls(ctx, task, key)
+        conn = ctx.connection
+        conn.rpcs[key] = call  # type: ignore[index]
+        timeout = ctx.meta.get("timeoutMs")
+        if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+            delay = min(max(float(timeout), 0.0), MAX_TIMEOUT_MS) / 1000.0
+            ctx.deadline = loop.time() + delay
+            call.timer = loop.call_at(ctx.deadline, call.abort, WsKitError(ErrorCode.DEADLINE_EXCEEDED))
+        task.add_done_callback(call._finished)
+        return call
+
+    def abort(self, error: WsKitError) -> None:
+        """Answer ``error`` (unless already answered) and cancel the handler."""
+        ctx = self.ctx
+        if ctx.answered or self.task.done():
+            return
+        ctx.cancelled = True
+        ctx.fail(error)
+        self.task.cancel()
+
+    def abandon(self) -> None:
+        """The connection is gone: cancel without answering."""
+        self.ctx.cancelled = True
+        self.ctx.answered = True
+        if not self.task.done():
+            self.task.cancel()
+
+    def _finished(self, _: asyncio.Task[None]) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        rpcs = self.ctx.connection.rpcs
+        if rpcs.get(self.key) is self:  # type: ignore[call-overload]
+            del rpcs[self.key]  # type: ignore[arg-type]

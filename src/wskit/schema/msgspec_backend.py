@@ -1,0 +1,208 @@
+"""The msgspec backend (``wskit[msgspec]``): the fast path, for msgspec Structs and dataclasses.
+
+Inbound frames decode through one ``msgspec.json.Decoder`` over a tagged union of envelope
+Structs (``tag_field="type"``): parsing, routing and validation in a single C pass.
+
+Strictness: user Structs are subclassed with ``forbid_unknown_fields=True``; a dataclass
+(which msgspec cannot make strict) is decoded through a strict Struct mirror of its fields
+and then built, so both kinds reject unknown keys as the protocol requires.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, Union
+
+from wskit.errors import UsageError
+from wskit.schema.declarations import MessageSchema
+from wskit.schema.validator import (
+    Inbound,
+    Issue,
+    OutboundValidationError,
+    PayloadEncoder,
+    classify_failure,
+    to_builtins,
+)
+
+try:
+    import msgspec
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError("the msgspec backend needs msgspec: pip install 'wskit[msgspec]'") from exc
+
+__all__ = ["MsgspecValidator"]
+
+_PATH = re.compile(r" - at `\$(.*)`$")
+_SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+
+
+def _issues(error: msgspec.ValidationError) -> list[Issue]:
+    text = str(error)
+    match = _PATH.search(text)
+    path: list[str | int] = []
+    if match:
+        text = text[: match.start()]
+        for name, index in _SEGMENT.findall(match.group(1)):
+            path.append(int(index) if index else name)
+    return [{"path": path, "message": text}]
+
+
+def _is_struct(model: type) -> bool:
+    return isinstance(model, type) and issubclass(model, msgspec.Struct)
+
+
+def _strict_struct(model: type[Any]) -> type[Any]:
+    if getattr(model, "__struct_config__", None) is not None and model.__struct_config__.forbid_unknown_fields:
+        return model
+    strict: type[Any] = type(model.__name__, (model,), {"__module__": model.__module__}, forbid_unknown_fields=True)
+    strict.__qualname__ = model.__qualname__
+    return strict
+
+
+def _dataclass_mirror(model: type[Any]) -> type[Any]:
+    fields: list[Any] = []
+    for f in dataclasses.fields(model):
+        if f.default is not dataclasses.MISSING:
+            fields.append((f.name, f.type, f.default))
+        elif f.default_factory is not dataclasses.MISSING:
+            fields.append((f.name, f.type, msgspec.field(default_factory=f.default_factory)))
+        else:
+            fields.append((f.name, f.type))
+    # defstruct needs evaluated annotations; resolve string annotations of the dataclass
+    import typing
+
+    hints = typing.get_type_hints(model)
+    fields = [(f[0], hints.get(f[0], f[1]), *f[2:]) for f in fields]
+    return msgspec.defstruct(f"{model.__name__}Strict", fields, forbid_unknown_fields=True)
+
+
+class _Decoder:
+    __slots__ = ("_decoder", "_known", "_routes")
+
+    def __init__(
+        self,
+        decoder: Any,
+        known: frozenset[str],
+        routes: dict[type, tuple[str, Callable[[Any], Any] | None]],
+    ) -> None:
+        self._decoder = decoder
+        self._known = known
+        # envelope class -> (type name, payload builder); the tag is not a Struct attribute
+        self._routes = routes
+
+    def decode(self, data: bytes | str) -> Inbound:
+        try:
+            env = self._decoder.decode(data)
+        except msgspec.ValidationError as error:
+            raise classify_failure(data, self._known, lambda: _issues(error)) from None
+        except msgspec.DecodeError:
+            raise classify_failure(data, self._known, list) from None
+        type_name, build = self._routes[type(env)]
+        meta = env.meta
+        # to_builtins leaves out UNSET fields, so absent keys stay absent
+        meta_dict: dict[str, Any] = {} if meta is _UNSET else _to_builtins(meta)
+        payload = env.payload if build is None else build(env.payload)
+        return type_name, meta_dict, payload
+
+
+_UNSET = msgspec.UNSET
+_to_builtins = msgspec.to_builtins
+
+
+def _meta_struct(name: str, extra: dict[str, Any]) -> type[Any]:
+    fields: list[Any] = [
+        ("timestamp", Union[int, float, msgspec.UnsetType], _UNSET),
+        ("correlationId", Union[str, msgspec.UnsetType], _UNSET),
+        ("timeoutMs", Union[int, float, msgspec.UnsetType], _UNSET),
+    ]
+    fields += [(key, Union[tp, msgspec.UnsetType], _UNSET) for key, tp in extra.items()]
+    return msgspec.defstruct(f"{name}Meta", fields, forbid_unknown_fields=True)
+
+
+class _Empty(msgspec.Struct, forbid_unknown_fields=True):
+    pass
+
+
+class MsgspecValidator:
+    """Validate with msgspec. Accepts msgspec Structs and dataclasses."""
+
+    name = "msgspec"
+
+    def accepts(self, model: type) -> bool:
+        return _is_struct(model) or dataclasses.is_dataclass(model)
+
+    def decoder(self, schemas: Sequence[MessageSchema[Any]], *, internal: Collection[str]) -> _Decoder:
+        members: list[Any] = []
+        routes: dict[type, tuple[str, Callable[[Any], Any] | None]] = {}
+        for schema in schemas:
+            build: Callable[[Any], Any] | None = None
+            meta = _meta_struct(schema.type, dict(schema.meta))
+            model = schema.payload_model
+            payload_type: Any
+            if model is None:
+                payload_type = Union[_Empty, None]
+                default: Any = None
+            elif _is_struct(model):
+                payload_type, default = _strict_struct(model), msgspec.NODEFAULT
+            elif dataclasses.is_dataclass(model):
+                payload_type, default = _dataclass_mirror(model), msgspec.NODEFAULT
+                build = _dataclass_builder(model)
+            else:
+                raise UsageError(f"the msgspec backend cannot validate {model!r} (message {schema.type!r})")
+            if model is None:
+                build = _none
+            members.append(_envelope(schema.type, meta, payload_type, default))
+            routes[members[-1]] = (schema.type, build)
+        for name in internal:
+            members.append(_envelope(name, dict[str, Any], Union[dict[str, Any], None], None))
+            routes[members[-1]] = (name, _none)
+        union: Any = members[0] if len(members) == 1 else Union[tuple(members)]
+        known = frozenset([s.type for s in schemas] + list(internal))
+        return _Decoder(msgspec.json.Decoder(union), known, routes)
+
+    def encoder(self, schema: MessageSchema[Any], *, validate: bool) -> PayloadEncoder | None:
+        model = schema.payload_model
+        if model is None:
+            return None
+        encode_json = msgspec.json.Encoder().encode
+        type_name = schema.type
+        convert = msgspec.convert
+
+        def encode(value: Any) -> bytes:
+            if not validate or type(value) is model:
+                # a constructed Struct/dataclass instance is already of the declared shape
+                return encode_json(value)
+            try:
+                if not isinstance(value, dict):
+                    value = to_builtins(value)
+                return encode_json(convert(value, model))
+            except msgspec.ValidationError as error:
+                raise OutboundValidationError(type_name, _issues(error)) from None
+
+        return encode
+
+
+def _none(_: Any) -> None:
+    return None
+
+
+def _dataclass_builder(model: type[Any]) -> Callable[[Any], Any]:
+    names = [f.name for f in dataclasses.fields(model)]
+
+    def build(mirror: Any) -> Any:
+        return model(**{name: getattr(mirror, name) for name in names})
+
+    return build
+
+
+def _envelope(type_name: str, meta: Any, payload: Any, payload_default: Any) -> type[Any]:
+    # meta may be omitted but not null: UNSET marks "absent"
+    fields: list[Any] = [("meta", Union[meta, msgspec.UnsetType], _UNSET)]
+    if payload_default is msgspec.NODEFAULT:
+        fields.insert(0, ("payload", payload))
+    else:
+        fields.append(("payload", payload, payload_default))
+    return msgspec.defstruct(
+        f"{type_name}Envelope", fields, tag_field="type", tag=type_name
+    )
