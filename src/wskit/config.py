@@ -14,7 +14,7 @@ from typing import Any
 
 from wskit.errors import UsageError
 
-__all__ = ["ConfigError", "OPTIONS", "Option", "Settings", "load_settings"]
+__all__ = ["OPTIONS", "ConfigError", "Option", "Settings", "load_settings"]
 
 
 class ConfigError(UsageError, ValueError):

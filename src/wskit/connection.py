@@ -15,7 +15,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from wskit.errors import CloseCode
@@ -25,8 +25,11 @@ __all__ = ["Connection", "OverflowPolicy", "QueueLimits"]
 
 log = logging.getLogger("wskit.connection")
 
+# closes started from synchronous code; referenced here so they are not garbage-collected
+_closing_tasks: set[asyncio.Future[None]] = set()
 
-class OverflowPolicy(str, Enum):
+
+class OverflowPolicy(StrEnum):
     """What to do when a connection's outbound queue is full."""
 
     CLOSE = "close"
@@ -47,21 +50,21 @@ class Connection:
     """A connected client: identity, data, topics, and the way out to its socket."""
 
     __slots__ = (
-        "client_id",
-        "data",
-        "topics",
-        "request",
-        "socket",
-        "limits",
-        "rpcs",
-        "closed",
-        "close_code",
-        "close_reason",
-        "dropped",
         "_backlog",
         "_backlog_bytes",
-        "_writer",
         "_closing",
+        "_writer",
+        "client_id",
+        "close_code",
+        "close_reason",
+        "closed",
+        "data",
+        "dropped",
+        "limits",
+        "request",
+        "rpcs",
+        "socket",
+        "topics",
     )
 
     def __init__(
@@ -80,7 +83,7 @@ class Connection:
         self.limits = limits or QueueLimits()
         self.topics: set[str] = set()
         #: in-flight RPCs by correlationId (see wskit.rpc)
-        self.rpcs: dict[str, Any] = {}
+        self.rpcs: dict[object, Any] = {}
         self.closed = False
         self.close_code: int | None = None
         self.close_reason = ""
@@ -186,7 +189,9 @@ class Connection:
         if self.close_code is None:
             self.close_code, self.close_reason = int(code), reason
         self._closing = True
-        asyncio.ensure_future(self.socket.close(int(code), reason))
+        task = asyncio.ensure_future(self.socket.close(int(code), reason))
+        _closing_tasks.add(task)
+        task.add_done_callback(_closing_tasks.discard)
 
     def __repr__(self) -> str:
         return f"<Connection {self.client_id} user={self.user_id!r} topics={len(self.topics)}>"

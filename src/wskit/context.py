@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from wskit.errors import CloseCode, ErrorCode, UsageError, WsKitError, _Unset, UNSET, error_payload
+from wskit.errors import UNSET, CloseCode, ErrorCode, UsageError, WsKitError, _Unset, error_payload
 from wskit.protocol import ERROR_TYPE, PROGRESS_TYPE, RPC_ERROR_TYPE, dumps, frame, type_prefix
 from wskit.schema.declarations import MessageSchema, RpcSchema
 
@@ -61,20 +61,20 @@ class Context(Generic[P]):
     """
 
     __slots__ = (
-        "payload",
-        "meta",
-        "type",
-        "client_id",
-        "received_at",
-        "correlation_id",
-        "deadline",
-        "connection",
-        "router",
-        "rpc",
         "answered",
         "cancelled",
+        "client_id",
         "close_code",
         "close_reason",
+        "connection",
+        "correlation_id",
+        "deadline",
+        "meta",
+        "payload",
+        "received_at",
+        "router",
+        "rpc",
+        "type",
     )
 
     def __init__(
@@ -187,7 +187,7 @@ class Context(Generic[P]):
         message: str | None = None,
         *,
         details: dict[str, Any] | None = None,
-        retry_after_ms: int | None | _Unset = UNSET,
+        retry_after_ms: int | _Unset | None = UNSET,
         retryable: bool | None = None,
         meta: Mapping[str, Any] | None = None,
     ) -> bool:

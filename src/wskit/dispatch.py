@@ -64,7 +64,7 @@ def _compose(middleware: tuple[Middleware, ...], handler: Pipeline) -> Pipeline:
 
 
 class _Compiled:
-    __slots__ = ("route", "rpc", "pipeline")
+    __slots__ = ("pipeline", "route", "rpc")
 
     def __init__(self, route: Route, pipeline: Pipeline) -> None:
         self.route = route
@@ -186,7 +186,7 @@ class Dispatcher:
                 result = hook(ctx, exc)
                 if inspect.isawaitable(result):
                     await result
-            except Exception:  # noqa: BLE001 - a broken hook must not break the connection
+            except Exception:
                 log.exception("on_error hook %r raised", hook)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -206,7 +206,7 @@ class Dispatcher:
                 ctx.fail(exc)
                 await conn.close(CloseCode.POLICY_VIOLATION, exc.message[:120])
                 return False
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.error("on_open hook failed for client %s", conn.client_id, exc_info=exc)
                 await self.report(ctx, exc)
                 await conn.close(CloseCode.INTERNAL_ERROR, "internal error")
@@ -235,6 +235,6 @@ class Dispatcher:
                 result = hook(ctx)
                 if inspect.isawaitable(result):
                     await result
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.error("on_close hook failed for client %s", conn.client_id, exc_info=exc)
                 await self.report(ctx, exc)

@@ -15,7 +15,7 @@ Codes follow the gRPC-style set WS-Kit uses. Applications may use their own code
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 from typing import Any, Final
 
 __all__ = [
@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 
-class ErrorCode(str, Enum):
+class ErrorCode(StrEnum):
     """The 13 standard wire codes (``payload.code`` of ERROR / RPC_ERROR)."""
 
     UNAUTHENTICATED = "UNAUTHENTICATED"
@@ -46,9 +46,6 @@ class ErrorCode(str, Enum):
     UNAVAILABLE = "UNAVAILABLE"
     ABORTED = "ABORTED"
     INTERNAL = "INTERNAL"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +125,7 @@ def error_payload(
     message: str | None = None,
     *,
     details: dict[str, Any] | None = None,
-    retry_after_ms: int | None | _Unset = UNSET,
+    retry_after_ms: int | _Unset | None = UNSET,
     retryable: bool | None = None,
 ) -> dict[str, Any]:
     """Build the ERROR / RPC_ERROR payload with the catalog's defaults filled in.
@@ -168,13 +165,13 @@ class WsKitError(Exception):
         message: str | None = None,
         *,
         details: dict[str, Any] | None = None,
-        retry_after_ms: int | None | _Unset = UNSET,
+        retry_after_ms: int | _Unset | None = UNSET,
         retryable: bool | None = None,
     ) -> None:
         self.code: ErrorCode | str = _normalise_code(code)
         spec = CATALOG.get(self.code) if isinstance(self.code, ErrorCode) else None
-        self.message: str = message if message is not None else (
-            spec.description if spec is not None else str(self.code)
+        self.message: str = (
+            message if message is not None else (spec.description if spec is not None else str(self.code))
         )
         self.details: dict[str, Any] = dict(details) if details else {}
         self.retry_after_ms = retry_after_ms

@@ -13,7 +13,7 @@ import sys
 import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from wskit.context import Context
 from wskit.errors import UsageError
@@ -37,9 +37,9 @@ Handler = Callable[[Context[P]], Awaitable[None]]
 #: ``async def middleware(ctx, call_next) -> None``: call ``await call_next()`` to go on.
 Middleware = Callable[[Context[Any], Callable[[], Awaitable[None]]], Awaitable[None]]
 #: ``on_open`` / ``on_close`` hook (sync or async).
-LifecycleHook = Callable[[Context[Any]], Union[Awaitable[None], None]]
+LifecycleHook = Callable[[Context[Any]], Awaitable[None] | None]
 #: ``on_error(ctx, exc)`` hook (sync or async).
-ErrorHook = Callable[[Context[Any], BaseException], Union[Awaitable[None], None]]
+ErrorHook = Callable[[Context[Any], BaseException], Awaitable[None] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +190,8 @@ class Router(Generic[D]):
             if not callable(mw):
                 raise UsageError(f"middleware of {route.type!r} must be callable, got {mw!r}")
         if route.type in self.routes:
-            raise UsageError(f"message type {route.type!r} already has a handler ({self.routes[route.type].handler.__qualname__})")
+            owner = self.routes[route.type].handler.__qualname__
+            raise UsageError(f"message type {route.type!r} already has a handler ({owner})")
         self.routes[route.type] = route
         self._changed()
 
@@ -249,7 +250,7 @@ class Router(Generic[D]):
     def validator(self) -> Validator:
         """The schema backend (chosen on first use when not given)."""
         if self._validator is None:
-            models = [r.schema.payload_model for r in self.routes.values()]
+            models: list[type | None] = [r.schema.payload_model for r in self.routes.values()]
             models += [r.rpc.response.payload_model for r in self.routes.values() if r.rpc is not None]
             self._validator = select_validator(self._validator_choice, [m for m in models if m is not None])
         return self._validator

@@ -27,7 +27,7 @@ MAX_TIMEOUT_MS = 86_400_000
 class RpcCall:
     """One RPC in flight: its context, task and deadline timer."""
 
-    __slots__ = ("ctx", "task", "timer", "key")
+    __slots__ = ("ctx", "key", "task", "timer")
 
     def __init__(self, ctx: Context[Any], task: asyncio.Task[None], key: object) -> None:
         self.ctx = ctx
@@ -43,7 +43,7 @@ class RpcCall:
         key: object = ctx.correlation_id if ctx.correlation_id is not None else object()
         call = cls(ctx, task, key)
         conn = ctx.connection
-        conn.rpcs[key] = call  # type: ignore[index]
+        conn.rpcs[key] = call
         timeout = ctx.meta.get("timeoutMs")
         if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
             delay = min(max(float(timeout), 0.0), MAX_TIMEOUT_MS) / 1000.0
@@ -72,5 +72,5 @@ class RpcCall:
         if self.timer is not None:
             self.timer.cancel()
         rpcs = self.ctx.connection.rpcs
-        if rpcs.get(self.key) is self:  # type: ignore[call-overload]
-            del rpcs[self.key]  # type: ignore[arg-type]
+        if rpcs.get(self.key) is self:
+            del rpcs[self.key]

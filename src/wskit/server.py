@@ -129,7 +129,7 @@ class Server:
         for ws in list(self._sockets):
             try:
                 await ws.close(code=code, message=reason.encode())
-            except Exception:  # noqa: BLE001 - one broken socket must not stop the shutdown
+            except Exception:
                 log.debug("closing a socket failed during shutdown", exc_info=True)
         await self._runner.cleanup()
         self._runner = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from wskit.schema.declarations import MessageSchema, RpcSchema, message, rpc
 from wskit.schema.registry import select_validator
-from wskit.schema.validator import Decoder, DecodeFailure, OutboundValidationError, Validator
+from wskit.schema.validator import DecodeFailure, Decoder, OutboundValidationError, Validator
 
 __all__ = [
     "DecodeFailure",

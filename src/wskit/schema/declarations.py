@@ -8,6 +8,7 @@ backend's business, see :mod:`wskit.schema.validator`).
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
@@ -29,25 +30,20 @@ def _check_type_name(type_name: object) -> str:
         raise UsageError(f"a message type must be a string, got {type(type_name).__name__}")
     if is_reserved_type(type_name):
         raise UsageError(
-            f"message type {type_name!r} is reserved: names starting with '__' or '$' "
-            "belong to the framework"
+            f"message type {type_name!r} is reserved: names starting with '__' or '$' belong to the framework"
         )
     if type_name in _WIRE_TYPES:
         raise UsageError(f"message type {type_name!r} is reserved for error frames")
     if not valid_type_name(type_name):
         raise UsageError(
-            f"message type {type_name!r} is not a valid name: use 1-128 characters "
-            "from A-Z a-z 0-9 _ . : / -"
+            f"message type {type_name!r} is not a valid name: use 1-128 characters from A-Z a-z 0-9 _ . : / -"
         )
     return type_name
 
 
 def _check_model(model: object, what: str) -> None:
     if model is not None and not isinstance(model, type):
-        raise UsageError(
-            f"{what} must be a class (pydantic model, msgspec Struct or dataclass), "
-            f"got {model!r}"
-        )
+        raise UsageError(f"{what} must be a class (pydantic model, msgspec Struct or dataclass), got {model!r}")
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -59,7 +55,7 @@ class MessageSchema(Generic[P]):
     """
 
     type: str
-    payload_model: type[P] | None
+    payload_model: builtins.type[P] | None
     meta: Mapping[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:
@@ -109,8 +105,8 @@ def rpc(
     response_model: type[Res] | None,
 ) -> RpcSchema[Req, Res]:
     """Declare an RPC: request ``type`` with ``request_model``, answered by ``response_type``."""
-    request: MessageSchema[Req] = message(type, request_model)  # type: ignore[arg-type]
-    response: MessageSchema[Res] = message(response_type, response_model)  # type: ignore[arg-type]
+    request: MessageSchema[Req] = message(type, request_model)  # type: ignore[assignment]
+    response: MessageSchema[Res] = message(response_type, response_model)  # type: ignore[assignment]
     if request.type == response.type:
         raise UsageError(f"rpc {type!r}: the response type must differ from the request type")
     return RpcSchema(request, response)

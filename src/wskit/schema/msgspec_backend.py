@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable, Collection, Sequence
+from functools import partial
 from typing import Any, Union
 
 from wskit.errors import UsageError
@@ -95,7 +96,7 @@ class _Decoder:
         try:
             env = self._decoder.decode(data)
         except msgspec.ValidationError as error:
-            raise classify_failure(data, self._known, lambda: _issues(error)) from None
+            raise classify_failure(data, self._known, partial(_issues, error)) from None
         except msgspec.DecodeError:
             raise classify_failure(data, self._known, list) from None
         type_name, build = self._routes[type(env)]
@@ -203,6 +204,4 @@ def _envelope(type_name: str, meta: Any, payload: Any, payload_default: Any) -> 
         fields.insert(0, ("payload", payload))
     else:
         fields.append(("payload", payload, payload_default))
-    return msgspec.defstruct(
-        f"{type_name}Envelope", fields, tag_field="type", tag=type_name
-    )
+    return msgspec.defstruct(f"{type_name}Envelope", fields, tag_field="type", tag=type_name)

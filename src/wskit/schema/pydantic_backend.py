@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection, Sequence
-from typing import Annotated, Any, Literal, Union, cast
-
-from typing_extensions import NotRequired, TypedDict
+from functools import partial
+from typing import Annotated, Any, Literal, NotRequired, Union, cast
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import to_json
+from typing_extensions import TypedDict
 
 from wskit.schema.declarations import MessageSchema
 from wskit.schema.validator import (
@@ -41,7 +41,7 @@ def _strict(model: type[Any]) -> type[Any]:
         if model.model_config.get("extra") == "forbid":
             return model
         namespace = {
-            "model_config": ConfigDict(**{**model.model_config, "extra": "forbid"}),  # type: ignore[typeddict-item]
+            "model_config": {**model.model_config, "extra": "forbid"},
             "__module__": model.__module__,
             "__qualname__": model.__qualname__,
             "__doc__": model.__doc__,
@@ -54,7 +54,7 @@ def _strict(model: type[Any]) -> type[Any]:
         strict = dataclasses.make_dataclass(model.__name__, [], bases=(model,))
         strict.__module__ = model.__module__
         strict.__qualname__ = model.__qualname__
-        strict.__pydantic_config__ = ConfigDict(**{**config, "extra": "forbid"})  # type: ignore[attr-defined]
+        strict.__pydantic_config__ = {**config, "extra": "forbid"}  # type: ignore[attr-defined]
         return strict
     return model
 
@@ -92,7 +92,7 @@ def _issues(error: ValidationError, *, skip: int) -> list[Issue]:
 
 
 class _Decoder:
-    __slots__ = ("_adapter", "_known", "_bare")
+    __slots__ = ("_adapter", "_bare", "_known")
 
     def __init__(self, adapter: TypeAdapter[Any], known: frozenset[str], bare: frozenset[str]) -> None:
         self._adapter = adapter
@@ -104,7 +104,7 @@ class _Decoder:
             env = self._adapter.validate_json(data)
         except ValidationError as error:
             # loc is (tag, "payload", "room"): drop the union tag
-            raise classify_failure(data, self._known, lambda: _issues(error, skip=1)) from None
+            raise classify_failure(data, self._known, partial(_issues, error, skip=1)) from None
         type_name = env["type"]
         payload = None if type_name in self._bare else env["payload"]
         return type_name, env.get("meta") or {}, payload
@@ -133,9 +133,7 @@ class PydanticValidator:
         for name in internal:
             members.append(_make_envelope(name, dict[str, Any], dict[str, Any], required=False))
         # a one-member "union" is just the member: its Literal type does the tag check
-        union: Any = (
-            members[0] if len(members) == 1 else Annotated[Union[tuple(members)], Field(discriminator="type")]
-        )
+        union: Any = members[0] if len(members) == 1 else Annotated[Union[tuple(members)], Field(discriminator="type")]
         adapter: TypeAdapter[Any] = TypeAdapter(union)
         known = frozenset([s.type for s in schemas] + list(internal))
         bare = frozenset([s.type for s in schemas if s.payload_model is None] + list(internal))

@@ -13,7 +13,8 @@ __all__ = ["select_validator"]
 
 
 def _is_msgspec_struct(model: Any) -> bool:
-    return any(base.__module__.startswith("msgspec") and base.__name__ == "Struct" for base in getattr(model, "__mro__", ()))
+    mro = getattr(model, "__mro__", ())
+    return any(base.__module__.startswith("msgspec") and base.__name__ == "Struct" for base in mro)
 
 
 def _by_name(name: str) -> Validator:

@@ -174,7 +174,7 @@ class TestClient:
         if model is None or payload is None:
             return payload  # type: ignore[no-any-return]
         if hasattr(model, "model_validate"):
-            return model.model_validate(payload)  # type: ignore[no-any-return, attr-defined]
+            return model.model_validate(payload)  # type: ignore[attr-defined, no-any-return]
         import msgspec
 
         return msgspec.convert(payload, model)

@@ -29,7 +29,7 @@ __all__ = ["AiohttpSocket", "Authenticate", "build_app", "handshake_request"]
 log = logging.getLogger("wskit.server")
 
 #: ``authenticate(request)`` -> connection data, or None to refuse (sync or async).
-Authenticate = Callable[[HandshakeRequest], "Mapping[str, Any] | None | Awaitable[Mapping[str, Any] | None]"]
+Authenticate = Callable[[HandshakeRequest], "Mapping[str, Any] | Awaitable[Mapping[str, Any] | None] | None"]
 
 _TEXT = WSMsgType.TEXT
 
@@ -55,9 +55,7 @@ def handshake_request(request: web.Request) -> HandshakeRequest:
     query: dict[str, str] = {}
     for key, value in request.query.items():
         query.setdefault(key, value)
-    protocols = tuple(
-        p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
-    )
+    protocols = tuple(p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip())
     return HandshakeRequest(
         path=request.path,
         headers=request.headers,
@@ -109,10 +107,10 @@ def build_app(
                 result = authenticate(hs)
                 if inspect.isawaitable(result):
                     result = await result
-            except Exception:  # noqa: BLE001 - a crashing hook is a 500, not a dead server
+            except Exception:
                 log.exception("authenticate() raised for %s %s", hs.client_ip, hs.path)
                 return web.Response(status=500, text="Internal Server Error")
-            if result is None or result is False:
+            if result is None:
                 return web.Response(status=401, text="Unauthorized")
             if not isinstance(result, Mapping):
                 log.error("authenticate() must return a mapping or None, got %r", type(result).__name__)

@@ -92,7 +92,8 @@ class MemoryTransport:
                     await pending
         finally:
             closed = self.closed
-            await dispatcher.disconnect(conn, closed.code if closed else CloseCode.GOING_AWAY, closed.reason if closed else "")
+            code, reason = (closed.code, closed.reason) if closed else (CloseCode.GOING_AWAY, "")
+            await dispatcher.disconnect(conn, code, reason)
 
     def send(self, data: bytes | str) -> None:
         """A frame from the client. Over ``max_payload_bytes`` it closes with 1009, as sockets do."""

@@ -1,0 +1,43 @@
+# wskit: `make run` starts the demo, `make test` installs what the tests need and runs them.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit contract install clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "wskit needs Python >= 3.11 (set PYTHON=...)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,fast]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## run: the chat demo on http://127.0.0.1:8000 (in-memory broker, no services needed)
+run: $(STAMP)
+	$(PY) -m examples.chat
+
+## lint: ruff (lint + format check)
+lint: $(STAMP)
+	$(PY) -m ruff check src tests examples
+	$(PY) -m ruff format --check src tests examples
+
+## typecheck: mypy --strict on the package
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+unit: $(STAMP)
+	$(PY) -m pytest
+
+## contract: the shared API.md example served by serve(), checked over a real socket
+contract: $(STAMP)
+	@if [ -f ../shared/contract/check.py ]; then CONTRACT_QUIET=1 $(PY) ../shared/contract/check.py $(PY); \
+	else echo "contract: ../shared/contract/check.py not found, skipped"; fi
+
+## test: everything CI runs
+test: lint typecheck unit contract
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
