@@ -82,6 +82,8 @@ class Hub:
         return True
 
     async def publish(self, topic: str, data: bytes, *, exclude: str | None = None) -> None:
+        if not self._started:
+            await self.start()  # publishing before any server started must not vanish
         await self.broker.publish(topic, data, exclude=exclude)
 
     def deliver(self, topic: str, data: bytes, exclude: str | None) -> None:
@@ -90,7 +92,8 @@ class Hub:
         if not members:
             return
         count = 0
-        for conn in tuple(members):
+        # send_nowait never changes membership synchronously, so no copy of the set is needed
+        for conn in members:
             if conn.client_id != exclude and conn.send_nowait(data):
                 count += 1
         self.delivered += count

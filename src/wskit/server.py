@@ -126,11 +126,10 @@ class Server:
         """Close every connection with ``code`` and stop listening."""
         if self._runner is None:
             return
-        for ws in list(self._sockets):
-            try:
-                await ws.close(code=code, message=reason.encode())
-            except Exception:
-                log.debug("closing a socket failed during shutdown", exc_info=True)
+        closes = [ws.close(code=code, message=reason.encode()) for ws in list(self._sockets)]
+        for outcome in await asyncio.gather(*closes, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                log.debug("closing a socket failed during shutdown: %r", outcome)
         await self._runner.cleanup()
         self._runner = None
         await self.router.hub.close()

@@ -168,18 +168,25 @@ class MsgspecValidator:
             return None
         encode_json = msgspec.json.Encoder().encode
         type_name = schema.type
-        convert = msgspec.convert
+        if not validate:
+            return encode_json
+        # msgspec does not check types when a Struct is constructed, so even an instance of
+        # the declared class is validated: encode once, then decode those bytes strictly.
+        strict = _strict_struct(model) if _is_struct(model) else _dataclass_mirror(model)
+        check = msgspec.json.Decoder(strict).decode
 
         def encode(value: Any) -> bytes:
-            if not validate or type(value) is model:
-                # a constructed Struct/dataclass instance is already of the declared shape
-                return encode_json(value)
+            if not isinstance(value, (dict, model)):
+                value = to_builtins(value)
             try:
-                if not isinstance(value, dict):
-                    value = to_builtins(value)
-                return encode_json(convert(value, model))
+                data = encode_json(value)
+                check(data)
             except msgspec.ValidationError as error:
                 raise OutboundValidationError(type_name, _issues(error)) from None
+            except TypeError as error:
+                issue = {"path": [], "message": str(error)}
+                raise OutboundValidationError(type_name, [issue]) from None
+            return data
 
         return encode
 
