@@ -61,6 +61,7 @@ class Connection:
         "data",
         "dropped",
         "limits",
+        "positions",
         "request",
         "rpcs",
         "socket",
@@ -84,6 +85,8 @@ class Connection:
         self.topics: set[str] = set()
         #: in-flight RPCs by correlationId (see wskit.rpc)
         self.rpcs: dict[object, Any] = {}
+        #: per history topic: (epoch, last offset delivered), or a buffer while recovering
+        self.positions: dict[str, Any] = {}
         self.closed = False
         self.close_code: int | None = None
         self.close_reason = ""

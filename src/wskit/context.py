@@ -17,13 +17,24 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from wskit.errors import UNSET, CloseCode, ErrorCode, UsageError, WsKitError, _Unset, error_payload
 from wskit.protocol import ERROR_TYPE, PROGRESS_TYPE, RPC_ERROR_TYPE, dumps, frame, type_prefix
+from wskit.pubsub.broker import HistoryPolicy, Publication, RecoveryError
 from wskit.schema.declarations import MessageSchema, RpcSchema
 
 if TYPE_CHECKING:
     from wskit.connection import Connection
     from wskit.router import Router
 
-__all__ = ["Context", "error_frame"]
+__all__ = ["Context", "Position", "error_frame"]
+
+#: A history position as clients see it: ``(offset, epoch)``.
+Position = tuple[int, str]
+
+
+def _position(raw: Any) -> Position | None:
+    if isinstance(raw, tuple):
+        return raw[1], raw[0]
+    return None
+
 
 P = TypeVar("P")
 
@@ -114,8 +125,15 @@ class Context(Generic[P]):
         return MappingProxyType(self.connection.data)
 
     def assign_data(self, **changes: Any) -> None:
-        """Merge ``changes`` into the connection's data (visible to its later messages)."""
-        self.connection.data.update(changes)
+        """Merge ``changes`` into the connection's data (visible to its later messages).
+
+        Setting ``user_id`` authenticates the connection (``send_to_user`` finds it).
+        """
+        conn = self.connection
+        old_user = conn.data.get("user_id")
+        conn.data.update(changes)
+        if "user_id" in changes:
+            self.router.hub.rebind_user(conn, old_user, changes["user_id"])
 
     @property
     def user_id(self) -> Any:
@@ -221,20 +239,68 @@ class Context(Generic[P]):
 
     # -- topics ----------------------------------------------------------------------------
 
-    async def subscribe(self, topic: str) -> None:
-        """Join ``topic``. Raises ``WsKitError`` when the topic policy refuses it."""
+    async def subscribe(self, topic: str, offset: int | None = None, epoch: str | None = None) -> Position | None:
+        """Join ``topic``; returns its history position ``(offset, epoch)`` when it keeps history.
+
+        With ``offset`` and ``epoch`` (the last ones this client saw), every message published
+        after them is delivered first, in order, then live ones, without gap or duplicate.
+        Raises ``WsKitError``: ``FAILED_PRECONDITION`` (``details.reason == "recovery"``) when
+        the history no longer covers the gap, or whatever the topic policy refuses.
+        """
         policy = self.router.topic_policy
         name = policy.check_name(topic)
-        if name in self.connection.topics:
-            return
-        if len(self.connection.topics) >= policy.max_topics_per_connection:
-            raise WsKitError(
-                ErrorCode.RESOURCE_EXHAUSTED,
-                f"Too many topics on this connection (limit {policy.max_topics_per_connection})",
-                retry_after_ms=None,
-            )
-        await policy.check_access(self, name, "subscribe")
-        await self.router.hub.subscribe(self.connection, name)
+        conn = self.connection
+        history = self.router.history_for(name)
+        if offset is not None or epoch is not None:
+            if history is None:
+                raise RecoveryError(name, "This topic keeps no history to recover from")
+            if not isinstance(offset, int) or isinstance(offset, bool) or not isinstance(epoch, str):
+                raise WsKitError(ErrorCode.INVALID_ARGUMENT, "Recovery needs an integer offset and a string epoch")
+        if name in conn.topics and offset is None:
+            return _position(conn.positions.get(name)) if history is not None else None
+        if name not in conn.topics:
+            if len(conn.topics) >= policy.max_topics_per_connection:
+                raise WsKitError(
+                    ErrorCode.RESOURCE_EXHAUSTED,
+                    f"Too many topics on this connection (limit {policy.max_topics_per_connection})",
+                    retry_after_ms=None,
+                )
+            await policy.check_access(self, name, "subscribe")
+        if history is None:
+            await self.router.hub.subscribe(conn, name)
+            return None
+        return await self._subscribe_history(name, history, offset, epoch)
+
+    async def _subscribe_history(
+        self, name: str, history: HistoryPolicy, offset: int | None, epoch: str | None
+    ) -> Position:
+        conn = self.connection
+        hub = self.router.hub
+        buffer: list[Publication] = []
+        conn.positions[name] = buffer  # live publications wait here until we know where to start
+        try:
+            await hub.subscribe(conn, name, history)
+            if offset is None or epoch is None:
+                last, current_epoch = await hub.broker.position(name, history)
+                missed: list[Publication] = []
+                start: tuple[str, int] = (current_epoch, last)
+            else:
+                missed = await hub.broker.recover(name, offset, epoch, history)
+                start = (epoch, offset)
+        except BaseException:
+            conn.positions.pop(name, None)
+            await hub.unsubscribe(conn, name)
+            raise
+        # from here to the end nothing awaits, so no publication can slip in between
+        position = start
+        for pub in [*missed, *buffer]:
+            if pub.epoch == position[0] and pub.offset is not None and pub.offset <= position[1]:
+                continue
+            if pub.exclude != conn.client_id:
+                conn.send_nowait(pub.frame())
+            position = (pub.epoch or position[0], pub.offset or position[1])
+        conn.positions[name] = position
+        return position[1], position[0]
 
     async def unsubscribe(self, topic: str) -> None:
         """Leave ``topic`` (nothing happens when not subscribed)."""
@@ -255,6 +321,16 @@ class Context(Generic[P]):
         name = policy.check_name(topic)
         await policy.check_access(self, name, "publish")
         await self.router.publish(name, schema, payload, meta=meta, exclude=self.client_id if exclude_self else None)
+
+    @property
+    def positions(self) -> Mapping[str, Position]:
+        """Last delivered ``(offset, epoch)`` per history topic of this connection."""
+        out: dict[str, Position] = {}
+        for topic, pos in self.connection.positions.items():
+            found = _position(pos)
+            if found is not None:
+                out[topic] = found
+        return out
 
     def _require_rpc(self, verb: str) -> RpcSchema[Any, Any]:
         if self.rpc is None:

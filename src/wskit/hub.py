@@ -1,30 +1,47 @@
-"""The local registry: live connections, the topic index, and the broker behind them.
+"""The local registry: live connections, topic members, users, and the broker behind them.
 
-Fan-out is synchronous and serialisation-free: the broker hands the hub one frame (bytes,
-encoded once by the publisher) and the hub writes those same bytes to each local member's
-queue without awaiting any socket.
+Fan-out is synchronous and serialisation-free: the broker hands the hub one publication,
+the hub builds its frame once and writes the same bytes to each local member's queue
+without awaiting any socket. For topics with history the hub also remembers, per
+connection, the last position it delivered, so recovery and live delivery meet without a
+gap or a duplicate.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from wskit.connection import Connection
-from wskit.pubsub.broker import Broker
+from wskit.pubsub.broker import Broker, HistoryPolicy, Member, Publication
 from wskit.pubsub.memory import MemoryBroker
 
 __all__ = ["Hub"]
 
 log = logging.getLogger("wskit.hub")
 
+#: A connection's position in a history topic: (epoch, last offset delivered), or the list
+#: buffering live publications while its recovery is being fetched.
+Position = tuple[str, int] | list[Publication]
+
+
+def _default_public(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    public = data.get("public")
+    return dict(public) if isinstance(public, Mapping) else {}
+
 
 class Hub:
-    """Connections by client id and topic members, for one process."""
+    """Connections by client id and by user, topic members, for one process."""
 
-    def __init__(self, broker: Broker | None = None) -> None:
+    def __init__(self, broker: Broker | None = None, *, instance: str = "") -> None:
         self.broker: Broker = broker if broker is not None else MemoryBroker()
+        self.instance = instance
         self.connections: dict[str, Connection] = {}
         self.members: dict[str, set[Connection]] = {}
+        self.users: dict[str, set[Connection]] = {}
+        #: picks the part of a connection's data that presence shows to others
+        self.public_data: Callable[[Mapping[str, Any]], Mapping[str, Any]] = _default_public
         self.delivered = 0
         self._started = False
 
@@ -32,10 +49,10 @@ class Hub:
         """Connect the broker to this hub (idempotent)."""
         if not self._started:
             self._started = True
-            await self.broker.start(self.deliver)
+            await self.broker.start(self)
 
     async def set_broker(self, broker: Broker) -> None:
-        """Swap the broker before serving; topics with members are re-subscribed on it."""
+        """Use ``broker`` from now on (before serving; topics with members re-subscribe)."""
         if broker is self.broker:
             return
         old, self.broker = self.broker, broker
@@ -46,26 +63,54 @@ class Hub:
         for topic in self.members:
             await broker.subscribe(topic)
 
+    # -- connections and users -------------------------------------------------------------
+
     def add(self, conn: Connection) -> None:
         self.connections[conn.client_id] = conn
+        user = _user_str(conn.user_id)
+        if user is not None:
+            self.users.setdefault(user, set()).add(conn)
+
+    def rebind_user(self, conn: Connection, old: Any, new: Any) -> None:
+        """Keep the user index right when a connection's ``user_id`` changes."""
+        old, new = _user_str(old), _user_str(new)
+        if old == new or (new is not None and conn.client_id not in self.connections):
+            return
+        if old is not None:
+            conns = self.users.get(old)
+            if conns is not None:
+                conns.discard(conn)
+                if not conns:
+                    del self.users[old]
+        if new is not None:
+            self.users.setdefault(new, set()).add(conn)
 
     async def remove(self, conn: Connection) -> None:
-        """Forget a closed connection and leave its topics."""
-        self.connections.pop(conn.client_id, None)
+        """Forget a closed connection, leave its topics and presence."""
+        if self.connections.pop(conn.client_id, None) is None:
+            return
+        self.rebind_user(conn, conn.user_id, None)
         for topic in list(conn.topics):
             await self.unsubscribe(conn, topic)
 
-    async def subscribe(self, conn: Connection, topic: str) -> bool:
+    # -- topics ----------------------------------------------------------------------------
+
+    async def subscribe(self, conn: Connection, topic: str, history: HistoryPolicy | None = None) -> bool:
         """Add ``conn`` to ``topic``; False when it was already a member."""
         if topic in conn.topics:
             return False
         members = self.members.get(topic)
         if members is None:
             # first local member: the broker must start carrying this topic here first
-            await self.broker.subscribe(topic)
+            await self.broker.subscribe(topic, history)
             members = self.members.setdefault(topic, set())
         members.add(conn)
         conn.topics.add(topic)
+        member = Member(conn.client_id, _user_str(conn.user_id), self.public_data(conn.data), self.instance)
+        try:
+            await self.broker.presence_add(topic, member)
+        except Exception as exc:  # noqa: BLE001 - presence is best effort; membership stands
+            log.warning("presence for %s in %s not recorded: %s", conn.client_id, topic, exc)
         return True
 
     async def unsubscribe(self, conn: Connection, topic: str) -> bool:
@@ -73,31 +118,72 @@ class Hub:
         if topic not in conn.topics:
             return False
         conn.topics.discard(topic)
+        conn.positions.pop(topic, None)
         members = self.members.get(topic)
         if members is not None:
             members.discard(conn)
             if not members:
                 del self.members[topic]
                 await self.broker.unsubscribe(topic)
+        try:
+            await self.broker.presence_remove(topic, conn.client_id)
+        except Exception as exc:  # noqa: BLE001 - an expired entry goes away with its TTL
+            log.warning("presence for %s in %s not removed: %s", conn.client_id, topic, exc)
         return True
 
-    async def publish(self, topic: str, data: bytes, *, exclude: str | None = None) -> None:
+    async def publish(self, publication: Publication, history: HistoryPolicy | None = None) -> None:
         if not self._started:
             await self.start()  # publishing before any server started must not vanish
-        await self.broker.publish(topic, data, exclude=exclude)
+        await self.broker.publish(publication, history)
 
-    def deliver(self, topic: str, data: bytes, exclude: str | None) -> None:
-        """Write one published frame to every local member of ``topic`` (not ``exclude``)."""
-        members = self.members.get(topic)
+    # -- BrokerListener ----------------------------------------------------------------------
+
+    def deliver(self, publication: Publication) -> None:
+        """Write one publication to every local member of its topic (not ``exclude``)."""
+        members = self.members.get(publication.topic)
         if not members:
             return
+        data = publication.frame()
+        exclude = publication.exclude
         count = 0
-        # send_nowait never changes membership synchronously, so no copy of the set is needed
-        for conn in members:
-            if conn.client_id != exclude and conn.send_nowait(data):
-                count += 1
+        if publication.offset is None:
+            # send_nowait never changes membership synchronously: no copy of the set needed
+            for conn in members:
+                if conn.client_id != exclude and conn.send_nowait(data):
+                    count += 1
+        else:
+            for conn in members:
+                if self._advance(conn, publication) and conn.client_id != exclude and conn.send_nowait(data):
+                    count += 1
         self.delivered += count
+
+    @staticmethod
+    def _advance(conn: Connection, publication: Publication) -> bool:
+        """Record ``publication`` as this connection's position; False for a duplicate."""
+        topic = publication.topic
+        position = conn.positions.get(topic)
+        if isinstance(position, list):
+            position.append(publication)  # recovering: sent after the missed ones
+            return False
+        epoch, offset = publication.epoch, publication.offset
+        assert epoch is not None and offset is not None
+        if position is not None and position[0] == epoch and offset <= position[1]:
+            return False
+        conn.positions[topic] = (epoch, offset)
+        return True
+
+    def deliver_to_user(self, user_id: str, data: bytes) -> None:
+        for conn in list(self.users.get(user_id, ())):
+            conn.send_nowait(data)
+
+    def disconnect_user(self, user_id: str, code: int, reason: str) -> None:
+        for conn in list(self.users.get(user_id, ())):
+            conn.close_soon(code, reason)
 
     async def close(self) -> None:
         await self.broker.close()
         self._started = False
+
+
+def _user_str(user: Any) -> str | None:
+    return None if user is None else str(user)

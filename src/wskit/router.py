@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from wskit.context import Context
-from wskit.errors import UsageError
+from wskit.errors import CloseCode, UsageError
 from wskit.hub import Hub
 from wskit.protocol import dumps, frame, type_prefix
+from wskit.pubsub.broker import HistoryPolicy, Member, Publication
 from wskit.schema.declarations import MessageSchema, RpcSchema
 from wskit.schema.registry import select_validator
 from wskit.schema.validator import PayloadEncoder, Validator
@@ -129,6 +130,8 @@ class Router(Generic[D]):
         self._dispatcher: Dispatcher | None = None
         self._validator: Validator | None = None
         self._encoders: dict[MessageSchema[Any], tuple[bytes, PayloadEncoder | None]] = {}
+        self.history: list[HistoryPolicy] = []
+        self._history_cache: dict[str, HistoryPolicy | None] = {}
 
     # -- registration ----------------------------------------------------------------------
 
@@ -233,6 +236,8 @@ class Router(Generic[D]):
             self.routes[route.type] = Route(
                 route.schema, route.handler, route.middleware, route.rpc, tuple(other.middleware) + route.inherited
             )
+        self.history.extend(other.history)
+        self._history_cache.clear()
         self.open_hooks.extend(other.open_hooks)
         self.close_hooks.extend(other.close_hooks)
         self.error_hooks.extend(other.error_hooks)
@@ -296,6 +301,11 @@ class Router(Generic[D]):
             raise UsageError(f"message {schema.type!r} needs a payload")
         return frame(prefix, meta, encoder(payload))
 
+    def encode_parts(self, schema: MessageSchema[Any], payload: Any) -> tuple[bytes, bytes]:
+        """A frame in two halves around where ``meta`` goes: ``(b'{"type":"X"', b',"payload":...}')``."""
+        prefix = self.encoder_for(schema)[0]
+        return prefix, self.encode(schema, payload, meta=None)[len(prefix) :]
+
     # -- publishing ------------------------------------------------------------------------
 
     async def publish(
@@ -313,8 +323,70 @@ class Router(Generic[D]):
         ``exclude`` is a client id that should not receive it.
         """
         name = self.topic_policy.check_name(topic)
-        data = self.encode(schema, payload, meta=dumps(dict(meta)) if meta else None)
-        await self.hub.publish(name, data, exclude=exclude)
+        head, tail = self.encode_parts(schema, payload)
+        publication = Publication(name, head, tail, dumps(dict(meta)) if meta else None, exclude)
+        await self.hub.publish(publication, self.history_for(name))
+
+    # -- history, presence, users ----------------------------------------------------------
+
+    def enable_history(self, pattern: str, *, max_len: int = 1000, ttl_s: float = 600.0) -> HistoryPolicy:
+        """Keep history for topics matching ``pattern`` (``fnmatch``: ``"room:*"``).
+
+        Deliveries on those topics carry ``meta.offset`` and ``meta.epoch``; a client that
+        re-subscribes with them gets what it missed (see :meth:`Context.subscribe`).
+        """
+        if max_len < 1 or ttl_s <= 0:
+            raise UsageError("enable_history needs max_len >= 1 and ttl_s > 0")
+        policy = HistoryPolicy(pattern, max_len, ttl_s)
+        self.history.append(policy)
+        self._history_cache.clear()
+        return policy
+
+    def history_for(self, topic: str) -> HistoryPolicy | None:
+        """The history policy of ``topic`` (the first matching pattern), or None."""
+        if not self.history:
+            return None
+        cache = self._history_cache
+        try:
+            return cache[topic]
+        except KeyError:
+            pass
+        found = next((p for p in self.history if p.matches(topic)), None)
+        if len(cache) >= 10_000:
+            cache.clear()  # bounded: topic names come from clients
+        cache[topic] = found
+        return found
+
+    async def presence(self, topic: str) -> list[Member]:
+        """Who is subscribed to ``topic`` on every instance (``client_id``, ``user_id``, ``data``)."""
+        return await self.hub.broker.presence(self.topic_policy.check_name(topic))
+
+    async def send_to_user(
+        self, user_id: str, schema: MessageSchema[Any], payload: Any = None, *, meta: Mapping[str, Any] | None = None
+    ) -> None:
+        """Send a message to every connection of ``user_id``, on every instance."""
+        data = self.encode(schema, payload, meta=dumps(dict(meta)) if meta else b"{}")
+        await self._ensure_started()
+        await self.hub.broker.send_to_user(str(user_id), data)
+
+    async def disconnect_user(self, user_id: str, code: int = 4000, reason: str = "") -> None:
+        """Close every connection of ``user_id``, on every instance."""
+        await self._ensure_started()
+        await self.hub.broker.disconnect_user(str(user_id), int(code), reason)
+
+    async def ban_user(self, user_id: str, ttl_s: float | None = None, *, disconnect: bool = True) -> None:
+        """Refuse ``user_id``'s new connections everywhere and (by default) close the open ones."""
+        await self._ensure_started()
+        await self.hub.broker.ban(str(user_id), ttl_s)
+        if disconnect:
+            await self.hub.broker.disconnect_user(str(user_id), int(CloseCode.POLICY_VIOLATION), "banned")
+
+    async def unban_user(self, user_id: str) -> None:
+        await self._ensure_started()
+        await self.hub.broker.unban(str(user_id))
+
+    async def _ensure_started(self) -> None:
+        await self.hub.start()
 
     def __repr__(self) -> str:
         return f"<Router routes={sorted(self.routes)}>"

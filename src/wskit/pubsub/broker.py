@@ -1,43 +1,224 @@
-"""The Broker interface: how published frames move between server processes.
+"""The Broker interface: what moves between server processes, and what they share.
 
-The local side (which connection is in which topic) is the hub's; a broker only carries
-already-serialised frames between processes and tells the hub which topics it must listen
-to. One process uses :class:`~wskit.pubsub.memory.MemoryBroker`; many use Redis.
+The hub keeps the local side (which connection is in which topic); a broker carries
+publications between processes and keeps the state every process must agree on: topic
+history with offsets, presence, and the per-user controls (send to a user, disconnect a
+user, bans). One process uses :class:`~wskit.pubsub.memory.MemoryBroker`; many use
+:class:`~wskit.pubsub.redis.RedisBroker`. Both pass :mod:`wskit.testing.brokers`.
+
+A :class:`Publication` is serialised once by the publisher. Topics with history get an
+``offset`` (increasing by one per publish, per topic) and an ``epoch`` (changes whenever the
+history is lost or reset) from the broker; the frame each subscriber receives is built once
+per process from the publication, with those two spliced into its ``meta``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+import fnmatch
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
 
-__all__ = ["Broker", "Deliver"]
+from wskit.errors import ErrorCode, WsKitError
 
-#: Called by a broker for every frame published to a topic this process listens to:
-#: ``deliver(topic, frame, exclude_client_id)``. Must not block.
-Deliver = Callable[[str, bytes, "str | None"], None]
+__all__ = [
+    "Broker",
+    "BrokerListener",
+    "BrokerState",
+    "HistoryPolicy",
+    "Member",
+    "Publication",
+    "RecoveryError",
+]
+
+
+class BrokerState(StrEnum):
+    """Link state of a broker (readiness and metrics read it)."""
+
+    CONNECTING = "connecting"
+    READY = "ready"
+    DOWN = "down"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPolicy:
+    """How much history a topic keeps: at most ``max_len`` messages, none older than ``ttl_s``."""
+
+    pattern: str
+    max_len: int = 1000
+    ttl_s: float = 600.0
+
+    def matches(self, topic: str) -> bool:
+        return fnmatch.fnmatchcase(topic, self.pattern)
+
+
+class RecoveryError(WsKitError):
+    """History no longer covers what a re-subscribing client missed (``FAILED_PRECONDITION``)."""
+
+    def __init__(self, topic: str, message: str = "History does not cover the requested offset") -> None:
+        super().__init__(ErrorCode.FAILED_PRECONDITION, message, details={"reason": "recovery", "topic": topic})
+
+
+class Publication:
+    """One published message: the frame in two pre-encoded halves around its ``meta``.
+
+    ``head`` is ``{"type":"X"``; ``tail`` is ``,"payload":{...}}`` (or ``}``); ``meta`` the
+    publisher's meta object (JSON bytes) or None. ``offset``/``epoch`` are set by the broker
+    for topics with history.
+    """
+
+    __slots__ = ("_frame", "epoch", "exclude", "head", "meta", "offset", "tail", "topic")
+
+    def __init__(
+        self,
+        topic: str,
+        head: bytes,
+        tail: bytes,
+        meta: bytes | None = None,
+        exclude: str | None = None,
+        offset: int | None = None,
+        epoch: str | None = None,
+    ) -> None:
+        self.topic = topic
+        self.head = head
+        self.tail = tail
+        self.meta = meta
+        self.exclude = exclude
+        self.offset = offset
+        self.epoch = epoch
+        self._frame: bytes | None = None
+
+    def with_position(self, offset: int, epoch: str) -> Publication:
+        """A copy carrying its history position."""
+        return Publication(self.topic, self.head, self.tail, self.meta, self.exclude, offset, epoch)
+
+    def frame(self) -> bytes:
+        """The bytes every subscriber receives (built once, then cached)."""
+        data = self._frame
+        if data is None:
+            meta = self.meta
+            if self.offset is not None:
+                position = b'"offset":%d,"epoch":%s}' % (self.offset, json.dumps(self.epoch).encode())
+                meta = (meta[:-1] + b"," + position) if meta and meta != b"{}" else b"{" + position
+            data = self.head + (b',"meta":' + meta if meta is not None else b"") + self.tail
+            self._frame = data
+        return data
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form, for brokers that carry publications as text."""
+        return {
+            "t": self.topic,
+            "h": self.head.decode(),
+            "b": self.tail.decode(),
+            "m": self.meta.decode() if self.meta is not None else None,
+            "x": self.exclude,
+            "o": self.offset,
+            "e": self.epoch,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Publication:
+        meta = d.get("m")
+        return cls(
+            d["t"], d["h"].encode(), d["b"].encode(), meta.encode() if meta is not None else None,
+            d.get("x"), d.get("o"), d.get("e"),
+        )  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"<Publication {self.topic} offset={self.offset} {self.head!r}>"
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One connection present in a topic, on any instance."""
+
+    client_id: str
+    user_id: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    instance: str = ""
+
+
+class BrokerListener(Protocol):
+    """The receiving side of a broker: this process's hub."""
+
+    def deliver(self, publication: Publication) -> None:
+        """A publication for a topic this process subscribed to. Must not block."""
+        ...
+
+    def deliver_to_user(self, user_id: str, data: bytes) -> None:
+        """Send ``data`` to this process's connections of ``user_id``."""
+        ...
+
+    def disconnect_user(self, user_id: str, code: int, reason: str) -> None:
+        """Close this process's connections of ``user_id``."""
+        ...
 
 
 class Broker(Protocol):
-    """Moves published frames to every process that has members of the topic."""
+    """Carries publications between processes and keeps their shared state."""
 
-    async def start(self, deliver: Deliver) -> None:
-        """Begin delivering; called once by the hub before any other method."""
+    @property
+    def state(self) -> BrokerState:
+        """The link state (``READY`` when publishes can go through)."""
         ...
 
-    async def publish(self, topic: str, data: bytes, *, exclude: str | None = None) -> None:
-        """Send ``data`` to every member of ``topic`` in every process (``exclude``: a client id).
+    async def start(self, listener: BrokerListener) -> None:
+        """Begin delivering to ``listener``; called once before any other method."""
+        ...
 
-        Raises :class:`~wskit.errors.WsKitError` ``UNAVAILABLE`` when it cannot, quickly.
+    async def publish(self, publication: Publication, history: HistoryPolicy | None = None) -> None:
+        """Deliver to every member of the topic in every process; with ``history``, record it.
+
+        Raises :class:`~wskit.errors.WsKitError` ``UNAVAILABLE`` quickly when it cannot.
         """
         ...
 
-    async def subscribe(self, topic: str) -> None:
-        """This process now has members of ``topic``: start receiving its frames."""
+    async def subscribe(self, topic: str, history: HistoryPolicy | None = None) -> None:
+        """This process now has members of ``topic``: start receiving it."""
         ...
 
     async def unsubscribe(self, topic: str) -> None:
-        """The last local member of ``topic`` left: stop receiving its frames."""
+        """The last local member of ``topic`` left: stop receiving it."""
         ...
+
+    async def recover(self, topic: str, offset: int, epoch: str, history: HistoryPolicy) -> list[Publication]:
+        """The publications after ``offset`` in ``epoch``, in order.
+
+        Raises :class:`RecoveryError` when the history no longer covers them (trimmed, expired,
+        or another epoch).
+        """
+        ...
+
+    async def position(self, topic: str, history: HistoryPolicy) -> tuple[int, str]:
+        """The last offset of ``topic`` and its epoch (0 when nothing was published yet)."""
+        ...
+
+    async def presence_add(self, topic: str, member: Member) -> None: ...
+
+    async def presence_remove(self, topic: str, client_id: str) -> None: ...
+
+    async def presence(self, topic: str) -> list[Member]:
+        """Members of ``topic`` across every live instance."""
+        ...
+
+    async def send_to_user(self, user_id: str, data: bytes) -> None:
+        """Deliver ``data`` to every connection of ``user_id`` on every instance."""
+        ...
+
+    async def disconnect_user(self, user_id: str, code: int, reason: str) -> None:
+        """Close every connection of ``user_id`` on every instance."""
+        ...
+
+    async def ban(self, user_id: str, ttl_s: float | None = None) -> None:
+        """Refuse ``user_id``'s new connections everywhere (for ``ttl_s`` seconds, or until unbanned)."""
+        ...
+
+    async def unban(self, user_id: str) -> None: ...
+
+    async def is_banned(self, user_id: str) -> bool: ...
 
     async def close(self) -> None:
         """Flush and release resources; idempotent."""
