@@ -241,7 +241,8 @@ def create_router(limits: ChatLimits | None = None) -> Router[Any]:
 
     @router.on_open
     async def welcome(ctx: Context[None]) -> None:
-        await ctx.send(Welcome, WelcomePayload(client_id=ctx.client_id, **_limits_shown(limits)))
+        shown = WelcomePayload(client_id=ctx.client_id, max_members=limits.max_members, history_len=limits.history_len)
+        await ctx.send(Welcome, shown)
 
     @router.on(Join)
     async def join(ctx: Context[JoinPayload]) -> None:
@@ -318,16 +319,13 @@ def create_router(limits: ChatLimits | None = None) -> Router[Any]:
     return router
 
 
-def _limits_shown(limits: ChatLimits) -> dict[str, int]:
-    return {"max_members": limits.max_members, "history_len": limits.history_len}
-
-
 async def _depart(router: Router[Any], room: Room, client_id: str) -> None:
     """Remove ``client_id`` from ``room`` and tell the room (LEFT)."""
     nick = room.members.pop(client_id, None)
     if nick is None:
         return
-    await router.publish(room_topic(room.name), Left, MemberNotice(room=room.name, name=nick, members=len(room.members)))
+    notice = MemberNotice(room=room.name, name=nick, members=len(room.members))
+    await router.publish(room_topic(room.name), Left, notice)
 
 
 #: The demo's router (``python -m examples.chat`` serves it).

@@ -73,6 +73,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_payload_bytes", "MAX_PAYLOAD_BYTES", _int(1), 1024 * 1024, "largest inbound frame; larger closes 1009"),
     Option("ping_interval", "PING_INTERVAL", _seconds, 20.0, "seconds between transport pings (0: off)"),
     Option("log_level", "LOG_LEVEL", _level, "INFO", "logging level of the wskit loggers"),
+    Option("redis_url", "REDIS_URL", _text, None, "Redis for pub/sub across processes (unset: in-memory broker)"),
+    Option("workers", "WORKERS", _int(1), 1, "server processes sharing the port (SO_REUSEPORT); > 1 needs Redis"),
 )
 
 
@@ -85,6 +87,8 @@ class Settings:
     max_payload_bytes: int = 1024 * 1024
     ping_interval: float = 20.0
     log_level: str = "INFO"
+    redis_url: str | None = None
+    workers: int = 1
 
 
 def load_settings(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:

@@ -50,7 +50,9 @@ class Server:
         max_payload_bytes: int | None = None,
         ping_interval: float | None = None,
         log_level: str | None = None,
+        redis_url: str | None = None,
         broker: Broker | None = None,
+        reuse_port: bool = False,
         queue_limits: QueueLimits | None = None,
         static_files: Mapping[str, str | Path] | None = None,
         http_routes: Mapping[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] | None = None,
@@ -64,10 +66,12 @@ class Server:
                 "max_payload_bytes": max_payload_bytes,
                 "ping_interval": ping_interval,
                 "log_level": log_level,
+                "redis_url": redis_url,
             },
             env,
         )
-        self.broker = broker
+        self.broker = broker if broker is not None else _broker_from(self.settings)
+        self.reuse_port = reuse_port
         self._sockets: set[web.WebSocketResponse] = set()
         self._app = build_app(
             router,
@@ -116,7 +120,7 @@ class Server:
         await hub.start()
         self._runner = web.AppRunner(self._app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
         await self._runner.setup()
-        sock = _bind(self.settings.host, self.settings.port)
+        sock = _bind(self.settings.host, self.settings.port, reuse_port=self.reuse_port)
         site = web.SockSite(self._runner, sock)
         await site.start()
         self._port = sock.getsockname()[1]
@@ -143,10 +147,21 @@ class Server:
         await self.stop()
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _broker_from(settings: Settings) -> Broker | None:
+    if not settings.redis_url:
+        return None
+    from wskit.pubsub import RedisBroker
+
+    broker: Broker = RedisBroker(settings.redis_url)
+    return broker
+
+
+def _bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -176,14 +191,29 @@ def _install_uvloop() -> bool:
     return True
 
 
-def serve(router: Router[Any], **options: Any) -> None:
-    """Serve ``router`` until SIGINT or SIGTERM (uvloop when installed: ``wskit[fast]``)."""
+def serve(router: Router[Any], *, workers: int | None = None, **options: Any) -> None:
+    """Serve ``router`` until SIGINT or SIGTERM (uvloop when installed: ``wskit[fast]``).
+
+    ``workers`` (env ``WORKERS``) > 1 starts that many processes sharing the port through
+    ``SO_REUSEPORT``; they need a shared broker (``REDIS_URL`` or ``broker=``) so that a
+    publish on one reaches subscribers on the others.
+    """
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    count = load_settings({"workers": workers}).workers
+    if count > 1:
+        from wskit.workers import run_workers
+
+        run_workers(router, count, options, _serve_one)
+        return
+    _serve_one(router, options)
+
+
+def _serve_one(router: Router[Any], options: Mapping[str, Any], *, reuse_port: bool = False) -> None:
     _install_uvloop()
 
     async def main() -> None:
-        server = Server(router, **options)
+        server = Server(router, reuse_port=reuse_port, **options)
         await server.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

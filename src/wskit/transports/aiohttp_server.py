@@ -66,6 +66,14 @@ def handshake_request(request: web.Request) -> HandshakeRequest:
     )
 
 
+async def _is_banned(router: Router[Any], user_id: str) -> bool:
+    try:
+        return await router.hub.broker.is_banned(user_id)
+    except Exception as exc:  # noqa: BLE001 - fail open: a Redis outage must not lock everyone out
+        log.warning("ban check for user %s failed (%s); letting the connection in", user_id, exc)
+        return False
+
+
 def _is_upgrade(request: web.Request) -> bool:
     return request.headers.get("Upgrade", "").lower() == "websocket"
 
@@ -116,6 +124,9 @@ def build_app(
                 log.error("authenticate() must return a mapping or None, got %r", type(result).__name__)
                 return web.Response(status=500, text="Internal Server Error")
             data = result
+        user_id = data.get("user_id")
+        if user_id is not None and await _is_banned(router, str(user_id)):
+            return web.Response(status=403, text="Forbidden")
         client_id = str(uuid.uuid4())
         ws = web.WebSocketResponse(
             max_msg_size=max_payload_bytes,

@@ -1,0 +1,78 @@
+"""``serve(..., workers=N)``: N server processes on one port, joined by the broker.
+
+Each worker is a forked process running its own event loop and its own :class:`Server`,
+bound with ``SO_REUSEPORT`` so the kernel spreads new connections over them. They share
+nothing in memory: topics, presence and user controls cross through the broker (Redis),
+which is why more than one worker without ``REDIS_URL`` is refused at start.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from wskit.config import ConfigError, load_settings
+from wskit.pubsub.memory import MemoryBroker
+from wskit.router import Router
+
+__all__ = ["run_workers"]
+
+log = logging.getLogger("wskit.workers")
+
+ServeOne = Callable[..., None]
+
+
+def _reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
+    """Bind (without listening) to learn the port for ``port=0``; keeps it ours meanwhile."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock, sock.getsockname()[1]
+
+
+def run_workers(router: Router[Any], count: int, options: Mapping[str, Any], serve_one: ServeOne) -> None:
+    """Fork ``count`` workers serving ``router``; forward SIGINT/SIGTERM; exit with them."""
+    settings = load_settings({k: options.get(k) for k in ("host", "port", "redis_url")})
+    broker = options.get("broker")
+    if (broker is None and not settings.redis_url) or isinstance(broker, MemoryBroker):
+        raise ConfigError(
+            f"workers={count} needs a broker shared by the processes: set REDIS_URL "
+            "(or pass broker=RedisBroker(...)); the in-memory broker only reaches one process"
+        )
+    if sys.platform == "win32":  # pragma: no cover
+        raise ConfigError("workers > 1 needs fork and SO_REUSEPORT (Linux, macOS)")
+    reserved, port = _reserve_port(settings.host, settings.port)
+    child_options = {**options, "port": port}
+    ctx = multiprocessing.get_context("fork")
+    procs = [
+        ctx.Process(target=serve_one, args=(router, child_options), kwargs={"reuse_port": True}, name=f"wskit-{i}")
+        for i in range(count)
+    ]
+    for proc in procs:
+        proc.start()
+    reserved.close()
+    log.info("wskit: %d workers on %s:%d (pids %s)", count, settings.host, port, [p.pid for p in procs])
+
+    def forward(signum: int, _frame: object) -> None:
+        for proc in procs:
+            if proc.pid is not None and proc.is_alive():
+                os.kill(proc.pid, signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for proc in procs:
+            proc.join()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    failed = [p for p in procs if p.exitcode not in (0, None)]
+    if failed:
+        raise SystemExit(f"wskit: {len(failed)} worker(s) exited with an error: {[p.exitcode for p in failed]}")
