@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from wskit.connection import Connection
+from wskit.protocol import PRESENCE_TYPE, dumps, type_prefix
 from wskit.pubsub.broker import Broker, HistoryPolicy, Member, Publication
 from wskit.pubsub.memory import MemoryBroker
 
@@ -42,6 +43,8 @@ class Hub:
         self.users: dict[str, set[Connection]] = {}
         #: picks the part of a connection's data that presence shows to others
         self.public_data: Callable[[Mapping[str, Any]], Mapping[str, Any]] = _default_public
+        #: topics whose joins and leaves are published to the topic as ``$ws:presence``
+        self.announces: Callable[[str], bool] = lambda topic: False
         self.delivered = 0
         self._started = False
 
@@ -109,6 +112,8 @@ class Hub:
         member = Member(conn.client_id, _user_str(conn.user_id), self.public_data(conn.data), self.instance)
         try:
             await self.broker.presence_add(topic, member)
+            if self.announces(topic):
+                await self.broker.publish(_presence_event(topic, "join", member))
         except Exception as exc:  # noqa: BLE001 - presence is best effort; membership stands
             log.warning("presence for %s in %s not recorded: %s", conn.client_id, topic, exc)
         return True
@@ -127,6 +132,9 @@ class Hub:
                 await self.broker.unsubscribe(topic)
         try:
             await self.broker.presence_remove(topic, conn.client_id)
+            if self.announces(topic):
+                member = Member(conn.client_id, _user_str(conn.user_id), self.public_data(conn.data), self.instance)
+                await self.broker.publish(_presence_event(topic, "leave", member))
         except Exception as exc:  # noqa: BLE001 - an expired entry goes away with its TTL
             log.warning("presence for %s in %s not removed: %s", conn.client_id, topic, exc)
         return True
@@ -183,6 +191,20 @@ class Hub:
     async def close(self) -> None:
         await self.broker.close()
         self._started = False
+
+
+_PRESENCE_PREFIX = type_prefix(PRESENCE_TYPE)
+
+
+def _presence_event(topic: str, event: str, member: Member) -> Publication:
+    payload = {
+        "topic": topic,
+        "event": event,
+        "clientId": member.client_id,
+        "userId": member.user_id,
+        "data": dict(member.data),
+    }
+    return Publication(topic, _PRESENCE_PREFIX, b',"payload":' + dumps(payload) + b"}")
 
 
 def _user_str(user: Any) -> str | None:

@@ -17,6 +17,7 @@ __all__ = [
     "HEARTBEAT_ACK_TYPE",
     "HEARTBEAT_TYPE",
     "INBOUND_META_KEYS",
+    "PRESENCE_TYPE",
     "PROGRESS_TYPE",
     "RPC_ERROR_TYPE",
     "SERVER_META_KEYS",
@@ -26,12 +27,15 @@ __all__ = [
     "is_reserved_type",
     "now_ms",
     "type_prefix",
+    "valid_type_name",
 ]
 
 HEARTBEAT_TYPE: Final = "__heartbeat"
 HEARTBEAT_ACK_TYPE: Final = "__heartbeat_ack"
 PROGRESS_TYPE: Final = "$ws:rpc-progress"
 CANCEL_TYPE: Final = "$ws:rpc-cancel"
+#: join/leave announcements on topics that opted in (``router.enable_presence_events``)
+PRESENCE_TYPE: Final = "$ws:presence"
 ERROR_TYPE: Final = "ERROR"
 RPC_ERROR_TYPE: Final = "RPC_ERROR"
 

@@ -8,6 +8,7 @@ into one decoder and one pipeline per route. Mistakes are reported when they are
 
 from __future__ import annotations
 
+import fnmatch
 import inspect
 import sys
 import typing
@@ -131,6 +132,7 @@ class Router(Generic[D]):
         self._validator: Validator | None = None
         self._encoders: dict[MessageSchema[Any], tuple[bytes, PayloadEncoder | None]] = {}
         self.history: list[HistoryPolicy] = []
+        self.presence_patterns: list[str] = []
         self._history_cache: dict[str, HistoryPolicy | None] = {}
 
     # -- registration ----------------------------------------------------------------------
@@ -237,6 +239,8 @@ class Router(Generic[D]):
                 route.schema, route.handler, route.middleware, route.rpc, tuple(other.middleware) + route.inherited
             )
         self.history.extend(other.history)
+        for pattern in other.presence_patterns:
+            self.enable_presence_events(pattern)
         self._history_cache.clear()
         self.open_hooks.extend(other.open_hooks)
         self.close_hooks.extend(other.close_hooks)
@@ -356,6 +360,17 @@ class Router(Generic[D]):
             cache.clear()  # bounded: topic names come from clients
         cache[topic] = found
         return found
+
+    def enable_presence_events(self, pattern: str) -> None:
+        """Announce joins and leaves on topics matching ``pattern`` to their subscribers.
+
+        Each is a ``$ws:presence`` frame with payload ``{topic, event: "join"|"leave",
+        clientId, userId, data}``. An instance that dies announces nothing; its members
+        vanish from :meth:`presence` when their TTL runs out.
+        """
+        self.presence_patterns.append(pattern)
+        patterns = tuple(self.presence_patterns)
+        self.hub.announces = lambda topic: any(fnmatch.fnmatchcase(topic, p) for p in patterns)
 
     async def presence(self, topic: str) -> list[Member]:
         """Who is subscribed to ``topic`` on every instance (``client_id``, ``user_id``, ``data``)."""
