@@ -4,13 +4,13 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit contract install clean
+.PHONY: run test lint typecheck unit contract install system-deps clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "wskit needs Python >= 3.11 (set PYTHON=...)"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,fast]'
+	$(PY) -m pip install -q -e '.[test,fast,redis]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -28,7 +28,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
-unit: $(STAMP)
+## system-deps: redis-server and chromium from Debian's packages when missing
+system-deps:
+	@bash scripts/system-deps.sh
+
+unit: $(STAMP) system-deps
 	$(PY) -m pytest
 
 ## contract: the shared API.md example served by serve(), checked over a real socket
