@@ -11,6 +11,7 @@ from pathlib import Path
 
 import wskit
 from examples.chat.app import router
+from wskit.config import load_settings
 
 HERE = Path(__file__).resolve().parent
 
@@ -24,6 +25,9 @@ STATIC_FILES: dict[str, Path] = {
 
 def main() -> None:
     """Serve the chat until Ctrl-C (host and port from HOST/PORT, else 127.0.0.1:8000)."""
+    settings = load_settings()
+    if settings.port:
+        print(f"wskit chat demo: open http://{settings.host}:{settings.port}/ (Ctrl-C stops)", flush=True)
     wskit.serve(router, static_files=STATIC_FILES)
 
 

@@ -144,17 +144,22 @@
   // -- chat ----------------------------------------------------------------------------
 
   async function join(room, name) {
-    if (state.room && state.room !== room) send("LEAVE", { room: state.room });
-    if (state.room !== room) clearRoom();
+    if (state.room !== room) {
+      if (state.room) send("LEAVE", { room: state.room }); // its LEFT then matches no room of ours
+      state.room = null;
+      setJoined(false);
+      clearRoom();
+    }
     state.name = name;
     state.joining = room;
     if (!send("JOIN", { room, name })) return;
     try {
       // events of one connection run in order, so the room exists when HISTORY runs
       const res = await request("HISTORY", { room, limit: 50 });
-      showHistory(res.payload.messages);
+      if (state.room === room || state.joining === room) showHistory(res.payload.messages);
     } catch (err) {
-      showError(err);
+      // a refused JOIN was already shown; its HISTORY would fail for the same reason
+      if (state.room === room || state.joining === room) showError(err);
     }
   }
 

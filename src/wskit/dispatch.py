@@ -75,9 +75,9 @@ class _Compiled:
 class Dispatcher:
     """A router compiled for serving: decoder, pipelines, lifecycle."""
 
-    def __init__(self, router: Router[Any], *, max_inflight_rpcs: int = 64) -> None:
+    def __init__(self, router: Router[Any]) -> None:
         self.router = router
-        self.max_inflight_rpcs = max_inflight_rpcs
+        self.max_inflight_rpcs = router.max_inflight_rpcs
         self.decoder = router.validator.decoder(
             [route.schema for route in router.routes.values()], internal=_INTERNAL_TYPES
         )
@@ -96,6 +96,10 @@ class Dispatcher:
         except DecodeFailure as failure:
             log.debug("client %s: rejected frame: %s", conn.client_id, failure.error)
             conn.send_nowait(error_frame(failure.error.to_payload(), failure.correlation_id))
+            return None
+        except Exception:  # a backend bug must cost one answer, never the connection
+            log.exception("client %s: decoding a frame failed unexpectedly", conn.client_id)
+            conn.send_nowait(error_frame(WsKitError(ErrorCode.INTERNAL).to_payload(), None))
             return None
         compiled = self.routes.get(type_name)
         if compiled is None:
@@ -225,7 +229,13 @@ class Dispatcher:
             conn.close_reason = reason
         for call in list(conn.rpcs.values()):
             call.abandon()
-        await self.router.hub.remove(conn)
+        try:
+            await self._run_close_hooks(conn)
+        finally:
+            # after the hooks, so they still see ctx.topics (e.g. to announce a leave)
+            await self.router.hub.remove(conn)
+
+    async def _run_close_hooks(self, conn: Connection) -> None:
         if not self.router.close_hooks:
             return
         ctx: Context[None] = Context(self.router, conn, "$ws:close", None, {}, now_ms())

@@ -110,6 +110,8 @@ class Router(Generic[D]):
     the declared models (msgspec when they are msgspec Structs, else pydantic).
     ``validate_outbound`` (default True): check outbound payloads against their schema.
     ``topic_policy``: names, normalisation, limits and authorisation of topics.
+    ``max_inflight_rpcs`` (default 64): RPCs one connection may have running at once;
+    at the limit the connection's reading pauses until one finishes.
     """
 
     def __init__(
@@ -118,7 +120,11 @@ class Router(Generic[D]):
         validator: Validator | str | None = None,
         validate_outbound: bool = True,
         topic_policy: TopicPolicy | None = None,
+        max_inflight_rpcs: int = 64,
     ) -> None:
+        if max_inflight_rpcs < 1:
+            raise UsageError("max_inflight_rpcs must be >= 1")
+        self.max_inflight_rpcs = max_inflight_rpcs
         self._validator_choice = validator
         self.validate_outbound = validate_outbound
         self.topic_policy = topic_policy or TopicPolicy()
@@ -219,7 +225,11 @@ class Router(Generic[D]):
         return hook
 
     def on_error(self, hook: ErrorHook) -> ErrorHook:
-        """Run ``hook(ctx, exc)`` for every exception a handler or middleware raised."""
+        """Run ``hook(ctx, exc)`` for every unexpected exception of a handler or middleware.
+
+        A raised :class:`WsKitError` is an answer, not a failure: it goes to the client and
+        is not reported here.
+        """
         self.error_hooks.append(hook)
         return hook
 

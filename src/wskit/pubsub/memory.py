@@ -26,6 +26,8 @@ __all__ = ["MemoryBroker"]
 
 @dataclass(slots=True)
 class _Stream:
+    ttl_s: float
+    touched: float
     epoch: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     last: int = 0
     entries: deque[tuple[float, Publication]] = field(default_factory=deque)
@@ -49,6 +51,7 @@ class MemoryBroker:
         self._presence: dict[str, dict[str, Member]] = {}
         self._bans: dict[str, float | None] = {}
         self._state = BrokerState.CONNECTING
+        self._next_sweep = 0.0
         self.published = 0
 
     @property
@@ -62,15 +65,31 @@ class MemoryBroker:
         self._listener = listener
         self._state = BrokerState.READY
 
+    def _stream(self, topic: str, history: HistoryPolicy) -> _Stream:
+        now = self._now()
+        if now >= self._next_sweep:
+            self._sweep(now)
+        stream = self._streams.get(topic)
+        if stream is None:
+            stream = self._streams[topic] = _Stream(history.ttl_s, now)
+        stream.touched = now
+        return stream
+
+    def _sweep(self, now: float) -> None:
+        # a stream untouched for its ttl has no entries left: forget it (its epoch goes with
+        # it, as a Redis key expiring does), so client-chosen topic names cannot pile up
+        self._next_sweep = now + 1.0
+        stale = [topic for topic, s in self._streams.items() if now - s.touched > s.ttl_s]
+        for topic in stale:
+            del self._streams[topic]
+
     async def publish(self, publication: Publication, history: HistoryPolicy | None = None) -> None:
         self.published += 1
         if history is not None:
-            stream = self._streams.get(publication.topic)
-            if stream is None:
-                stream = self._streams[publication.topic] = _Stream()
+            stream = self._stream(publication.topic, history)
             stream.last += 1
             publication = publication.with_position(stream.last, stream.epoch)
-            now = self._now()
+            now = stream.touched
             stream.entries.append((now, publication))
             stream.trim(history, now)
         if self._listener is not None:
@@ -99,9 +118,7 @@ class MemoryBroker:
         return [pub for _, pub in entries if pub.offset > offset]  # type: ignore[operator]
 
     async def position(self, topic: str, history: HistoryPolicy) -> tuple[int, str]:
-        stream = self._streams.get(topic)
-        if stream is None:
-            stream = self._streams[topic] = _Stream()
+        stream = self._stream(topic, history)
         return stream.last, stream.epoch
 
     async def presence_add(self, topic: str, member: Member) -> None:

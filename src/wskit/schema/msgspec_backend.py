@@ -38,6 +38,9 @@ _PATH = re.compile(r" - at `\$(.*)`$")
 _SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 
 
+_FIELD = re.compile(r"(?:unknown|required) field `([^`]+)`")
+
+
 def _issues(error: msgspec.ValidationError) -> list[Issue]:
     text = str(error)
     match = _PATH.search(text)
@@ -46,6 +49,10 @@ def _issues(error: msgspec.ValidationError) -> list[Issue]:
         text = text[: match.start()]
         for name, index in _SEGMENT.findall(match.group(1)):
             path.append(int(index) if index else name)
+    field = _FIELD.search(text)
+    if field:
+        # msgspec names the offending field in the message, not in the path
+        path.append(field.group(1))
     return [{"path": path, "message": text}]
 
 
@@ -97,7 +104,7 @@ class _Decoder:
             env = self._decoder.decode(data)
         except msgspec.ValidationError as error:
             raise classify_failure(data, self._known, partial(_issues, error)) from None
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             raise classify_failure(data, self._known, list) from None
         type_name, build = self._routes[type(env)]
         meta = env.meta
@@ -142,10 +149,12 @@ class MsgspecValidator:
             model = schema.payload_model
             payload_type: Any
             if model is None:
-                payload_type = Union[_Empty, None]
-                default: Any = None
+                payload_type = _Empty
+                default: Any = _UNSET
             elif _is_struct(model):
                 payload_type, default = _strict_struct(model), msgspec.NODEFAULT
+                if payload_type is not model:
+                    build = _restorer(model)
             elif dataclasses.is_dataclass(model):
                 payload_type, default = _dataclass_mirror(model), msgspec.NODEFAULT
                 build = _dataclass_builder(model)
@@ -193,6 +202,17 @@ class MsgspecValidator:
 
 def _none(_: Any) -> None:
     return None
+
+
+def _restorer(model: type[Any]) -> Callable[[Any], Any]:
+    """Hand the handler the Struct class it declared, not our strict subclass of it."""
+
+    def restore(payload: Any) -> Any:
+        # same layout (the subclass only adds config), so this is a plain pointer swap
+        payload.__class__ = model
+        return payload
+
+    return restore
 
 
 def _dataclass_builder(model: type[Any]) -> Callable[[Any], Any]:

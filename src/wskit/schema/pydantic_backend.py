@@ -17,7 +17,7 @@ from functools import partial
 from typing import Annotated, Any, Literal, NotRequired, Union, cast
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
-from pydantic_core import to_json
+from pydantic_core import PydanticSerializationError, to_json
 from typing_extensions import TypedDict
 
 from wskit.schema.declarations import MessageSchema
@@ -61,9 +61,10 @@ def _strict(model: type[Any]) -> type[Any]:
 
 def _meta_type(name: str, extra: dict[str, Any]) -> type:
     fields: dict[str, Any] = {
-        "timestamp": Union[int, float],
+        # float, not int | float: a union would add its member names to error paths
+        "timestamp": float,
         "correlationId": str,
-        "timeoutMs": Union[int, float],
+        "timeoutMs": float,
     }
     fields.update(extra)
     meta = TypedDict(f"{name}Meta", fields, total=False)  # type: ignore[misc]
@@ -92,21 +93,38 @@ def _issues(error: ValidationError, *, skip: int) -> list[Issue]:
 
 
 class _Decoder:
-    __slots__ = ("_adapter", "_bare", "_known")
+    __slots__ = ("_adapter", "_bare", "_known", "_restore", "_skip")
 
-    def __init__(self, adapter: TypeAdapter[Any], known: frozenset[str], bare: frozenset[str]) -> None:
+    def __init__(
+        self,
+        adapter: TypeAdapter[Any],
+        known: frozenset[str],
+        bare: frozenset[str],
+        restore: dict[str, type],
+        *,
+        tagged: bool,
+    ) -> None:
         self._adapter = adapter
         self._known = known
         self._bare = bare  # types without payload: an empty {} payload decodes to None
+        # strict subclasses validated the payload; the handler gets the class it declared
+        self._restore = restore
+        self._skip = 1 if tagged else 0  # a union's error locations start with the tag
 
     def decode(self, data: bytes | str) -> Inbound:
         try:
             env = self._adapter.validate_json(data)
         except ValidationError as error:
-            # loc is (tag, "payload", "room"): drop the union tag
-            raise classify_failure(data, self._known, partial(_issues, error, skip=1)) from None
+            raise classify_failure(data, self._known, partial(_issues, error, skip=self._skip)) from None
         type_name = env["type"]
-        payload = None if type_name in self._bare else env["payload"]
+        if type_name in self._bare:
+            payload = None
+        else:
+            payload = env["payload"]
+            original = self._restore.get(type_name)
+            if original is not None:
+                # same layout (a subclass adding only config), so this is a plain pointer swap
+                payload.__class__ = original
         return type_name, env.get("meta") or {}, payload
 
 
@@ -124,12 +142,17 @@ class PydanticValidator:
 
     def decoder(self, schemas: Sequence[MessageSchema[Any]], *, internal: Collection[str]) -> _Decoder:
         members: list[Any] = []
+        restore: dict[str, type] = {}
         for schema in schemas:
             meta = _meta_type(schema.type, dict(schema.meta))
-            if schema.payload_model is None:
+            model = schema.payload_model
+            if model is None:
                 members.append(_make_envelope(schema.type, _EmptyPayload, meta, required=False))
             else:
-                members.append(_make_envelope(schema.type, _strict(schema.payload_model), meta, required=True))
+                strict = _strict(model)
+                if strict is not model and isinstance(model, type) and not hasattr(model, "__required_keys__"):
+                    restore[schema.type] = model
+                members.append(_make_envelope(schema.type, strict, meta, required=True))
         for name in internal:
             members.append(_make_envelope(name, dict[str, Any], dict[str, Any], required=False))
         # a one-member "union" is just the member: its Literal type does the tag check
@@ -137,23 +160,43 @@ class PydanticValidator:
         adapter: TypeAdapter[Any] = TypeAdapter(union)
         known = frozenset([s.type for s in schemas] + list(internal))
         bare = frozenset([s.type for s in schemas if s.payload_model is None] + list(internal))
-        return _Decoder(adapter, known, bare)
+        return _Decoder(adapter, known, bare, restore, tagged=len(members) > 1)
 
     def encoder(self, schema: MessageSchema[Any], *, validate: bool) -> PayloadEncoder | None:
         model = schema.payload_model
         if model is None:
             return None
         adapter: TypeAdapter[Any] = TypeAdapter(model)
+        # dicts are checked strictly (unknown keys rejected, as msgspec does)
+        strict: TypeAdapter[Any] = TypeAdapter(_strict(model))
         type_name = schema.type
+        # instances pydantic built were validated then; only a stdlib dataclass never was
+        trusted = issubclass(model, BaseModel) or hasattr(model, "__pydantic_validator__")
 
         def encode(value: Any) -> bytes:
             if not validate:
                 return adapter.dump_json(value) if isinstance(value, model) else to_json(value)
             try:
-                if not isinstance(value, (dict, model)):
-                    value = to_builtins(value)
-                return adapter.dump_json(adapter.validate_python(value))
+                if isinstance(value, model) and trusted:
+                    try:
+                        # the serializer re-checks every field's type at no extra cost;
+                        # model_construct() or assignment can still have slipped in a bad value
+                        return adapter.dump_json(value, warnings="error")
+                    except PydanticSerializationError:
+                        value = _plain(value)
+                elif not isinstance(value, dict):
+                    value = _plain(value)
+                return adapter.dump_json(strict.validate_python(value))
             except ValidationError as error:
                 raise OutboundValidationError(type_name, _issues(error, skip=0)) from None
 
         return encode
+
+
+def _plain(value: Any) -> Any:
+    """Field values of a model instance of any kind, shallowly (nested values stay)."""
+    if isinstance(value, BaseModel):
+        return dict(value.__dict__)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    return to_builtins(value)

@@ -186,8 +186,8 @@ class TestClient:
         async with asyncio.timeout(timeout):
             return await self._next_frame()
 
-    async def receive_nowait(self) -> Message[Any] | None:
-        """The next frame if one is already there, else None (lets queued work run first)."""
+    async def receive_pending(self) -> Message[Any] | None:
+        """The next frame if one is already there, else None (yields once so queued work runs)."""
         await asyncio.sleep(0)
         if self._pending:
             return self._pending.popleft()

@@ -20,6 +20,7 @@ from aiohttp import WSMsgType, web
 
 from wskit.connection import Connection, QueueLimits
 from wskit.errors import CloseCode
+from wskit.pubsub.broker import BrokerState
 from wskit.router import Router
 from wskit.transports.base import HandshakeRequest
 from wskit.transports.stepping import step
@@ -97,6 +98,12 @@ def build_app(
         if not _is_upgrade(request):
             if request.method == "GET" and request.path in http_routes:
                 return await http_routes[request.path](request)
+            if request.path == "/healthz":
+                return web.Response(text="ok")
+            if request.path == "/readyz":
+                state = router.hub.broker.state
+                ready = state is BrokerState.READY
+                return web.Response(status=200 if ready else 503, text=f"broker {state}")
             file = files.get(request.path)
             if file is not None and request.method in ("GET", "HEAD"):
                 return web.FileResponse(file)
@@ -133,6 +140,7 @@ def build_app(
             heartbeat=ping_interval,
             compress=False,
             decode_text=False,
+            autoclose=False,
         )
         ws.headers["x-client-id"] = client_id
         await ws.prepare(request)
@@ -140,22 +148,37 @@ def build_app(
         dispatcher = router.dispatcher
         receive = dispatcher.receive
         connections.add(ws)
+        code: int | None = None
+        reason = ""
         try:
             if await dispatcher.open(conn):
-                async for msg in ws:
-                    if msg.type is _TEXT or msg.type is WSMsgType.BINARY:
+                while True:
+                    msg = await ws.receive()
+                    kind = msg.type
+                    if kind is _TEXT or kind is WSMsgType.BINARY:
                         pending = receive(conn, msg.data)
                         if pending is not None:
                             await pending
-                    elif msg.type is WSMsgType.ERROR:
-                        log.info("client %s: socket error %s", client_id, ws.exception())
+                    elif kind is WSMsgType.CLOSE:
+                        # echo the peer's code and reason, as RFC 6455 suggests and WS-Kit does
+                        code, reason = int(msg.data), msg.extra or ""
+                        await ws.close(code=code, message=reason.encode()[:123])
+                        break
+                    elif kind is WSMsgType.ERROR:
+                        error = msg.data
+                        code = getattr(error, "code", None) or CloseCode.PROTOCOL_ERROR
+                        reason = str(error)[:123]
+                        log.info("client %s: closed on a protocol error: %s", client_id, error)
+                        break
+                    else:  # CLOSING / CLOSED: we closed it (ctx.close, shutdown, slow consumer)
                         break
         finally:
             connections.discard(ws)
-            code = ws.close_code if ws.close_code is not None else CloseCode.GOING_AWAY
-            await dispatcher.disconnect(conn, code)
+            if code is None:
+                code = ws.close_code if ws.close_code is not None else CloseCode.GOING_AWAY
+            await dispatcher.disconnect(conn, code, reason)
             if not ws.closed:
-                await ws.close()
+                await ws.close(code=code if code != CloseCode.ABNORMAL else CloseCode.GOING_AWAY)
         return ws
 
     app = web.Application(client_max_size=max_payload_bytes)
