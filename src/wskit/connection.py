@@ -60,7 +60,9 @@ class Connection:
         "closed",
         "data",
         "dropped",
+        "last_activity",
         "limits",
+        "opened_at",
         "positions",
         "request",
         "rpcs",
@@ -87,6 +89,9 @@ class Connection:
         self.rpcs: dict[object, Any] = {}
         #: per history topic: (epoch, last offset delivered), or a buffer while recovering
         self.positions: dict[str, Any] = {}
+        #: time.monotonic() of the last application message, and of the opening (watchdog)
+        self.last_activity = 0.0
+        self.opened_at = 0.0
         self.closed = False
         self.close_code: int | None = None
         self.close_reason = ""
@@ -106,8 +111,11 @@ class Connection:
         """Frames waiting for the socket (0 while the transport keeps up)."""
         return len(self._backlog) if self._backlog is not None else 0
 
-    def send_nowait(self, data: bytes) -> bool:
-        """Queue one frame for this peer. False when it was not queued (closed or dropped)."""
+    def send_nowait(self, data: bytes, overflow: OverflowPolicy | None = None) -> bool:
+        """Queue one frame for this peer. False when it was not queued (closed or dropped).
+
+        ``overflow`` overrides the connection's policy for this frame when the queue is full.
+        """
         if self._closing:
             return False
         backlog = self._backlog
@@ -124,15 +132,14 @@ class Connection:
             return True
         limits = self.limits
         if len(backlog) >= limits.max_messages or self._backlog_bytes + len(data) > limits.max_bytes:
-            return self._overflow(data)
+            return self._overflow(data, overflow or limits.policy)
         backlog.append(data)
         self._backlog_bytes += len(data)
         return True
 
-    def _overflow(self, data: bytes) -> bool:
+    def _overflow(self, data: bytes, policy: OverflowPolicy) -> bool:
         backlog = self._backlog
         assert backlog is not None
-        policy = self.limits.policy
         self.dropped += 1
         if policy is OverflowPolicy.DROP_NEW:
             log.warning("client %s: outbound queue full, dropped the newest frame", self.client_id)

@@ -46,6 +46,8 @@ class Hub:
         #: topics whose joins and leaves are published to the topic as ``$ws:presence``
         self.announces: Callable[[str], bool] = lambda topic: False
         self.delivered = 0
+        #: history policy of each topic with local members (a new broker resubscribes with it)
+        self.topic_history: dict[str, HistoryPolicy | None] = {}
         self._started = False
 
     async def start(self) -> None:
@@ -64,7 +66,7 @@ class Hub:
             self._started = False
         await self.start()
         for topic in self.members:
-            await broker.subscribe(topic)
+            await broker.subscribe(topic, self.topic_history.get(topic))
 
     # -- connections and users -------------------------------------------------------------
 
@@ -107,6 +109,7 @@ class Hub:
             # first local member: the broker must start carrying this topic here first
             await self.broker.subscribe(topic, history)
             members = self.members.setdefault(topic, set())
+            self.topic_history[topic] = history
         members.add(conn)
         conn.topics.add(topic)
         member = Member(conn.client_id, _user_str(conn.user_id), self.public_data(conn.data), self.instance)
@@ -129,6 +132,7 @@ class Hub:
             members.discard(conn)
             if not members:
                 del self.members[topic]
+                self.topic_history.pop(topic, None)
                 await self.broker.unsubscribe(topic)
         try:
             await self.broker.presence_remove(topic, conn.client_id)
