@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
@@ -24,6 +25,10 @@ from wskit.transports.base import HandshakeRequest, Socket
 __all__ = ["Connection", "OverflowPolicy", "QueueLimits"]
 
 log = logging.getLogger("wskit.connection")
+
+#: process-wide counters (metrics read them): frames dropped, slow consumers closed
+STATS: dict[str, int] = {"dropped": 0, "closed_slow": 0}
+DROP_LOG_INTERVAL_S = 5.0
 
 # closes started from synchronous code; referenced here so they are not garbage-collected
 _closing_tasks: set[asyncio.Future[None]] = set()
@@ -53,6 +58,7 @@ class Connection:
         "_backlog",
         "_backlog_bytes",
         "_closing",
+        "_next_drop_log",
         "_writer",
         "client_id",
         "close_code",
@@ -85,7 +91,7 @@ class Connection:
         self.request = request
         self.limits = limits or QueueLimits()
         self.topics: set[str] = set()
-        #: in-flight RPCs by correlationId (see wskit.rpc)
+        #: in-flight RPCs by correlationId (see wskit.inflight)
         self.rpcs: dict[object, Any] = {}
         #: per history topic: (epoch, last offset delivered), or a buffer while recovering
         self.positions: dict[str, Any] = {}
@@ -100,6 +106,7 @@ class Connection:
         self._backlog_bytes = 0
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
+        self._next_drop_log = 0.0
 
     @property
     def user_id(self) -> Any:
@@ -140,26 +147,45 @@ class Connection:
     def _overflow(self, data: bytes, policy: OverflowPolicy) -> bool:
         backlog = self._backlog
         assert backlog is not None
-        self.dropped += 1
         if policy is OverflowPolicy.DROP_NEW:
-            log.warning("client %s: outbound queue full, dropped the newest frame", self.client_id)
+            self._dropped(1, "newest")
             return False
         if policy is OverflowPolicy.DROP_OLDEST:
+            count = 0
             while backlog and (
                 len(backlog) >= self.limits.max_messages or self._backlog_bytes + len(data) > self.limits.max_bytes
             ):
                 self._backlog_bytes -= len(backlog.popleft())
-            log.warning("client %s: outbound queue full, dropped the oldest frame(s)", self.client_id)
+                count += 1
             if len(data) > self.limits.max_bytes:
+                self._dropped(count + 1, "oldest")
                 return False
+            self._dropped(count, "oldest")
             backlog.append(data)
             self._backlog_bytes += len(data)
             return True
+        self.dropped += 1
+        STATS["closed_slow"] += 1
         log.warning("client %s: outbound queue full (slow consumer), closing with 1013", self.client_id)
         self._backlog = deque()
         self._backlog_bytes = 0
         self.close_soon(CloseCode.TRY_AGAIN_LATER, "slow consumer: outbound queue full")
         return False
+
+    def _dropped(self, count: int, which: str) -> None:
+        # counted always, logged at most every few seconds per connection: a flood of drops
+        # must not become a flood of log lines
+        self.dropped += count
+        STATS["dropped"] += count
+        now = time.monotonic()
+        if now >= self._next_drop_log:
+            self._next_drop_log = now + DROP_LOG_INTERVAL_S
+            log.warning(
+                "client %s: outbound queue full, dropping the %s frames (%d dropped so far)",
+                self.client_id,
+                which,
+                self.dropped,
+            )
 
     async def _drain(self, pending: Awaitable[None]) -> None:
         try:

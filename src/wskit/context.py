@@ -315,12 +315,17 @@ class Context(Generic[P]):
         *,
         exclude_self: bool = False,
         meta: Mapping[str, Any] | None = None,
+        overflow: str | None = None,
     ) -> None:
-        """Publish to every subscriber of ``topic`` (this connection too unless ``exclude_self``)."""
+        """Publish to every subscriber of ``topic`` (this connection too unless ``exclude_self``).
+
+        ``overflow``: this message's policy for subscribers whose send queue is full.
+        """
         policy = self.router.topic_policy
         name = policy.check_name(topic)
         await policy.check_access(self, name, "publish")
-        await self.router.publish(name, schema, payload, meta=meta, exclude=self.client_id if exclude_self else None)
+        exclude = self.client_id if exclude_self else None
+        await self.router.publish(name, schema, payload, meta=meta, exclude=exclude, overflow=overflow)
 
     @property
     def positions(self) -> Mapping[str, Position]:

@@ -15,14 +15,15 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from wskit.connection import Connection
 from wskit.context import Context, error_frame
 from wskit.errors import CloseCode, ErrorCode, UsageError, WsKitError
+from wskit.inflight import RpcCall
 from wskit.protocol import CANCEL_TYPE, HEARTBEAT_TYPE, heartbeat_ack, now_ms
-from wskit.rpc import RpcCall
 from wskit.schema.validator import DecodeFailure, OutboundValidationError
 
 if TYPE_CHECKING:
@@ -75,13 +76,19 @@ class _Compiled:
 class Dispatcher:
     """A router compiled for serving: decoder, pipelines, lifecycle."""
 
-    def __init__(self, router: Router[Any]) -> None:
+    def __init__(self, router: Router[Any], *, guards: Sequence[Middleware] = ()) -> None:
         self.router = router
         self.max_inflight_rpcs = router.max_inflight_rpcs
+        #: set during a graceful shutdown: new messages are answered UNAVAILABLE
+        self.draining = False
+        self.retry_after_ms = 1000
+        #: event handlers running right now (RPCs are counted on their connections)
+        self.running = 0
         self.decoder = router.validator.decoder(
             [route.schema for route in router.routes.values()], internal=_INTERNAL_TYPES
         )
-        globals_ = tuple(router.middleware)
+        # the server's guards (rate limits) run before the application's middleware
+        globals_ = tuple(guards) + tuple(router.middleware)
         self.routes: dict[str, _Compiled] = {
             name: _Compiled(route, _compose(globals_ + route.inherited + route.middleware, route.handler))
             for name, route in router.routes.items()
@@ -105,7 +112,11 @@ class Dispatcher:
         if compiled is None:
             self._internal(conn, type_name, meta)
             return None
+        conn.last_activity = monotonic()
         ctx: Context[Any] = Context(self.router, conn, type_name, payload, meta, now_ms(), rpc=compiled.rpc)
+        if self.draining:
+            ctx.fail(WsKitError(ErrorCode.UNAVAILABLE, "Server shutting down", retry_after_ms=self.retry_after_ms))
+            return None
         if compiled.rpc is None:
             return self._run_event(compiled, ctx)
         return self._start_rpc(compiled, ctx)
@@ -125,12 +136,19 @@ class Dispatcher:
             call.abort(WsKitError(ErrorCode.CANCELLED, "Cancelled by the client"))
 
     async def _run_event(self, compiled: _Compiled, ctx: Context[Any]) -> None:
+        self.running += 1
         try:
             await compiled.pipeline(ctx)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure gets its wire answer
             await self._failed(ctx, exc)
+        finally:
+            self.running -= 1
+
+    def busy(self) -> bool:
+        """Whether any handler or RPC is still running (graceful shutdown waits for this)."""
+        return self.running > 0 or any(conn.rpcs for conn in self.router.hub.connections.values())
 
     def _start_rpc(self, compiled: _Compiled, ctx: Context[Any]) -> Awaitable[None] | None:
         conn = ctx.connection

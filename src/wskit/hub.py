@@ -157,15 +157,16 @@ class Hub:
             return
         data = publication.frame()
         exclude = publication.exclude
+        overflow = publication.overflow
         count = 0
         if publication.offset is None:
             # send_nowait never changes membership synchronously: no copy of the set needed
             for conn in members:
-                if conn.client_id != exclude and conn.send_nowait(data):
+                if conn.client_id != exclude and conn.send_nowait(data, overflow):
                     count += 1
         else:
             for conn in members:
-                if self._advance(conn, publication) and conn.client_id != exclude and conn.send_nowait(data):
+                if self._advance(conn, publication) and conn.client_id != exclude and conn.send_nowait(data, overflow):
                     count += 1
         self.delivered += count
 

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
+from wskit.connection import OverflowPolicy
 from wskit.context import Context
 from wskit.errors import CloseCode, UsageError
 from wskit.hub import Hub
@@ -330,15 +331,20 @@ class Router(Generic[D]):
         *,
         meta: Mapping[str, Any] | None = None,
         exclude: str | None = None,
+        overflow: OverflowPolicy | str | None = None,
     ) -> None:
         """Publish to every subscriber of ``topic``, from anywhere (handlers, tasks, HTTP).
 
         The frame is serialised once. Deliveries carry no ``meta`` unless ``meta`` is given.
-        ``exclude`` is a client id that should not receive it.
+        ``exclude`` is a client id that should not receive it. ``overflow`` decides, for this
+        message, what a subscriber's full send queue does (``"drop-oldest"`` suits
+        ticker-like data; default: the connection's policy).
         """
         name = self.topic_policy.check_name(topic)
         head, tail = self.encode_parts(schema, payload)
         publication = Publication(name, head, tail, dumps(dict(meta)) if meta else None, exclude)
+        if overflow is not None:
+            publication.overflow = OverflowPolicy(overflow)
         await self.hub.publish(publication, self.history_for(name))
 
     # -- history, presence, users ----------------------------------------------------------

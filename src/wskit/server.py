@@ -1,91 +1,102 @@
 """``serve()``: the standalone server, and :class:`Server` for embedding and tests.
 
-``serve(router, ...)`` blocks until SIGINT/SIGTERM; ``await serve_async(router, ...)`` runs
-until cancelled; ``async with Server(router, port=0) as server`` starts on a free port
-(``server.port``) and stops on exit. All take the same options, each of which also has an
-environment variable (:mod:`wskit.config`); the keyword wins.
+``serve(router, ...)`` blocks until SIGINT/SIGTERM, then shuts down gracefully;
+``await serve_async(router, ...)`` runs until cancelled; ``async with Server(router,
+port=0) as server`` starts on a free port (``server.port``) and stops on exit. All take
+the same options, each of which also has an environment variable (:mod:`wskit.config`);
+the keyword wins.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+import ssl
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from wskit.admission import Admission, Authenticate
 from wskit.config import Settings, load_settings
-from wskit.connection import QueueLimits
+from wskit.connection import OverflowPolicy, QueueLimits
+from wskit.dispatch import Dispatcher
 from wskit.errors import CloseCode
+from wskit.lifetime import Watchdog
+from wskit.logs import configure_logging
+from wskit.protocol import dumps, frame, type_prefix
 from wskit.pubsub.broker import Broker
-from wskit.router import Router
-from wskit.transports.aiohttp_server import Authenticate, build_app
+from wskit.router import Middleware, Router
+from wskit.transports.aiohttp_server import HandshakeGuard, HttpHandler, Transport, build_app
 
-__all__ = ["Server", "serve", "serve_async"]
+__all__ = ["SHUTDOWN_TYPE", "Server", "serve", "serve_async"]
 
 log = logging.getLogger("wskit.server")
+
+#: The notice every client gets when the server begins a graceful shutdown.
+SHUTDOWN_TYPE = "SERVER_SHUTDOWN"
+_SHUTDOWN_PREFIX = type_prefix(SHUTDOWN_TYPE)
 
 
 class Server:
     """A running (or ready to run) standalone server for ``router``.
 
-    Options: ``host``, ``port`` (0: a free port), ``authenticate``, ``path`` (accept
-    upgrades only there; default: any path no HTTP route takes), ``max_payload_bytes``,
-    ``ping_interval``, ``broker``, ``queue_limits``, ``static_files`` (URL path -> file),
-    ``http_routes`` (URL path -> aiohttp handler), ``log_level``.
+    Besides every setting of :data:`wskit.config.OPTIONS` as a keyword (``host``,
+    ``port``, ``max_payload_bytes``, ``allowed_origins``, ``idle_timeout_ms``...), it takes:
+    ``authenticate`` (``request -> data | None``), ``broker``, ``path`` (accept upgrades
+    only there; default any path no HTTP route takes), ``queue_limits``, ``static_files``
+    (URL path -> file), ``http_routes`` (URL path -> aiohttp handler), ``guards``
+    (middleware run before the application's), ``env`` (instead of ``os.environ``).
     """
 
     def __init__(
         self,
         router: Router[Any],
         *,
-        host: str | None = None,
-        port: int | None = None,
         authenticate: Authenticate | None = None,
-        path: str | None = None,
-        max_payload_bytes: int | None = None,
-        ping_interval: float | None = None,
-        log_level: str | None = None,
-        redis_url: str | None = None,
         broker: Broker | None = None,
-        reuse_port: bool = False,
+        path: str | None = None,
         queue_limits: QueueLimits | None = None,
         static_files: Mapping[str, str | Path] | None = None,
-        http_routes: Mapping[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] | None = None,
+        http_routes: Mapping[str, HttpHandler] | None = None,
+        guards: list[Middleware] | None = None,
         env: Mapping[str, str] | None = None,
+        reuse_port: bool = False,
+        **settings: Any,
     ) -> None:
         self.router = router
-        self.settings: Settings = load_settings(
-            {
-                "host": host,
-                "port": port,
-                "max_payload_bytes": max_payload_bytes,
-                "ping_interval": ping_interval,
-                "log_level": log_level,
-                "redis_url": redis_url,
-            },
-            env,
-        )
-        self.broker = broker if broker is not None else _broker_from(self.settings)
+        self.settings: Settings = load_settings(settings, env)
+        s = self.settings
+        self.broker = broker if broker is not None else _broker_from(s)
         self.reuse_port = reuse_port
-        self._sockets: set[web.WebSocketResponse] = set()
-        self._app = build_app(
-            router,
-            authenticate=authenticate,
-            path=path,
-            max_payload_bytes=self.settings.max_payload_bytes,
-            ping_interval=self.settings.ping_interval or None,
-            queue_limits=queue_limits or QueueLimits(),
-            static_files=static_files or {},
-            http_routes=http_routes or {},
-            connections=self._sockets,
+        self._authenticate = authenticate
+        self._guards = list(guards or [])
+        self._path = path
+        self._limits = queue_limits or QueueLimits(
+            s.send_queue_messages, s.send_queue_bytes, OverflowPolicy(s.backpressure)
         )
+        self._static = {route: Path(file) for route, file in (static_files or {}).items()}
+        self._http = dict(http_routes or {})
+        self.admission = Admission(
+            authenticate=authenticate,
+            allowed_origins=s.allowed_origins,
+            max_connections=s.max_connections,
+            max_connections_per_ip=s.max_connections_per_ip,
+            trusted_proxies=s.trusted_proxies,
+            broker=lambda: router.hub.broker,
+        )
+        self.watchdog = Watchdog(idle_ms=s.idle_timeout_ms, auth_ms=s.auth_timeout_ms)
+        self._rate_guards: list[Middleware] = []
+        self.transport: Transport | None = None
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
         self._port: int | None = None
+
+    # -- facts -----------------------------------------------------------------------------
 
     @property
     def port(self) -> int:
@@ -100,42 +111,115 @@ class Server:
 
     @property
     def url(self) -> str:
-        """``ws://host:port/`` of the running server."""
+        """``ws://host:port/`` (``wss://`` with TLS) of the running server."""
         host = self.settings.host
         if ":" in host:
             host = f"[{host}]"
-        return f"ws://{host}:{self.port}/"
+        scheme = "wss" if self.settings.tls_cert_file else "ws"
+        return f"{scheme}://{host}:{self.port}/"
 
     @property
     def connection_count(self) -> int:
-        return len(self._sockets)
+        return len(self.transport.connections) if self.transport is not None else 0
+
+    # -- running ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Bind and start accepting (the router is compiled here, so mistakes fail now)."""
-        logging.getLogger("wskit").setLevel(self.settings.log_level)
-        _ = self.router.dispatcher
+        s = self.settings
+        logging.getLogger("wskit").setLevel(s.log_level)
+        # JWT may add the AUTH route, so it comes before the router is compiled
+        self.admission.authenticate = self._authenticate or _configured_authenticate(self.router, s)
+        self._rate_guards = _configured_guards(self.router, s)
+        dispatcher = Dispatcher(self.router, guards=self._guards + self._rate_guards)
+        dispatcher.retry_after_ms = s.shutdown_retry_after_ms
         hub = self.router.hub
         if self.broker is not None:
             await hub.set_broker(self.broker)
         await hub.start()
-        self._runner = web.AppRunner(self._app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+        self.transport = Transport(
+            router=self.router,
+            dispatcher=dispatcher,
+            admission=self.admission,
+            watchdog=self.watchdog,
+            max_payload_bytes=s.max_payload_bytes,
+            ping_interval=s.ping_interval or None,
+            queue_limits=self._limits,
+            path=self._path,
+            static_files=self._static,
+            http_routes=self._http,
+        )
+        app = build_app(self.transport)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
-        sock = _bind(self.settings.host, self.settings.port, reuse_port=self.reuse_port)
-        site = web.SockSite(self._runner, sock)
-        await site.start()
+        server = self._runner.server
+        assert server is not None
+        guard = HandshakeGuard(server, s.handshake_timeout_ms / 1000.0)
+        self.transport.guard = guard
+        sock = _bind(s.host, s.port, reuse_port=self.reuse_port)
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_server(guard, sock=sock, ssl=_tls(s), backlog=1024)
         self._port = sock.getsockname()[1]
         log.info("wskit listening on %s", self.url)
 
-    async def stop(self, *, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down") -> None:
-        """Close every connection with ``code`` and stop listening."""
-        if self._runner is None:
+    async def shutdown(
+        self, *, grace_ms: int | None = None, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down"
+    ) -> None:
+        """Stop gracefully: refuse new connections, tell clients, let running work finish.
+
+        Every connection gets a ``SERVER_SHUTDOWN`` notice (``retryAfterMs``: reconnect
+        elsewhere); new messages are answered ``UNAVAILABLE``; handlers and RPCs in flight
+        get ``grace_ms`` (default ``SHUTDOWN_GRACE_MS``) to finish; then every connection
+        closes with ``code`` (1001, or 1012 for a restart) and the broker is flushed.
+        """
+        if self.transport is None:
             return
-        closes = [ws.close(code=code, message=reason.encode()) for ws in list(self._sockets)]
+        grace = (self.settings.shutdown_grace_ms if grace_ms is None else grace_ms) / 1000.0
+        self.admission.closed = True
+        if self._listener is not None:
+            self._listener.close()
+        dispatcher = self.transport.dispatcher
+        dispatcher.draining = True
+        notice = frame(
+            _SHUTDOWN_PREFIX,
+            b"{}",
+            dumps({"reason": reason, "retryAfterMs": self.settings.shutdown_retry_after_ms}),
+        )
+        for conn in list(self.transport.connections.values()):
+            conn.send_nowait(notice)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while dispatcher.busy() and loop.time() < deadline:  # noqa: ASYNC110 - polls two sources
+            await asyncio.sleep(0.02)
+        if dispatcher.busy():
+            log.warning("shutdown: grace period over with handlers still running; closing anyway")
+        await self.stop(code=code, reason=reason)
+
+    async def stop(self, *, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down") -> None:
+        """Close every connection with ``code`` now and stop listening."""
+        if self.transport is None:
+            return
+        self.admission.closed = True
+        if self._listener is not None:
+            self._listener.close()
+        conns = list(self.transport.connections.values())
+        closes = [conn.close(code, reason) for conn in conns]
         for outcome in await asyncio.gather(*closes, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 log.debug("closing a socket failed during shutdown: %r", outcome)
-        await self._runner.cleanup()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._listener.wait_closed(), 2.0)
         self._runner = None
+        self._listener = None
+        self.transport = None
+        for guard in self._rate_guards:
+            closer = getattr(guard, "aclose", None)
+            if closer is not None:
+                await closer()
+        self._rate_guards = []
         await self.router.hub.close()
         log.info("wskit stopped")
 
@@ -156,6 +240,32 @@ def _broker_from(settings: Settings) -> Broker | None:
     return broker
 
 
+def _configured_guards(router: Router[Any], settings: Settings) -> list[Middleware]:
+    """The guards the settings ask for (``MESSAGE_RATE_LIMIT``)."""
+    if not settings.message_rate_limit:
+        return []
+    from wskit.guards.setup import message_rate_guard
+
+    return [message_rate_guard(settings)]
+
+
+def _configured_authenticate(router: Router[Any], settings: Settings) -> Authenticate | None:
+    """JWT at upgrade and by AUTH message when ``JWT_SECRET`` is set."""
+    if not settings.jwt_secret:
+        return None
+    from wskit.guards.setup import jwt_setup
+
+    return jwt_setup(router, settings)
+
+
+def _tls(settings: Settings) -> ssl.SSLContext | None:
+    if not settings.tls_cert_file or not settings.tls_key_file:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    return context
+
+
 def _bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -173,13 +283,13 @@ def _bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
 
 
 async def serve_async(router: Router[Any], **options: Any) -> None:
-    """Run a :class:`Server` until this coroutine is cancelled."""
+    """Run a :class:`Server` until this coroutine is cancelled (then shut down gracefully)."""
     server = Server(router, **options)
     await server.start()
     try:
         await asyncio.Event().wait()
     finally:
-        await server.stop()
+        await server.shutdown()
 
 
 def _install_uvloop() -> bool:
@@ -194,17 +304,17 @@ def _install_uvloop() -> bool:
 def serve(router: Router[Any], *, workers: int | None = None, **options: Any) -> None:
     """Serve ``router`` until SIGINT or SIGTERM (uvloop when installed: ``wskit[fast]``).
 
-    ``workers`` (env ``WORKERS``) > 1 starts that many processes sharing the port through
-    ``SO_REUSEPORT``; they need a shared broker (``REDIS_URL`` or ``broker=``) so that a
-    publish on one reaches subscribers on the others.
+    The first signal starts a graceful shutdown (see :meth:`Server.shutdown`); a second
+    one closes everything at once. ``workers`` (env ``WORKERS``) > 1 starts that many
+    processes sharing the port through ``SO_REUSEPORT``; they need a shared broker
+    (``REDIS_URL`` or ``broker=``) so that a publish on one reaches the others.
     """
-    if not logging.getLogger().handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    count = load_settings({"workers": workers}).workers
-    if count > 1:
+    settings = load_settings({k: v for k, v in options.items() if k in Settings.__slots__} | {"workers": workers})
+    configure_logging(settings.log_level, settings.log_format)
+    if settings.workers > 1:
         from wskit.workers import run_workers
 
-        run_workers(router, count, options, _serve_one)
+        run_workers(router, settings.workers, options, _serve_one)
         return
     _serve_one(router, options)
 
@@ -217,11 +327,21 @@ def _serve_one(router: Router[Any], options: Mapping[str, Any], *, reuse_port: b
         await server.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        signals = 0
+        forced: list[asyncio.Future[None]] = []
+
+        def on_signal() -> None:
+            nonlocal signals
+            signals += 1
+            stop.set()
+            if signals > 1:
+                log.warning("second signal: closing every connection now")
+                forced.append(asyncio.ensure_future(server.stop()))
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            await stop.wait()
-        finally:
-            await server.stop()
+            loop.add_signal_handler(sig, on_signal)
+        await stop.wait()
+        log.info("wskit: shutting down (grace %d ms)", server.settings.shutdown_grace_ms)
+        await server.shutdown()
 
     asyncio.run(main())

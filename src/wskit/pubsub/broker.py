@@ -70,7 +70,7 @@ class Publication:
     for topics with history.
     """
 
-    __slots__ = ("_frame", "epoch", "exclude", "head", "meta", "offset", "tail", "topic")
+    __slots__ = ("_frame", "epoch", "exclude", "head", "meta", "offset", "overflow", "tail", "topic")
 
     def __init__(
         self,
@@ -89,11 +89,16 @@ class Publication:
         self.exclude = exclude
         self.offset = offset
         self.epoch = epoch
+        #: this publication's policy for subscribers whose send queue is full (None: theirs);
+        #: local to the publishing process, it does not cross a broker
+        self.overflow: Any = None
         self._frame: bytes | None = None
 
     def with_position(self, offset: int, epoch: str) -> Publication:
         """A copy carrying its history position."""
-        return Publication(self.topic, self.head, self.tail, self.meta, self.exclude, offset, epoch)
+        copy = Publication(self.topic, self.head, self.tail, self.meta, self.exclude, offset, epoch)
+        copy.overflow = self.overflow
+        return copy
 
     def frame(self) -> bytes:
         """The bytes every subscriber receives (built once, then cached)."""

@@ -2,56 +2,73 @@
 
 Chosen because on this machine raw aiohttp echoes about twice the ``websockets`` library's
 rate at the same memory per connection, and it serves plain HTTP on the same port (demo
-page, ``/wskit.js``, health and metrics). This module only adapts: the upgrade request to a
-:class:`HandshakeRequest`, the socket to :class:`Socket`, and aiohttp's read loop to the
-dispatcher.
+page, health and readiness). This module only adapts: the upgrade request to a
+:class:`HandshakeRequest`, the socket to :class:`Socket`, aiohttp's read loop to the
+dispatcher; the decisions (admission, timeouts) are the core's.
 """
 
 from __future__ import annotations
 
-import inspect
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from aiohttp.web_protocol import RequestHandler
 
+from wskit.admission import Admission, Refusal
 from wskit.connection import Connection, QueueLimits
+from wskit.dispatch import Dispatcher
 from wskit.errors import CloseCode
+from wskit.lifetime import Watchdog
 from wskit.pubsub.broker import BrokerState
 from wskit.router import Router
 from wskit.transports.base import HandshakeRequest
 from wskit.transports.stepping import step
 
-__all__ = ["AiohttpSocket", "Authenticate", "build_app", "handshake_request"]
+__all__ = ["AiohttpSocket", "HandshakeGuard", "Transport", "build_app", "handshake_request"]
 
 log = logging.getLogger("wskit.server")
 
-#: ``authenticate(request)`` -> connection data, or None to refuse (sync or async).
-Authenticate = Callable[[HandshakeRequest], "Mapping[str, Any] | Awaitable[Mapping[str, Any] | None] | None"]
-
 _TEXT = WSMsgType.TEXT
+_BEARER = "bearer."
+
+HttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+#: How long a closing handshake may take before the TCP connection is cut instead: a peer
+#: that stopped reading (the slow consumer we are closing) would otherwise hold it forever.
+CLOSE_TIMEOUT_S = 2.0
 
 
 class AiohttpSocket:
     """:class:`~wskit.transports.base.Socket` over an aiohttp ``WebSocketResponse``."""
 
-    __slots__ = ("ws",)
+    __slots__ = ("request", "ws")
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
         self.ws = ws
+        self.request = request
 
     def send_frame(self, data: bytes) -> Awaitable[None] | None:
         # send_frame writes synchronously and awaits only to drain a full buffer
         return step(self.ws.send_frame(data, _TEXT))
 
     async def close(self, code: int, reason: str) -> None:
-        await self.ws.close(code=code, message=reason.encode()[:123])
+        try:
+            await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()[:123]), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            transport = self.request.transport
+            if transport is not None:
+                log.info("closing handshake timed out (peer not reading): connection cut")
+                transport.abort()
 
 
-def handshake_request(request: web.Request) -> HandshakeRequest:
+def handshake_request(request: web.Request, client_ip: str | None) -> HandshakeRequest:
     """The runtime-neutral view of an aiohttp upgrade request."""
     query: dict[str, str] = {}
     for key, value in request.query.items():
@@ -62,92 +79,129 @@ def handshake_request(request: web.Request) -> HandshakeRequest:
         headers=request.headers,
         query_params=query,
         cookies=dict(request.cookies),
-        client_ip=request.remote,
+        client_ip=client_ip,
         subprotocols=protocols,
     )
 
 
-async def _is_banned(router: Router[Any], user_id: str) -> bool:
-    try:
-        return await router.hub.broker.is_banned(user_id)
-    except Exception as exc:  # noqa: BLE001 - fail open: a Redis outage must not lock everyone out
-        log.warning("ban check for user %s failed (%s); letting the connection in", user_id, exc)
-        return False
+class HandshakeGuard:
+    """Closes TCP connections that have not completed an HTTP request in time (slowloris).
+
+    aiohttp has no header-read timeout of its own; this wraps its protocol factory, starts a
+    timer per accepted connection and cancels it when the request reaches our handler.
+    """
+
+    def __init__(self, factory: Callable[[], RequestHandler], timeout_s: float) -> None:
+        self._factory = factory
+        self.timeout_s = timeout_s
+        self._pending: dict[RequestHandler, asyncio.TimerHandle] = {}
+        self.expired = 0
+
+    def __call__(self) -> RequestHandler:
+        handler = self._factory()
+        if self.timeout_s > 0:
+            loop = asyncio.get_running_loop()
+            self._pending[handler] = loop.call_later(self.timeout_s, self._expire, handler)
+        return handler
+
+    def arrived(self, handler: RequestHandler) -> None:
+        timer = self._pending.pop(handler, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _expire(self, handler: RequestHandler) -> None:
+        if self._pending.pop(handler, None) is None:
+            return
+        transport = handler.transport
+        if transport is not None and not transport.is_closing():
+            self.expired += 1
+            log.info("closed a connection that sent no complete request in %.1f s", self.timeout_s)
+            transport.close()
+
+
+@dataclass(slots=True)
+class Transport:
+    """What the aiohttp app needs from the server around it."""
+
+    router: Router[Any]
+    dispatcher: Dispatcher
+    admission: Admission
+    watchdog: Watchdog
+    max_payload_bytes: int
+    ping_interval: float | None
+    queue_limits: QueueLimits
+    path: str | None = None
+    static_files: Mapping[str, Path] = field(default_factory=dict)
+    http_routes: Mapping[str, HttpHandler] = field(default_factory=dict)
+    connections: dict[web.WebSocketResponse, Connection] = field(default_factory=dict)
+    guard: HandshakeGuard | None = None
 
 
 def _is_upgrade(request: web.Request) -> bool:
     return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
-def build_app(
-    router: Router[Any],
-    *,
-    authenticate: Authenticate | None,
-    path: str | None,
-    max_payload_bytes: int,
-    ping_interval: float | None,
-    queue_limits: QueueLimits,
-    static_files: Mapping[str, str | Path],
-    http_routes: Mapping[str, Callable[[web.Request], Awaitable[web.StreamResponse]]],
-    connections: set[web.WebSocketResponse],
-) -> web.Application:
-    """An aiohttp application serving ``router`` (WebSocket upgrades) plus the HTTP routes."""
-    files = {route: Path(file) for route, file in static_files.items()}
+def _echo_protocols(offered: tuple[str, ...]) -> tuple[str, ...]:
+    # the bearer.<token> "subprotocol" carries a credential: never echo it back
+    return tuple(p for p in offered if not p.lower().startswith(_BEARER))
+
+
+def build_app(t: Transport) -> web.Application:
+    """An aiohttp application serving ``t.router`` (WebSocket upgrades) plus the HTTP routes."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
+        if t.guard is not None:
+            t.guard.arrived(request.protocol)
         if not _is_upgrade(request):
-            if request.method == "GET" and request.path in http_routes:
-                return await http_routes[request.path](request)
-            if request.path == "/healthz":
-                return web.Response(text="ok")
-            if request.path == "/readyz":
-                state = router.hub.broker.state
-                ready = state is BrokerState.READY
-                return web.Response(status=200 if ready else 503, text=f"broker {state}")
-            file = files.get(request.path)
-            if file is not None and request.method in ("GET", "HEAD"):
-                return web.FileResponse(file)
-            if path is not None and request.path != path:
-                return web.Response(status=404, text="Not Found")
-            return web.Response(status=400, text="Expected a WebSocket upgrade (Upgrade: websocket)")
-        if path is not None and request.path != path:
+            return await plain_http(request)
+        if t.path is not None and request.path != t.path:
             return web.Response(status=404, text="Not Found")
         return await upgrade(request)
 
+    async def plain_http(request: web.Request) -> web.StreamResponse:
+        if request.method == "GET" and request.path in t.http_routes:
+            return await t.http_routes[request.path](request)
+        if request.path == "/healthz":
+            return web.Response(text="ok")
+        if request.path == "/readyz":
+            state = t.router.hub.broker.state
+            ready = state is BrokerState.READY and not t.admission.closed
+            return web.Response(status=200 if ready else 503, text=f"broker {state}")
+        file = t.static_files.get(request.path)
+        if file is not None and request.method in ("GET", "HEAD"):
+            return web.FileResponse(file)
+        if t.path is not None and request.path != t.path:
+            return web.Response(status=404, text="Not Found")
+        return web.Response(status=400, text="Expected a WebSocket upgrade (Upgrade: websocket)")
+
     async def upgrade(request: web.Request) -> web.StreamResponse:
-        hs = handshake_request(request)
-        data: Mapping[str, Any] = {}
-        if authenticate is not None:
-            try:
-                result = authenticate(hs)
-                if inspect.isawaitable(result):
-                    result = await result
-            except Exception:
-                log.exception("authenticate() raised for %s %s", hs.client_ip, hs.path)
-                return web.Response(status=500, text="Internal Server Error")
-            if result is None:
-                return web.Response(status=401, text="Unauthorized")
-            if not isinstance(result, Mapping):
-                log.error("authenticate() must return a mapping or None, got %r", type(result).__name__)
-                return web.Response(status=500, text="Internal Server Error")
-            data = result
-        user_id = data.get("user_id")
-        if user_id is not None and await _is_banned(router, str(user_id)):
-            return web.Response(status=403, text="Forbidden")
+        ip = t.admission.resolve_ip(request.remote, request.headers)
+        hs = handshake_request(request, ip)
+        outcome = await t.admission.admit(hs)
+        if isinstance(outcome, Refusal):
+            return web.Response(status=outcome.status, text=outcome.text, headers=dict(outcome.headers))
+        try:
+            return await run(request, hs, outcome)
+        finally:
+            t.admission.release(ip)
+
+    async def run(request: web.Request, hs: HandshakeRequest, data: Mapping[str, Any]) -> web.StreamResponse:
         client_id = str(uuid.uuid4())
         ws = web.WebSocketResponse(
-            max_msg_size=max_payload_bytes,
-            heartbeat=ping_interval,
+            max_msg_size=t.max_payload_bytes,
+            heartbeat=t.ping_interval,
             compress=False,
             decode_text=False,
             autoclose=False,
+            protocols=_echo_protocols(hs.subprotocols),
         )
         ws.headers["x-client-id"] = client_id
         await ws.prepare(request)
-        conn = Connection(client_id, AiohttpSocket(ws), data=data, request=hs, limits=queue_limits)
-        dispatcher = router.dispatcher
+        conn = Connection(client_id, AiohttpSocket(ws, request), data=data, request=hs, limits=t.queue_limits)
+        dispatcher = t.dispatcher
         receive = dispatcher.receive
-        connections.add(ws)
+        t.connections[ws] = conn
+        t.watchdog.watch(conn)
         code: int | None = None
         reason = ""
         try:
@@ -170,17 +224,19 @@ def build_app(
                         reason = str(error)[:123]
                         log.info("client %s: closed on a protocol error: %s", client_id, error)
                         break
-                    else:  # CLOSING / CLOSED: we closed it (ctx.close, shutdown, slow consumer)
+                    else:  # CLOSING / CLOSED: we closed it (ctx.close, shutdown, watchdog, slow consumer)
                         break
         finally:
-            connections.discard(ws)
+            t.connections.pop(ws, None)
+            t.watchdog.forget(conn)
             if code is None:
-                code = ws.close_code if ws.close_code is not None else CloseCode.GOING_AWAY
-            await dispatcher.disconnect(conn, code, reason)
+                # a close we started (ctx.close, watchdog, slow consumer) keeps its own code
+                code = conn.close_code if conn.close_code is not None else ws.close_code
+            await dispatcher.disconnect(conn, code, reason or conn.close_reason)
             if not ws.closed:
-                await ws.close(code=code if code != CloseCode.ABNORMAL else CloseCode.GOING_AWAY)
+                await ws.close(code=code if code and code != CloseCode.ABNORMAL else CloseCode.GOING_AWAY)
         return ws
 
-    app = web.Application(client_max_size=max_payload_bytes)
+    app = web.Application(client_max_size=t.max_payload_bytes)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app

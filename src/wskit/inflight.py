@@ -1,4 +1,4 @@
-"""Bookkeeping of RPCs in flight: correlation ids, deadlines, cancellation.
+"""RPCs in flight: correlation ids, deadlines, cancellation.
 
 Each RPC runs in its own task, registered on its connection under its correlationId (an
 RPC without one still runs, but cannot be cancelled by the client). ``meta.timeoutMs`` sets

@@ -1,0 +1,167 @@
+"""Who may open a connection: the checks at upgrade, before any WebSocket exists.
+
+In order: the ``Origin`` allow-list (403: cross-site WebSocket hijacking), the global and
+per-IP connection caps (503 / 429; the client IP comes from ``X-Forwarded-For`` only when
+the peer is a trusted proxy), ``authenticate(request)`` (401), and the shared ban list
+(403). Each refusal is an HTTP answer and a log line; the counts are released when the
+connection ends. Transport-neutral: the aiohttp server and the ASGI app share it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from wskit.config import Network
+from wskit.pubsub.broker import Broker
+from wskit.transports.base import HandshakeRequest
+
+__all__ = ["Admission", "Authenticate", "Refusal", "client_ip"]
+
+log = logging.getLogger("wskit.admission")
+
+#: ``authenticate(request)`` -> connection data, or None to refuse (sync or async).
+Authenticate = Callable[[HandshakeRequest], "Mapping[str, Any] | Awaitable[Mapping[str, Any] | None] | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An upgrade refused: the HTTP status and body to answer with."""
+
+    status: int
+    text: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def _in(ip: str | None, networks: Sequence[Network]) -> bool:
+    if ip is None or not networks:
+        return False
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(address in net for net in networks)
+
+
+def client_ip(peer: str | None, headers: Mapping[str, str], trusted: Sequence[Network]) -> str | None:
+    """The client's IP: the peer's, or from ``X-Forwarded-For`` when the peer is trusted.
+
+    Walks the header from the right, skipping trusted proxies, so a client cannot spoof its
+    address by sending its own ``X-Forwarded-For`` through the proxy.
+    """
+    if not _in(peer, trusted):
+        return peer
+    forwarded = headers.get("X-Forwarded-For", "")
+    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not _in(hop, trusted):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return peer
+    return peer
+
+
+class Admission:
+    """The upgrade checks of one server, and its live connection counts."""
+
+    def __init__(
+        self,
+        *,
+        authenticate: Authenticate | None = None,
+        allowed_origins: Sequence[str] | None = None,
+        max_connections: int = 0,
+        max_connections_per_ip: int = 0,
+        trusted_proxies: Sequence[Network] = (),
+        broker: Callable[[], Broker] | None = None,
+    ) -> None:
+        self.authenticate = authenticate
+        self.allowed_origins = None if allowed_origins is None else frozenset(allowed_origins)
+        self.max_connections = max_connections
+        self.max_connections_per_ip = max_connections_per_ip
+        self.trusted_proxies = tuple(trusted_proxies)
+        self._broker = broker
+        self.total = 0
+        self.per_ip: dict[str, int] = {}
+        self.refused: dict[int, int] = {}
+        #: while draining (graceful shutdown) every upgrade gets 503
+        self.closed = False
+
+    def resolve_ip(self, peer: str | None, headers: Mapping[str, str]) -> str | None:
+        return client_ip(peer, headers, self.trusted_proxies)
+
+    def _refuse(self, status: int, text: str, request: HandshakeRequest, why: str) -> Refusal:
+        self.refused[status] = self.refused.get(status, 0) + 1
+        log.info("upgrade refused (%d %s) for %s %s: %s", status, text, request.client_ip, request.path, why)
+        return Refusal(status, text)
+
+    async def admit(self, request: HandshakeRequest) -> Mapping[str, Any] | Refusal:
+        """The connection's data, or the refusal. On success the caller must :meth:`release`."""
+        if self.closed:
+            return self._refuse(503, "Service Unavailable", request, "server shutting down")
+        if self.allowed_origins is not None and "*" not in self.allowed_origins:
+            origin = request.headers.get("Origin")
+            if origin is None or origin.rstrip("/").lower() not in self.allowed_origins:
+                return self._refuse(403, "Forbidden", request, f"origin {origin!r} not allowed")
+        if self.max_connections and self.total >= self.max_connections:
+            return self._refuse(503, "Service Unavailable", request, f"{self.total} connections (MAX_CONNECTIONS)")
+        ip = request.client_ip or "?"
+        if self.max_connections_per_ip and self.per_ip.get(ip, 0) >= self.max_connections_per_ip:
+            return self._refuse(429, "Too Many Requests", request, "MAX_CONNECTIONS_PER_IP reached")
+        # count before awaiting authenticate: concurrent upgrades cannot overshoot the caps
+        self._count(ip, +1)
+        try:
+            data = await self._authenticate(request)
+            if isinstance(data, Refusal):
+                self._count(ip, -1)
+                return data
+            user = data.get("user_id")
+            if user is not None and await self._banned(str(user)):
+                self._count(ip, -1)
+                return self._refuse(403, "Forbidden", request, f"user {user} is banned")
+        except BaseException:
+            self._count(ip, -1)
+            raise
+        return data
+
+    def release(self, ip: str | None) -> None:
+        """A connection admitted for ``ip`` has ended."""
+        self._count(ip or "?", -1)
+
+    def _count(self, ip: str, delta: int) -> None:
+        self.total += delta
+        left = self.per_ip.get(ip, 0) + delta
+        if left > 0:
+            self.per_ip[ip] = left
+        else:
+            self.per_ip.pop(ip, None)
+
+    async def _authenticate(self, request: HandshakeRequest) -> Mapping[str, Any] | Refusal:
+        if self.authenticate is None:
+            return {}
+        try:
+            result = self.authenticate(request)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception:  # a crashing hook is a 500 for this client, not a dead server
+            log.exception("authenticate() raised for %s %s", request.client_ip, request.path)
+            return Refusal(500, "Internal Server Error")
+        if result is None:
+            return self._refuse(401, "Unauthorized", request, "authenticate() returned None")
+        if not isinstance(result, Mapping):
+            log.error("authenticate() must return a mapping or None, got %r", type(result).__name__)
+            return Refusal(500, "Internal Server Error")
+        return result
+
+    async def _banned(self, user_id: str) -> bool:
+        if self._broker is None:
+            return False
+        try:
+            return await self._broker().is_banned(user_id)
+        except Exception as exc:  # noqa: BLE001 - fail open: a Redis outage must not lock everyone out
+            log.warning("ban check for user %s failed (%s); letting the connection in", user_id, exc)
+            return False

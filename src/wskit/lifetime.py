@@ -1,0 +1,93 @@
+"""How long a connection may live: idle timeout, auth timeout, token expiry.
+
+One timer per connection (not one per rule): it fires at the earliest deadline, checks all
+of them, and re-arms itself. Reading a message only stores a timestamp, so the hot path
+pays nothing for these guards. Each close says why, in its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from wskit.connection import Connection
+from wskit.errors import CloseCode
+
+__all__ = ["Watchdog"]
+
+
+class Watchdog:
+    """Closes connections that idle too long, never authenticate, or outlive their token.
+
+    ``idle_ms``: no application message for that long -> close 1001 "idle timeout".
+    ``auth_ms``: no ``user_id`` in the connection's data that long after opening -> 1008.
+    Token expiry: ``data["token_exp"]`` (seconds since the epoch) passed -> 1008, unless a
+    re-authentication moved it.
+    """
+
+    def __init__(self, *, idle_ms: int = 0, auth_ms: int = 0, token_leeway_s: float = 30.0) -> None:
+        self.idle_s = idle_ms / 1000.0
+        self.auth_s = auth_ms / 1000.0
+        #: the same clock-skew allowance the JWT verifier and require_auth grant
+        self.token_leeway_s = token_leeway_s
+        self._timers: dict[Connection, asyncio.TimerHandle] = {}
+        self.closed: dict[str, int] = {"idle": 0, "auth": 0, "token": 0}
+
+    def watch(self, conn: Connection) -> None:
+        """Start watching ``conn`` (call when it opens)."""
+        conn.last_activity = time.monotonic()
+        conn.opened_at = conn.last_activity
+        self._arm(conn)
+
+    def forget(self, conn: Connection) -> None:
+        timer = self._timers.pop(conn, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _next_deadline(self, conn: Connection, now: float) -> float | None:
+        deadlines: list[float] = []
+        if self.idle_s:
+            deadlines.append(conn.last_activity + self.idle_s)
+        if self.auth_s and conn.user_id is None:
+            deadlines.append(conn.opened_at + self.auth_s)
+        exp = _token_exp(conn.data)
+        if exp is not None:
+            deadlines.append(now + max(0.0, exp + self.token_leeway_s - time.time()))
+        return min(deadlines) if deadlines else None
+
+    def _arm(self, conn: Connection) -> None:
+        now = time.monotonic()
+        deadline = self._next_deadline(conn, now)
+        if deadline is None:
+            # nothing to watch now; a later AUTH may add a token expiry, so look again
+            deadline = now + (self.idle_s or self.auth_s or 30.0)
+        loop = asyncio.get_running_loop()
+        self._timers[conn] = loop.call_later(max(0.0, deadline - now) + 0.001, self._check, conn)
+
+    def _check(self, conn: Connection) -> None:
+        self._timers.pop(conn, None)
+        if conn.closed or conn.close_code is not None:
+            return
+        now = time.monotonic()
+        exp = _token_exp(conn.data)
+        if exp is not None and time.time() >= exp + self.token_leeway_s:
+            self.closed["token"] += 1
+            conn.close_soon(CloseCode.POLICY_VIOLATION, "token expired: reconnect or send AUTH with a fresh token")
+            return
+        if self.auth_s and conn.user_id is None and now - conn.opened_at >= self.auth_s:
+            self.closed["auth"] += 1
+            conn.close_soon(CloseCode.POLICY_VIOLATION, f"authentication timeout ({int(self.auth_s * 1000)} ms)")
+            return
+        if self.idle_s and now - conn.last_activity >= self.idle_s:
+            self.closed["idle"] += 1
+            conn.close_soon(CloseCode.GOING_AWAY, f"idle timeout: no message for {int(self.idle_s * 1000)} ms")
+            return
+        self._arm(conn)
+
+
+def _token_exp(data: dict[str, Any]) -> float | None:
+    exp = data.get("token_exp")
+    if isinstance(exp, (int, float)) and not isinstance(exp, bool):
+        return float(exp)
+    return None

@@ -1,0 +1,115 @@
+"""Fixtures for the production-guard tests: a tiny app, a server factory, raw HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from wskit import Context, Router, Server, message, rpc
+
+
+class Text(BaseModel):
+    text: str
+
+
+class Slow(BaseModel):
+    ms: int
+
+
+Echo = rpc("ECHO", Text, "ECHO_OK", Text)
+Sleep = rpc("SLEEP", Slow, "SLEPT", Slow)
+Say = message("SAY", Text)
+Heard = message("HEARD", Text)
+
+
+def build_router() -> Router[Any]:
+    router: Router[Any] = Router()
+
+    @router.rpc(Echo)
+    async def echo(ctx: Context[Text]) -> None:
+        await ctx.reply(ctx.payload)
+
+    @router.rpc(Sleep)
+    async def sleep(ctx: Context[Slow]) -> None:
+        await asyncio.sleep(ctx.payload.ms / 1000)
+        await ctx.reply(ctx.payload)
+
+    @router.on(Say)
+    async def say(ctx: Context[Text]) -> None:
+        await ctx.subscribe("all")
+        await ctx.publish("all", Heard, ctx.payload)
+
+    return router
+
+
+ServerFactory = Callable[..., "Awaitable[Server]"]
+
+
+@pytest.fixture
+async def make_server() -> AsyncIterator[Callable[..., Any]]:
+    servers: list[Server] = []
+
+    async def make(**options: Any) -> Server:
+        options.setdefault("port", 0)
+        server = Server(options.pop("router", None) or build_router(), env={}, **options)
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        await server.stop()
+
+
+async def http_status(
+    port: int, path: str = "/", headers: dict[str, str] | None = None, *, upgrade: bool = True
+) -> tuple[int, str]:
+    """One raw HTTP/1.1 request; the status and body of the answer (101 for an upgrade)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
+    if upgrade:
+        lines += [
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version: 13",
+        ]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    await writer.drain()
+    async with asyncio.timeout(5):
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        body = b""
+        if status != 101:
+            length = 0
+            for line in head.decode("latin-1").split("\r\n"):
+                if line.lower().startswith("content-length:"):
+                    length = int(line.split(":", 1)[1])
+            body = await reader.readexactly(length) if length else b""
+    writer.close()
+    await writer.wait_closed()
+    return status, body.decode()
+
+
+@asynccontextmanager
+async def ws_client(url: str, **kwargs: Any) -> AsyncIterator[Any]:
+    from websockets.asyncio.client import connect
+
+    async with connect(url, open_timeout=5, close_timeout=2, **kwargs) as ws:
+        yield ws
+
+
+async def request(ws: Any, type_: str, payload: dict[str, Any], cid: str = "c1", timeout: float = 5) -> dict[str, Any]:
+    await ws.send(json.dumps({"type": type_, "meta": {"correlationId": cid}, "payload": payload}))
+    async with asyncio.timeout(timeout):
+        while True:
+            msg = json.loads(await ws.recv())
+            if (msg.get("meta") or {}).get("correlationId") == cid:
+                return msg  # type: ignore[no-any-return]

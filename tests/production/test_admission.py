@@ -1,0 +1,118 @@
+"""Refusals at upgrade: origin allow-list, connection caps, trusted proxies, bans, slowloris."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from tests.production.conftest import build_router, http_status, request, ws_client
+
+from wskit import Server
+
+
+async def test_foreign_origin_is_refused_with_403(make_server: Any) -> None:
+    """With ALLOWED_ORIGINS set, an upgrade from another origin gets HTTP 403."""
+    server: Server = await make_server(allowed_origins="https://app.example.com")
+    assert (await http_status(server.port, headers={"Origin": "https://evil.example.net"}))[0] == 403
+    assert (await http_status(server.port))[0] == 403, "no Origin at all is refused too"
+    assert (await http_status(server.port, headers={"Origin": "https://app.example.com"}))[0] == 101
+
+
+async def test_cors_origin_alias_and_wildcard(make_server: Any) -> None:
+    """CORS_ORIGIN works as an alias of ALLOWED_ORIGINS; * allows any origin."""
+    server = Server(build_router(), port=0, env={"CORS_ORIGIN": "http://a.test, http://b.test"})
+    assert server.settings.allowed_origins == ("http://a.test", "http://b.test")
+    open_server: Server = await make_server(allowed_origins="*")
+    assert (await http_status(open_server.port, headers={"Origin": "http://anything.test"}))[0] == 101
+
+
+async def test_global_connection_cap_answers_503(make_server: Any) -> None:
+    """MAX_CONNECTIONS reached: the next upgrade gets 503 until one closes."""
+    server: Server = await make_server(max_connections=2)
+    async with ws_client(server.url), ws_client(server.url):
+        assert (await http_status(server.port))[0] == 503
+    await asyncio.sleep(0.1)
+    async with ws_client(server.url) as ws:
+        assert (await request(ws, "ECHO", {"text": "again"}))["type"] == "ECHO_OK"
+
+
+async def test_per_ip_cap_answers_429_and_is_released(make_server: Any) -> None:
+    """MAX_CONNECTIONS_PER_IP: a flood from one IP is capped; closing frees a slot."""
+    server: Server = await make_server(max_connections_per_ip=3)
+    async with ws_client(server.url), ws_client(server.url), ws_client(server.url):
+        statuses = await asyncio.gather(*[http_status(server.port) for _ in range(20)])
+        assert {status for status, _ in statuses} == {429}
+        assert server.admission.per_ip == {"127.0.0.1": 3}
+    await asyncio.sleep(0.1)
+    assert server.admission.per_ip == {}
+    async with ws_client(server.url) as ws:
+        assert (await request(ws, "ECHO", {"text": "ok"}))["type"] == "ECHO_OK"
+
+
+async def test_x_forwarded_for_is_believed_only_from_trusted_proxies(make_server: Any) -> None:
+    """Behind a trusted proxy each forwarded client has its own cap; otherwise the header is ignored."""
+    trusting: Server = await make_server(max_connections_per_ip=1, trusted_proxies="127.0.0.1")
+    async with ws_client(trusting.url, additional_headers={"X-Forwarded-For": "203.0.113.5"}):
+        # another client behind the same proxy is someone else
+        status, _ = await http_status(trusting.port, headers={"X-Forwarded-For": "203.0.113.6"})
+        assert status == 101
+        status, _ = await http_status(trusting.port, headers={"X-Forwarded-For": "203.0.113.5"})
+        assert status == 429
+    plain: Server = await make_server(max_connections_per_ip=1)
+    async with ws_client(plain.url, additional_headers={"X-Forwarded-For": "203.0.113.5"}):
+        status, _ = await http_status(plain.port, headers={"X-Forwarded-For": "203.0.113.6"})
+        assert status == 429, "an untrusted peer's X-Forwarded-For must not dodge the cap"
+
+
+async def test_spoofed_forwarded_chain_uses_the_rightmost_untrusted_hop(make_server: Any) -> None:
+    """A client cannot pick its IP by prepending to X-Forwarded-For through the proxy."""
+    from wskit.admission import client_ip
+    from wskit.config import load_settings
+
+    trusted = load_settings({"trusted_proxies": "10.0.0.0/8"}, {}).trusted_proxies
+    assert client_ip("10.1.2.3", {"X-Forwarded-For": "1.1.1.1, 198.51.100.7"}, trusted) == "198.51.100.7"
+    assert client_ip("10.1.2.3", {"X-Forwarded-For": "198.51.100.7, 10.9.9.9"}, trusted) == "198.51.100.7"
+    assert client_ip("192.0.2.1", {"X-Forwarded-For": "1.1.1.1"}, trusted) == "192.0.2.1"
+
+
+async def test_banned_user_is_refused_with_403(make_server: Any) -> None:
+    """A user on the ban list gets HTTP 403 at upgrade; others connect."""
+
+    def authenticate(request: Any) -> dict[str, str]:
+        return {"user_id": request.query_params.get("user", "anon")}
+
+    server: Server = await make_server(authenticate=authenticate)
+    await server.router.ban_user("mallory")
+    assert (await http_status(server.port, "/?user=mallory"))[0] == 403
+    assert (await http_status(server.port, "/?user=alice"))[0] == 101
+
+
+async def test_slow_handshake_is_closed(make_server: Any) -> None:
+    """Slowloris: a client that never finishes its request headers is disconnected."""
+    server: Server = await make_server(handshake_timeout_ms=300)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+    await writer.drain()
+    async with asyncio.timeout(3):
+        assert await reader.read() == b"", "the server should close the socket"
+    writer.close()
+    assert server.transport is not None and server.transport.guard is not None
+    assert server.transport.guard.expired == 1
+
+
+async def test_a_complete_handshake_is_not_cut_by_the_guard(make_server: Any) -> None:
+    """The handshake timer stops once the request arrived: the connection lives on."""
+    server: Server = await make_server(handshake_timeout_ms=200)
+    async with ws_client(server.url) as ws:
+        await asyncio.sleep(0.4)
+        assert (await request(ws, "ECHO", {"text": "still here"}))["payload"] == {"text": "still here"}
+
+
+@pytest.mark.parametrize("name", ["allowed_origins", "trusted_proxies"])
+async def test_bad_values_fail_at_start(name: str) -> None:
+    """A malformed origin or proxy list is refused when the server is built, naming the setting."""
+    from wskit.config import ConfigError
+
+    with pytest.raises(ConfigError, match=name):
+        Server(build_router(), **{name: "not valid!"})
