@@ -50,7 +50,8 @@ class Server:
     ``authenticate`` (``request -> data | None``), ``broker``, ``path`` (accept upgrades
     only there; default any path no HTTP route takes), ``queue_limits``, ``static_files``
     (URL path -> file), ``http_routes`` (URL path -> aiohttp handler), ``guards``
-    (middleware run before the application's), ``env`` (instead of ``os.environ``).
+    (middleware run before the application's), ``env`` (instead of ``os.environ``),
+    ``require`` (settings that must be set, e.g. ``("jwt_secret",)``: missing ones fail here).
     """
 
     def __init__(
@@ -66,10 +67,11 @@ class Server:
         guards: list[Middleware] | None = None,
         env: Mapping[str, str] | None = None,
         reuse_port: bool = False,
+        require: tuple[str, ...] = (),
         **settings: Any,
     ) -> None:
         self.router = router
-        self.settings: Settings = load_settings(settings, env)
+        self.settings: Settings = load_settings(settings, env, require=require)
         s = self.settings
         self.broker = broker if broker is not None else _broker_from(s)
         self.reuse_port = reuse_port
