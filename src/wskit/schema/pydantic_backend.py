@@ -124,7 +124,7 @@ class _Decoder:
             original = self._restore.get(type_name)
             if original is not None:
                 # same layout (a subclass adding only config), so this is a plain pointer swap
-                payload.__class__ = original
+                object.__setattr__(payload, "__class__", original)
         return type_name, env.get("meta") or {}, payload
 
 
