@@ -180,9 +180,7 @@ async def test_ban_refuses_new_connections_on_every_instance(cluster: Cluster) -
     await admin.close()
 
 
-async def test_redis_restart_mid_stream_loses_nothing(
-    redis: RedisServer | str, cluster: Cluster
-) -> None:
+async def test_redis_restart_mid_stream_loses_nothing(redis: RedisServer | str, cluster: Cluster) -> None:
     """Redis killed and restarted while publishing: live delivery resumes, and a client that
     reconnects with its last offset ends up with every accepted message, in order, once."""
     if not isinstance(redis, RedisServer):

@@ -105,6 +105,20 @@ end
 return {tonumber(seq), epoch}
 """
 
+# KEYS: seq, epoch, stream. ARGV: the epoch seen, the offset already delivered, new epoch, ttl_ms.
+# Redis came back from an older state (RDB snapshot, lazy fsync): same epoch, but its counter
+# is behind what was delivered. Offsets would repeat; a new epoch tells every client to reload.
+_REEPOCH_LUA = """
+local epoch = redis.call('GET', KEYS[2])
+local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
+if epoch == ARGV[1] and seq < tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+  redis.call('DEL', KEYS[3])
+  return ARGV[3]
+end
+return epoch or ''
+"""
+
 # KEYS: seq, epoch, stream. ARGV: offset, epoch, max_len, ttl_ms.
 # Returns {epoch or '', last, newest entries after offset (all of them in another epoch)}.
 _READ_LUA = """
@@ -125,6 +139,10 @@ return {epoch, last, redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', count)}
 
 def _new_epoch() -> str:
     return uuid.uuid4().hex[:12]
+
+
+def _default_instance_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 class RedisBroker:
@@ -154,7 +172,9 @@ class RedisBroker:
             raise ValueError("presence_ttl_s, heartbeat_s and publish_timeout_s must be > 0")
         self.url = url
         self.namespace = namespace
-        self.instance_id = instance_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.instance_id = instance_id or _default_instance_id()
+        self._auto_instance = instance_id is None
+        self._pid = os.getpid()
         self.presence_ttl_s = presence_ttl_s
         self.heartbeat_s = heartbeat_s
         self.publish_timeout_s = publish_timeout_s
@@ -247,6 +267,10 @@ class RedisBroker:
         """
         if self._state is BrokerState.CLOSED:
             raise RuntimeError("this RedisBroker is closed")
+        if self._auto_instance and self._pid != os.getpid():
+            # built before a fork (serve(workers=N, broker=...)): each worker is its own instance
+            self._pid = os.getpid()
+            self.instance_id = _default_instance_id()
         self._listener = listener
         if self._client is None:
             self._client = aioredis.Redis.from_url(
@@ -256,7 +280,13 @@ class RedisBroker:
                 client_name=f"wskit:{self.instance_id}",
                 protocol=2,  # RESP2: pub/sub messages come back as replies, on every redis-py version
             )
-            for name, lua in (("publish", _PUBLISH_LUA), ("position", _POSITION_LUA), ("read", _READ_LUA)):
+            scripts = (
+                ("publish", _PUBLISH_LUA),
+                ("position", _POSITION_LUA),
+                ("read", _READ_LUA),
+                ("reepoch", _REEPOCH_LUA),
+            )
+            for name, lua in scripts:
                 self._scripts[name] = self._client.register_script(lua)
             self._tasks = [
                 asyncio.create_task(self._run_link(), name="wskit-redis-link"),
@@ -460,12 +490,32 @@ class RedisBroker:
         epoch, last, pubs = await self._read(topic, tracked[1], tracked[0], history, internal=True)
         if not epoch:
             return  # the history is gone; the next publication starts a new epoch
+        if epoch == tracked[0] and last < tracked[1]:
+            epoch = await self._reepoch(topic, tracked, last)
+            self._tracked[topic] = (epoch, last)
+            return
         start = tracked[1] if epoch == tracked[0] else 0
         for pub in pubs:
             if pub.offset is not None and pub.offset > start:
                 start = pub.offset
                 listener.deliver(pub)
         self._tracked[topic] = (epoch, max(start, last))
+
+    async def _reepoch(self, topic: str, tracked: tuple[str, int], last: int) -> str:
+        script = self._scripts["reepoch"]
+        args = [tracked[0], tracked[1], _new_epoch(), _META_TTL_MS]
+        keys = self._history_keys(topic)
+        raw = await self._call("history reset", lambda r: script(keys=keys, args=args, client=r), internal=True)
+        epoch = raw.decode() if isinstance(raw, bytes) else str(raw)
+        log.warning(
+            "redis broker %s: history of %s went back to an older state (offset %d behind %d): new epoch %s",
+            self.instance_id,
+            topic,
+            last,
+            tracked[1],
+            epoch,
+        )
+        return epoch
 
     # -- heartbeat ----------------------------------------------------------------------------
 

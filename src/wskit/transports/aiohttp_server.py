@@ -28,9 +28,8 @@ from wskit.lifetime import Watchdog
 from wskit.pubsub.broker import BrokerState
 from wskit.router import Router
 from wskit.transports.base import HandshakeRequest
-from wskit.transports.stepping import step
 
-__all__ = ["AiohttpSocket", "HandshakeGuard", "Transport", "build_app", "handshake_request"]
+__all__ = ["AiohttpSocket", "Flusher", "HandshakeGuard", "Transport", "build_app", "handshake_request"]
 
 log = logging.getLogger("wskit.server")
 
@@ -45,20 +44,95 @@ HttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CLOSE_TIMEOUT_S = 2.0
 
 
+#: Frames waiting for the end of the loop tick are written at once past this many bytes.
+FLUSH_BYTES = 64 * 1024
+
+
+class Flusher:
+    """Writes every socket's waiting frames once per event-loop tick.
+
+    Replies to frames that arrived together (a pipelining client) leave in one ``send()``
+    instead of one system call each; a fan-out marks thousands of sockets and flushes them in
+    one pass. One per server (so per event loop).
+    """
+
+    __slots__ = ("_dirty", "_loop")
+
+    def __init__(self) -> None:
+        self._dirty: list[AiohttpSocket] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def mark(self, sock: AiohttpSocket) -> None:
+        if not self._dirty:
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            loop.call_soon(self.flush)
+        self._dirty.append(sock)
+
+    def flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for sock in dirty:
+            sock.flush()
+
+
+def _header(size: int) -> bytes:
+    # a final, unmasked text frame (servers never mask)
+    if size < 126:
+        return bytes((0x81, size))
+    if size < 65536:
+        return b"\x81\x7e" + size.to_bytes(2, "big")
+    return b"\x81\x7f" + size.to_bytes(8, "big")
+
+
 class AiohttpSocket:
-    """:class:`~wskit.transports.base.Socket` over an aiohttp ``WebSocketResponse``."""
+    """:class:`~wskit.transports.base.Socket` over an aiohttp ``WebSocketResponse``.
 
-    __slots__ = ("request", "ws")
+    Text frames are framed here and written in batches (see :class:`Flusher`); control frames
+    (ping, pong, close) stay aiohttp's. Flow control is the transport's: when it pauses
+    writing, ``send_frame`` returns the wait for it to resume.
+    """
 
-    def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
+    __slots__ = ("_flusher", "_pending", "_pending_bytes", "protocol", "request", "transport", "ws")
+
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request, flusher: Flusher) -> None:
         self.ws = ws
         self.request = request
+        self.transport = request.transport
+        self.protocol = request.protocol
+        self._flusher = flusher
+        self._pending: list[bytes] | None = None
+        self._pending_bytes = 0
 
     def send_frame(self, data: bytes) -> Awaitable[None] | None:
-        # send_frame writes synchronously and awaits only to drain a full buffer
-        return step(self.ws.send_frame(data, _TEXT))
+        transport = self.transport
+        if transport is None or transport.is_closing() or self.ws.closed:
+            raise ConnectionResetError("WebSocket is closed")
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = []
+            self._flusher.mark(self)
+        pending.append(_header(len(data)))
+        pending.append(data)
+        self._pending_bytes += len(data)
+        if self._pending_bytes >= FLUSH_BYTES:
+            self.flush()
+        if self.protocol.writing_paused:
+            return self.protocol._drain_helper()
+        return None
+
+    def flush(self) -> None:
+        pending = self._pending
+        if pending is None:
+            return
+        self._pending = None
+        self._pending_bytes = 0
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(b"".join(pending))
 
     async def close(self, code: int, reason: str) -> None:
+        self.flush()  # frames sent before the close go out before it
         try:
             await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()[:123]), CLOSE_TIMEOUT_S)
         except TimeoutError:
@@ -135,6 +209,7 @@ class Transport:
     http_routes: Mapping[str, HttpHandler] = field(default_factory=dict)
     connections: dict[web.WebSocketResponse, Connection] = field(default_factory=dict)
     guard: HandshakeGuard | None = None
+    flusher: Flusher = field(default_factory=Flusher)
 
 
 def _is_upgrade(request: web.Request) -> bool:
@@ -197,7 +272,8 @@ def build_app(t: Transport) -> web.Application:
         )
         ws.headers["x-client-id"] = client_id
         await ws.prepare(request)
-        conn = Connection(client_id, AiohttpSocket(ws, request), data=data, request=hs, limits=t.queue_limits)
+        sock = AiohttpSocket(ws, request, t.flusher)
+        conn = Connection(client_id, sock, data=data, request=hs, limits=t.queue_limits)
         dispatcher = t.dispatcher
         receive = dispatcher.receive
         t.connections[ws] = conn
