@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit contract install system-deps clean
+.PHONY: run test lint typecheck unit contract install system-deps bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "wskit needs Python >= 3.11 (set PYTHON=...)"; exit 1; }
@@ -21,8 +21,8 @@ run: $(STAMP)
 
 ## lint: ruff (lint + format check)
 lint: $(STAMP)
-	$(PY) -m ruff check src tests examples
-	$(PY) -m ruff format --check src tests examples
+	$(PY) -m ruff check src tests examples bench
+	$(PY) -m ruff format --check src tests examples bench
 
 ## typecheck: mypy --strict on the package
 typecheck: $(STAMP)
@@ -42,6 +42,11 @@ contract: $(STAMP)
 
 ## test: everything CI runs
 test: lint typecheck unit contract
+
+## bench: the benchmark suite against every peer (minutes; writes bench/results/)
+bench: $(STAMP) system-deps
+	PY=$(PY) bash bench/setup_peers.sh
+	$(PY) bench/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

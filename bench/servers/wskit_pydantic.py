@@ -1,0 +1,24 @@
+"""wskit with pydantic models (the default backend), serve() on uvloop."""
+
+from __future__ import annotations
+
+from _wskit_app import run
+from pydantic import BaseModel
+
+
+class Text(BaseModel):
+    text: str
+
+
+class Topic(BaseModel):
+    topic: str
+
+
+class Tick(BaseModel):
+    topic: str
+    seq: int
+    t: int
+
+
+if __name__ == "__main__":
+    run(Text, Topic, Tick)
