@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -70,9 +70,11 @@ class Connection:
         "limits",
         "opened_at",
         "positions",
+        "reader_waiting",
         "request",
         "rpcs",
         "socket",
+        "spawn_reader",
         "topics",
     )
 
@@ -93,6 +95,11 @@ class Connection:
         self.topics: set[str] = set()
         #: in-flight RPCs by correlationId (see wskit.inflight)
         self.rpcs: dict[object, Any] = {}
+        #: starts another task reading this connection (set by transports that support it):
+        #: an RPC whose handler has to wait keeps the task it started in and hands reading on
+        self.spawn_reader: Callable[[], None] | None = None
+        #: reading stopped at the in-flight RPC bound; the next RPC to finish resumes it
+        self.reader_waiting = False
         #: per history topic: (epoch, last offset delivered), or a buffer while recovering
         self.positions: dict[str, Any] = {}
         #: time.monotonic() of the last application message, and of the opening (watchdog)

@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 from wskit.connection import Connection
 from wskit.context import Context, error_frame
 from wskit.errors import CloseCode, ErrorCode, UsageError, WsKitError
-from wskit.inflight import RpcCall
+from wskit.inflight import RpcCall, set_deadline
 from wskit.protocol import CANCEL_TYPE, HEARTBEAT_TYPE, heartbeat_ack, now_ms
 from wskit.schema.validator import DecodeFailure, OutboundValidationError
+from wskit.stepping import resume
 
 if TYPE_CHECKING:
     from wskit.router import Middleware, Route, Router
@@ -96,8 +97,12 @@ class Dispatcher:
 
     # -- the hot path ----------------------------------------------------------------------
 
-    def receive(self, conn: Connection, data: bytes | str) -> Awaitable[None] | None:
-        """Handle one inbound frame. Returns an awaitable the read loop must await, or None."""
+    def receive(self, conn: Connection, data: bytes | str) -> Awaitable[bool | None] | None:
+        """Handle one inbound frame. Returns an awaitable the read loop must await, or None.
+
+        When that awaitable returns True, another task has taken over reading this connection
+        (see ``Connection.spawn_reader``) and the caller's read loop must stop.
+        """
         try:
             type_name, meta, payload = self.decoder.decode(data)
         except DecodeFailure as failure:
@@ -150,13 +155,16 @@ class Dispatcher:
         """Whether any handler or RPC is still running (graceful shutdown waits for this)."""
         return self.running > 0 or any(conn.rpcs for conn in self.router.hub.connections.values())
 
-    def _start_rpc(self, compiled: _Compiled, ctx: Context[Any]) -> Awaitable[None] | None:
+    def _start_rpc(self, compiled: _Compiled, ctx: Context[Any]) -> Awaitable[bool | None] | None:
         conn = ctx.connection
         correlation_id = ctx.correlation_id
         if correlation_id is not None and correlation_id in conn.rpcs:
             ctx.rpc = None  # not a call of its own: the answer must not end the one in flight
             ctx.fail(WsKitError(ErrorCode.INVALID_ARGUMENT, "correlationId is already used by an RPC in flight"))
             return None
+        set_deadline(ctx)
+        if conn.spawn_reader is not None:
+            return self._run_rpc_here(compiled, ctx)
         if len(conn.rpcs) >= self.max_inflight_rpcs:
             return self._start_when_free(compiled, ctx)
         RpcCall.start(self._run_rpc(compiled, ctx), ctx)
@@ -168,6 +176,35 @@ class Dispatcher:
             await asyncio.wait([call.task for call in conn.rpcs.values()], return_when=asyncio.FIRST_COMPLETED)
         if not conn.closed:
             RpcCall.start(self._run_rpc(compiled, ctx), ctx)
+
+    async def _run_rpc_here(self, compiled: _Compiled, ctx: Context[Any]) -> bool:
+        """Run an RPC in the reading task; if its handler has to wait, hand reading on.
+
+        Most handlers answer without waiting: they then cost no task at all. One that waits
+        keeps this task (so ``asyncio.timeout`` and cancellation inside it behave as in any
+        task) while a new task goes on reading the connection. True: reading was handed on.
+        """
+        coro = self._run_rpc(compiled, ctx)
+        try:
+            yielded = coro.send(None)
+        except StopIteration:
+            return False
+        conn = ctx.connection
+        task = asyncio.current_task()
+        assert task is not None and conn.spawn_reader is not None
+        call = RpcCall.adopt(ctx, task)
+        if len(conn.rpcs) < self.max_inflight_rpcs:
+            conn.spawn_reader()
+        else:
+            conn.reader_waiting = True  # at the bound: reading resumes when an RPC finishes
+        try:
+            await resume(coro, yielded)
+        finally:
+            call.finish()
+            if conn.reader_waiting and not conn.closed and len(conn.rpcs) < self.max_inflight_rpcs:
+                conn.reader_waiting = False
+                conn.spawn_reader()
+        return True
 
     async def _run_rpc(self, compiled: _Compiled, ctx: Context[Any]) -> None:
         try:

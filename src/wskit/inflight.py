@@ -18,7 +18,7 @@ from wskit.errors import ErrorCode, WsKitError
 if TYPE_CHECKING:
     from wskit.context import Context
 
-__all__ = ["MAX_TIMEOUT_MS", "RpcCall"]
+__all__ = ["MAX_TIMEOUT_MS", "RpcCall", "set_deadline"]
 
 #: Deadlines further away than this are clamped (a day): timers are bounded like the rest.
 MAX_TIMEOUT_MS = 86_400_000
@@ -38,24 +38,53 @@ def _new_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) 
 _eager: Any = getattr(asyncio, "eager_task_factory", None)
 
 
+def set_deadline(ctx: Context[Any]) -> None:
+    """``ctx.deadline`` from the request's ``meta.timeoutMs`` (loop time; clamped)."""
+    timeout = ctx.meta.get("timeoutMs")
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+        loop = asyncio.get_running_loop()
+        ctx.deadline = loop.time() + min(max(float(timeout), 0.0), MAX_TIMEOUT_MS) / 1000.0
+
+
 class RpcCall:
-    """One RPC in flight: its context, task and deadline timer."""
+    """One RPC in flight: its context, task and deadline timer.
 
-    __slots__ = ("ctx", "key", "task", "timer")
+    Either the RPC has a task of its own (:meth:`start`), or it took over the task that was
+    reading the connection when its handler first had to wait (:meth:`adopt`): then the task
+    outlives the call, so "finished" is tracked here rather than read from the task.
+    """
 
-    def __init__(self, ctx: Context[Any], task: asyncio.Task[None], key: object) -> None:
+    __slots__ = ("cancel_requested", "ctx", "finished", "key", "task", "timer")
+
+    def __init__(self, ctx: Context[Any], task: asyncio.Task[Any], key: object) -> None:
         self.ctx = ctx
         self.task = task
         self.key = key
         self.timer: asyncio.TimerHandle | None = None
+        self.finished = False
+        self.cancel_requested = False
+
+    @classmethod
+    def adopt(cls, ctx: Context[Any], task: asyncio.Task[Any]) -> RpcCall:
+        """Track an RPC that continues in ``task`` (the current one); call :meth:`finish` after."""
+        key: object = ctx.correlation_id if ctx.correlation_id is not None else object()
+        call = cls(ctx, task, key)
+        ctx.connection.rpcs[key] = call
+        if ctx.deadline is not None:
+            loop = asyncio.get_running_loop()
+            call.timer = loop.call_at(ctx.deadline, call.abort, WsKitError(ErrorCode.DEADLINE_EXCEEDED))
+        return call
+
+    def finish(self) -> None:
+        """The adopted RPC is over: untrack it and leave its task as it was before."""
+        self._finished(None)
+        if self.cancel_requested:
+            self.task.uncancel()  # the cancellation was for the RPC, not for the task
 
     @classmethod
     def start(cls, coro: Coroutine[Any, Any, None], ctx: Context[Any]) -> RpcCall:
         """Run ``coro`` (the handler pipeline) as a tracked task with ``ctx``'s deadline."""
         loop = asyncio.get_running_loop()
-        timeout = ctx.meta.get("timeoutMs")
-        if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
-            ctx.deadline = loop.time() + min(max(float(timeout), 0.0), MAX_TIMEOUT_MS) / 1000.0
         task = _new_task(loop, coro)
         key: object = ctx.correlation_id if ctx.correlation_id is not None else object()
         call = cls(ctx, task, key)
@@ -70,20 +99,23 @@ class RpcCall:
     def abort(self, error: WsKitError) -> None:
         """Answer ``error`` (unless already answered) and cancel the handler."""
         ctx = self.ctx
-        if ctx.answered or self.task.done():
+        if ctx.answered or self.finished or self.task.done():
             return
         ctx.cancelled = True
         ctx.fail(error)
+        self.cancel_requested = True
         self.task.cancel()
 
     def abandon(self) -> None:
         """The connection is gone: cancel without answering."""
         self.ctx.cancelled = True
         self.ctx.answered = True
-        if not self.task.done():
+        if not self.finished and not self.task.done():
+            self.cancel_requested = True
             self.task.cancel()
 
-    def _finished(self, _: asyncio.Task[None]) -> None:
+    def _finished(self, _: object) -> None:
+        self.finished = True
         if self.timer is not None:
             self.timer.cancel()
         rpcs = self.ctx.connection.rpcs

@@ -278,17 +278,22 @@ def build_app(t: Transport) -> web.Application:
         receive = dispatcher.receive
         t.connections[ws] = conn
         t.watchdog.watch(conn)
-        code: int | None = None
-        reason = ""
-        try:
-            if await dispatcher.open(conn):
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+        readers: set[asyncio.Task[None]] = set()
+
+        async def read() -> None:
+            """Read frames until the socket closes, or until an RPC takes this task over."""
+            code: int | None = None
+            reason = ""
+            try:
                 while True:
                     msg = await ws.receive()
                     kind = msg.type
                     if kind is _TEXT or kind is WSMsgType.BINARY:
                         pending = receive(conn, msg.data)
-                        if pending is not None:
-                            await pending
+                        if pending is not None and await pending:
+                            return  # an RPC kept this task; another one reads on
                     elif kind is WSMsgType.CLOSE:
                         # echo the peer's code and reason, as RFC 6455 suggests and WS-Kit does
                         code, reason = int(msg.data), msg.extra or ""
@@ -302,15 +307,41 @@ def build_app(t: Transport) -> web.Application:
                         break
                     else:  # CLOSING / CLOSED: we closed it (ctx.close, shutdown, watchdog, slow consumer)
                         break
+            except Exception:
+                log.exception("client %s: reading failed", client_id)
+            # the reader that saw the end cleans up (RPCs still running are cancelled there)
+            await finish(code, reason)
+
+        async def finish(code: int | None, reason: str) -> None:
+            try:
+                t.connections.pop(ws, None)
+                t.watchdog.forget(conn)
+                if code is None:
+                    # a close we started (ctx.close, watchdog, slow consumer) keeps its own code
+                    code = conn.close_code if conn.close_code is not None else ws.close_code
+                await dispatcher.disconnect(conn, code, reason or conn.close_reason)
+                if not ws.closed:
+                    await ws.close(code=code if code and code != CloseCode.ABNORMAL else CloseCode.GOING_AWAY)
+            finally:
+                if not ended.done():
+                    ended.set_result(None)
+
+        def spawn_reader() -> None:
+            task = loop.create_task(read())
+            readers.add(task)
+            task.add_done_callback(readers.discard)
+
+        conn.spawn_reader = spawn_reader
+        try:
+            if await dispatcher.open(conn):
+                await read()
+            else:
+                await finish(None, "")
+            # this task may have become an RPC's; the connection lives until its last reader ends
+            await ended
         finally:
-            t.connections.pop(ws, None)
-            t.watchdog.forget(conn)
-            if code is None:
-                # a close we started (ctx.close, watchdog, slow consumer) keeps its own code
-                code = conn.close_code if conn.close_code is not None else ws.close_code
-            await dispatcher.disconnect(conn, code, reason or conn.close_reason)
-            if not ws.closed:
-                await ws.close(code=code if code and code != CloseCode.ABNORMAL else CloseCode.GOING_AWAY)
+            if not ended.done():  # cancelled (server stopping): still clean up
+                await finish(None, "")
         return ws
 
     app = web.Application(client_max_size=t.max_payload_bytes)

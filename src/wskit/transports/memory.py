@@ -68,7 +68,8 @@ class MemoryTransport:
         self.max_payload_bytes = max_payload_bytes
         self._to_server: asyncio.Queue[Any] = asyncio.Queue()
         self.connection = Connection(client_id, MemorySocket(self), data=data, request=request, limits=limits)
-        self._loop_task: asyncio.Task[None] | None = None
+        self._readers: set[asyncio.Task[None]] = set()
+        self._ended: asyncio.Future[None] | None = None
 
     async def open(self) -> bool:
         """Run ``on_open``; start the server-side read loop. False when refused."""
@@ -77,10 +78,20 @@ class MemoryTransport:
         if not await dispatcher.open(self.connection):
             await dispatcher.disconnect(self.connection, self.connection.close_code)
             return False
-        self._loop_task = asyncio.get_running_loop().create_task(self._read_loop(dispatcher))
+        loop = asyncio.get_running_loop()
+        self._ended = loop.create_future()
+
+        def spawn_reader() -> None:
+            task = loop.create_task(self._read_loop(dispatcher))
+            self._readers.add(task)
+            task.add_done_callback(self._readers.discard)
+
+        self.connection.spawn_reader = spawn_reader
+        spawn_reader()
         return True
 
     async def _read_loop(self, dispatcher: Any) -> None:
+        """Read until closed, or until an RPC keeps this task (another reader goes on then)."""
         conn = self.connection
         try:
             while True:
@@ -88,12 +99,17 @@ class MemoryTransport:
                 if data is _STOP or self.closed is not None:
                     break
                 pending = dispatcher.receive(conn, data)
-                if pending is not None:
-                    await pending
-        finally:
-            closed = self.closed
-            code, reason = (closed.code, closed.reason) if closed else (CloseCode.GOING_AWAY, "")
+                if pending is not None and await pending:
+                    return
+        except asyncio.CancelledError:
+            pass
+        closed = self.closed
+        code, reason = (closed.code, closed.reason) if closed else (CloseCode.GOING_AWAY, "")
+        try:
             await dispatcher.disconnect(conn, code, reason)
+        finally:
+            if self._ended is not None and not self._ended.done():
+                self._ended.set_result(None)
 
     def send(self, data: bytes | str) -> None:
         """A frame from the client. Over ``max_payload_bytes`` it closes with 1009, as sockets do."""
@@ -114,5 +130,6 @@ class MemoryTransport:
         self._to_server.put_nowait(_STOP)
 
     async def wait_closed(self) -> None:
-        if self._loop_task is not None:
-            await asyncio.shield(self._loop_task)
+        """Until the server side has finished with the connection (``on_close`` ran)."""
+        if self._ended is not None:
+            await asyncio.shield(self._ended)

@@ -1,9 +1,11 @@
-"""Run a coroutine's first step synchronously; keep a task only if it really has to wait.
+"""Drive a coroutine by hand: its first step now, the rest in a task only if it must wait.
 
-Transports' send coroutines (aiohttp's ``send_frame``) write to the socket buffer and only
-await when the buffer is over its limit. Stepping them by hand makes the common case a plain
-function call: no task, no event-loop round trip. Only for coroutines we know: user code
-could observe that its first step ran outside a task.
+The dispatcher steps an RPC handler inside the task that reads the connection: a handler
+that answers without waiting costs a function call, not a task and an event-loop round trip
+(about 6 us on Python 3.11). One that waits is driven on by :func:`resume` in that same
+task (so ``asyncio.current_task()``, timeouts and cancellation are all that task's), while a
+new task takes over reading. :func:`step` does the same for coroutines we know well enough
+to finish in a fresh task (their first step ran outside it).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 from collections.abc import Coroutine, Generator
 from typing import Any
 
-__all__ = ["step"]
+__all__ = ["resume", "step"]
 
 
 class _Yield:
@@ -29,7 +31,8 @@ class _Yield:
         yield self.value
 
 
-async def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
+async def resume(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
+    """Drive ``coro``, already stepped once (it yielded ``yielded``), to its end in this task."""
     while True:
         try:
             await _Yield(yielded)
@@ -57,4 +60,4 @@ def step(coro: Coroutine[Any, Any, None]) -> asyncio.Future[None] | None:
     except BaseException:
         coro.close()
         raise
-    return asyncio.ensure_future(_resume(coro, yielded))
+    return asyncio.ensure_future(resume(coro, yielded))
