@@ -26,6 +26,8 @@ __all__ = ["Connection", "OverflowPolicy", "QueueLimits"]
 
 log = logging.getLogger("wskit.connection")
 
+_NO_TOPICS: frozenset[str] = frozenset()
+
 #: process-wide counters (metrics read them): frames dropped, slow consumers closed
 STATS: dict[str, int] = {"dropped": 0, "closed_slow": 0}
 DROP_LOG_INTERVAL_S = 5.0
@@ -76,6 +78,7 @@ class Connection:
         "socket",
         "spawn_reader",
         "topics",
+        "watchdog",
     )
 
     def __init__(
@@ -92,7 +95,8 @@ class Connection:
         self.data: dict[str, Any] = dict(data or {})
         self.request = request
         self.limits = limits or QueueLimits()
-        self.topics: set[str] = set()
+        #: shared empty set until the first subscribe (an idle connection's memory counts)
+        self.topics: set[str] | frozenset[str] = _NO_TOPICS
         #: in-flight RPCs by correlationId (see wskit.inflight)
         self.rpcs: dict[object, Any] = {}
         #: starts another task reading this connection (set by transports that support it):
@@ -100,6 +104,8 @@ class Connection:
         self.spawn_reader: Callable[[], None] | None = None
         #: reading stopped at the in-flight RPC bound; the next RPC to finish resumes it
         self.reader_waiting = False
+        #: the Watchdog guarding this connection (told when AUTH sets a token expiry)
+        self.watchdog: Any = None
         #: per history topic: (epoch, last offset delivered), or a buffer while recovering
         self.positions: dict[str, Any] = {}
         #: time.monotonic() of the last application message, and of the opening (watchdog)

@@ -134,6 +134,8 @@ class Context(Generic[P]):
         conn.data.update(changes)
         if "user_id" in changes:
             self.router.hub.rebind_user(conn, old_user, changes["user_id"])
+        if conn.watchdog is not None and ("token_exp" in changes or "user_id" in changes):
+            conn.watchdog.rearm(conn)
 
     @property
     def user_id(self) -> Any:

@@ -111,6 +111,8 @@ class Hub:
             members = self.members.setdefault(topic, set())
             self.topic_history[topic] = history
         members.add(conn)
+        if isinstance(conn.topics, frozenset):
+            conn.topics = set()
         conn.topics.add(topic)
         member = Member(conn.client_id, _user_str(conn.user_id), self.public_data(conn.data), self.instance)
         try:
@@ -123,7 +125,7 @@ class Hub:
 
     async def unsubscribe(self, conn: Connection, topic: str) -> bool:
         """Remove ``conn`` from ``topic``; False when it was not a member."""
-        if topic not in conn.topics:
+        if topic not in conn.topics or isinstance(conn.topics, frozenset):
             return False
         conn.topics.discard(topic)
         conn.positions.pop(topic, None)

@@ -38,9 +38,20 @@ class Watchdog:
         """Start watching ``conn`` (call when it opens)."""
         conn.last_activity = time.monotonic()
         conn.opened_at = conn.last_activity
+        conn.watchdog = self
+        self._arm(conn)
+
+    def rearm(self, conn: Connection) -> None:
+        """A deadline of ``conn`` changed (AUTH set a token expiry): look again."""
+        if conn.closed:
+            return
+        timer = self._timers.pop(conn, None)
+        if timer is not None:
+            timer.cancel()
         self._arm(conn)
 
     def forget(self, conn: Connection) -> None:
+        conn.watchdog = None
         timer = self._timers.pop(conn, None)
         if timer is not None:
             timer.cancel()
@@ -60,8 +71,7 @@ class Watchdog:
         now = time.monotonic()
         deadline = self._next_deadline(conn, now)
         if deadline is None:
-            # nothing to watch now; a later AUTH may add a token expiry, so look again
-            deadline = now + (self.idle_s or self.auth_s or 30.0)
+            return  # nothing to watch; an AUTH that sets a token expiry calls conn.rearm()
         loop = asyncio.get_running_loop()
         self._timers[conn] = loop.call_later(max(0.0, deadline - now) + 0.001, self._check, conn)
 

@@ -199,3 +199,18 @@ def test_json_log_format(tmp_path: Path) -> None:
     records = [json.loads(line) for line in lines]
     assert any("listening" in r["msg"] and r["logger"] == "wskit.server" for r in records)
     assert all({"ts", "level", "logger", "msg"} <= set(r) for r in records)
+
+
+async def test_token_from_auth_message_expires_while_connected(make_server: Any) -> None:
+    """A token given by AUTH (not at the upgrade) is watched too: at its expiry the connection
+    closes 1008 unless re-authenticated."""
+    server: Server = await make_server(router=_jwt_router(), jwt_secret=SECRET)
+    server.watchdog.token_leeway_s = 0.0
+    async with ws_client(server.url) as ws:
+        assert (await request(ws, "AUTH", {"token": token("ada", exp_in=1.0)}))["type"] == "AUTH_OK"
+        async with asyncio.timeout(5):
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    await ws.recv()
+        assert ws.close_code == 1008
+        assert "token expired" in (ws.close_reason or "")

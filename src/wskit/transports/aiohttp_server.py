@@ -29,7 +29,7 @@ from wskit.pubsub.broker import BrokerState
 from wskit.router import Router
 from wskit.transports.base import HandshakeRequest
 
-__all__ = ["AiohttpSocket", "Flusher", "HandshakeGuard", "Transport", "build_app", "handshake_request"]
+__all__ = ["AiohttpSocket", "Flusher", "HandshakeGuard", "Session", "Transport", "build_app", "handshake_request"]
 
 log = logging.getLogger("wskit.server")
 
@@ -144,15 +144,13 @@ class AiohttpSocket:
 
 def handshake_request(request: web.Request, client_ip: str | None) -> HandshakeRequest:
     """The runtime-neutral view of an aiohttp upgrade request."""
-    query: dict[str, str] = {}
-    for key, value in request.query.items():
-        query.setdefault(key, value)
     protocols = tuple(p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip())
     return HandshakeRequest(
         path=request.path,
         headers=request.headers,
-        query_params=query,
-        cookies=dict(request.cookies),
+        # aiohttp's own views (first value per name), not copies: kept per connection
+        query_params=request.query,
+        cookies=request.cookies,
         client_ip=client_ip,
         subprotocols=protocols,
     )
@@ -221,6 +219,82 @@ def _echo_protocols(offered: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(p for p in offered if not p.lower().startswith(_BEARER))
 
 
+#: reader tasks started by hand-offs (referenced so they are not garbage-collected)
+_READERS: set[asyncio.Task[bool]] = set()
+
+
+class Session:
+    """One upgraded connection's reading side. A slotted object rather than closures: it
+    is kept for every idle connection, so its size is the server's memory per connection."""
+
+    __slots__ = ("conn", "ended", "t", "ws")
+
+    def __init__(self, t: Transport, ws: web.WebSocketResponse, conn: Connection) -> None:
+        self.t = t
+        self.ws = ws
+        self.conn = conn
+        self.ended: asyncio.Future[None] | None = None  # made only when an RPC took a reader
+
+    def spawn_reader(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.read())
+        _READERS.add(task)
+        task.add_done_callback(_READERS.discard)
+
+    async def read(self) -> bool:
+        """Read frames until the socket closes (then clean up), or until an RPC keeps this
+        task (True: another task reads on)."""
+        ws, conn = self.ws, self.conn
+        receive = self.t.dispatcher.receive
+        code: int | None = None
+        reason = ""
+        try:
+            while True:
+                msg = await ws.receive()
+                kind = msg.type
+                if kind is _TEXT or kind is WSMsgType.BINARY:
+                    pending = receive(conn, msg.data)
+                    if pending is not None and await pending:
+                        if self.ended is None:
+                            self.ended = asyncio.get_running_loop().create_future()
+                        return True
+                elif kind is WSMsgType.CLOSE:
+                    # echo the peer's code and reason, as RFC 6455 suggests and WS-Kit does
+                    code, reason = int(msg.data), msg.extra or ""
+                    await ws.close(code=code, message=reason.encode()[:123])
+                    break
+                elif kind is WSMsgType.ERROR:
+                    error = msg.data
+                    code = getattr(error, "code", None) or CloseCode.PROTOCOL_ERROR
+                    reason = str(error)[:123]
+                    log.info("client %s: closed on a protocol error: %s", conn.client_id, error)
+                    break
+                else:  # CLOSING / CLOSED: we closed it (ctx.close, shutdown, watchdog, slow consumer)
+                    break
+        except Exception:
+            log.exception("client %s: reading failed", conn.client_id)
+        # the reader that saw the end cleans up (RPCs still running are cancelled there)
+        await self.finish(code, reason)
+        return False
+
+    async def finish(self, code: int | None, reason: str) -> None:
+        ws, conn, t = self.ws, self.conn, self.t
+        try:
+            if t.connections.pop(ws, None) is None:
+                return  # already finished
+            t.watchdog.forget(conn)
+            if code is None:
+                # a close we started (ctx.close, watchdog, slow consumer) keeps its own code
+                code = conn.close_code if conn.close_code is not None else ws.close_code
+            await t.dispatcher.disconnect(conn, code, reason or conn.close_reason)
+            if not ws.closed:
+                await ws.close(code=code if code and code != CloseCode.ABNORMAL else CloseCode.GOING_AWAY)
+        finally:
+            if self.ended is None:
+                self.ended = asyncio.get_running_loop().create_future()
+            if not self.ended.done():
+                self.ended.set_result(None)
+
+
 def build_app(t: Transport) -> web.Application:
     """An aiohttp application serving ``t.router`` (WebSocket upgrades) plus the HTTP routes."""
 
@@ -231,7 +305,43 @@ def build_app(t: Transport) -> web.Application:
             return await plain_http(request)
         if t.path is not None and request.path != t.path:
             return web.Response(status=404, text="Not Found")
-        return await upgrade(request)
+        # the upgrade is handled here rather than in a helper coroutine: every level of
+        # suspended coroutine is memory held by each idle connection
+        ip = t.admission.resolve_ip(request.remote, request.headers)
+        hs = handshake_request(request, ip)
+        outcome = await t.admission.admit(hs)
+        if isinstance(outcome, Refusal):
+            return web.Response(status=outcome.status, text=outcome.text, headers=dict(outcome.headers))
+        session: Session | None = None
+        try:
+            client_id = str(uuid.uuid4())
+            ws = web.WebSocketResponse(
+                max_msg_size=t.max_payload_bytes,
+                heartbeat=t.ping_interval,
+                compress=False,
+                decode_text=False,
+                autoclose=False,
+                protocols=_echo_protocols(hs.subprotocols),
+            )
+            ws.headers["x-client-id"] = client_id
+            await ws.prepare(request)
+            conn = Connection(client_id, AiohttpSocket(ws, request, t.flusher), data=outcome, request=hs,
+                              limits=t.queue_limits)  # fmt: skip
+            session = Session(t, ws, conn)
+            conn.spawn_reader = session.spawn_reader
+            t.connections[ws] = conn
+            t.watchdog.watch(conn)
+            if not await t.dispatcher.open(conn):
+                await session.finish(None, "")
+            elif await session.read():
+                # this task became an RPC's; the connection lives until its last reader ends
+                assert session.ended is not None
+                await session.ended
+            return ws
+        finally:
+            t.admission.release(ip)
+            if session is not None and (session.ended is None or not session.ended.done()):
+                await session.finish(None, "")  # cancelled (server stopping): still clean up
 
     async def plain_http(request: web.Request) -> web.StreamResponse:
         if request.method == "GET" and request.path in t.http_routes:
@@ -248,101 +358,6 @@ def build_app(t: Transport) -> web.Application:
         if t.path is not None and request.path != t.path:
             return web.Response(status=404, text="Not Found")
         return web.Response(status=400, text="Expected a WebSocket upgrade (Upgrade: websocket)")
-
-    async def upgrade(request: web.Request) -> web.StreamResponse:
-        ip = t.admission.resolve_ip(request.remote, request.headers)
-        hs = handshake_request(request, ip)
-        outcome = await t.admission.admit(hs)
-        if isinstance(outcome, Refusal):
-            return web.Response(status=outcome.status, text=outcome.text, headers=dict(outcome.headers))
-        try:
-            return await run(request, hs, outcome)
-        finally:
-            t.admission.release(ip)
-
-    async def run(request: web.Request, hs: HandshakeRequest, data: Mapping[str, Any]) -> web.StreamResponse:
-        client_id = str(uuid.uuid4())
-        ws = web.WebSocketResponse(
-            max_msg_size=t.max_payload_bytes,
-            heartbeat=t.ping_interval,
-            compress=False,
-            decode_text=False,
-            autoclose=False,
-            protocols=_echo_protocols(hs.subprotocols),
-        )
-        ws.headers["x-client-id"] = client_id
-        await ws.prepare(request)
-        sock = AiohttpSocket(ws, request, t.flusher)
-        conn = Connection(client_id, sock, data=data, request=hs, limits=t.queue_limits)
-        dispatcher = t.dispatcher
-        receive = dispatcher.receive
-        t.connections[ws] = conn
-        t.watchdog.watch(conn)
-        loop = asyncio.get_running_loop()
-        ended: asyncio.Future[None] = loop.create_future()
-        readers: set[asyncio.Task[None]] = set()
-
-        async def read() -> None:
-            """Read frames until the socket closes, or until an RPC takes this task over."""
-            code: int | None = None
-            reason = ""
-            try:
-                while True:
-                    msg = await ws.receive()
-                    kind = msg.type
-                    if kind is _TEXT or kind is WSMsgType.BINARY:
-                        pending = receive(conn, msg.data)
-                        if pending is not None and await pending:
-                            return  # an RPC kept this task; another one reads on
-                    elif kind is WSMsgType.CLOSE:
-                        # echo the peer's code and reason, as RFC 6455 suggests and WS-Kit does
-                        code, reason = int(msg.data), msg.extra or ""
-                        await ws.close(code=code, message=reason.encode()[:123])
-                        break
-                    elif kind is WSMsgType.ERROR:
-                        error = msg.data
-                        code = getattr(error, "code", None) or CloseCode.PROTOCOL_ERROR
-                        reason = str(error)[:123]
-                        log.info("client %s: closed on a protocol error: %s", client_id, error)
-                        break
-                    else:  # CLOSING / CLOSED: we closed it (ctx.close, shutdown, watchdog, slow consumer)
-                        break
-            except Exception:
-                log.exception("client %s: reading failed", client_id)
-            # the reader that saw the end cleans up (RPCs still running are cancelled there)
-            await finish(code, reason)
-
-        async def finish(code: int | None, reason: str) -> None:
-            try:
-                t.connections.pop(ws, None)
-                t.watchdog.forget(conn)
-                if code is None:
-                    # a close we started (ctx.close, watchdog, slow consumer) keeps its own code
-                    code = conn.close_code if conn.close_code is not None else ws.close_code
-                await dispatcher.disconnect(conn, code, reason or conn.close_reason)
-                if not ws.closed:
-                    await ws.close(code=code if code and code != CloseCode.ABNORMAL else CloseCode.GOING_AWAY)
-            finally:
-                if not ended.done():
-                    ended.set_result(None)
-
-        def spawn_reader() -> None:
-            task = loop.create_task(read())
-            readers.add(task)
-            task.add_done_callback(readers.discard)
-
-        conn.spawn_reader = spawn_reader
-        try:
-            if await dispatcher.open(conn):
-                await read()
-            else:
-                await finish(None, "")
-            # this task may have become an RPC's; the connection lives until its last reader ends
-            await ended
-        finally:
-            if not ended.done():  # cancelled (server stopping): still clean up
-                await finish(None, "")
-        return ws
 
     app = web.Application(client_max_size=t.max_payload_bytes)
     app.router.add_route("*", "/{tail:.*}", handle)
