@@ -46,11 +46,18 @@ _ERROR_PREFIX = type_prefix(ERROR_TYPE)
 _RPC_ERROR_PREFIX = type_prefix(RPC_ERROR_TYPE)
 
 
+def _json_str(text: str) -> bytes:
+    # correlation ids are nearly always plain ASCII: skip the JSON encoder for those
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return b'"' + text.encode() + b'"'
+    return dumps(text)
+
+
 def _meta_bytes(meta: Mapping[str, Any] | None, correlation_id: str | None) -> bytes:
     if correlation_id is None:
         return dumps(dict(meta)) if meta else _EMPTY_META
     if not meta:
-        return b'{"correlationId":' + dumps(correlation_id) + b"}"
+        return b'{"correlationId":' + _json_str(correlation_id) + b"}"
     merged: dict[str, Any] = {"correlationId": correlation_id}
     merged.update(meta)
     merged["correlationId"] = correlation_id
