@@ -294,7 +294,8 @@ def load_settings(
             try:
                 values[option.name] = option.parse(given)
             except (ValueError, TypeError) as exc:
-                raise ConfigError(f"{option.name}={given!r}: {exc}") from None
+                shown = "<hidden>" if "secret" in option.name else repr(given)
+                raise ConfigError(f"{option.name}={shown}: {exc}") from None
             continue
         found = _from_env(option, env)
         if found is None:

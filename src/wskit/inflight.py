@@ -41,7 +41,7 @@ _eager: Any = getattr(asyncio, "eager_task_factory", None)
 def set_deadline(ctx: Context[Any]) -> None:
     """``ctx.deadline`` from the request's ``meta.timeoutMs`` (loop time; clamped)."""
     timeout = ctx.meta.get("timeoutMs")
-    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout == timeout:  # not NaN
         loop = asyncio.get_running_loop()
         ctx.deadline = loop.time() + min(max(float(timeout), 0.0), MAX_TIMEOUT_MS) / 1000.0
 

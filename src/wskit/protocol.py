@@ -59,8 +59,16 @@ def valid_type_name(name: str) -> bool:
 
 
 def dumps(value: Any) -> bytes:
-    """Compact JSON for the cold paths (errors, meta); payloads go through the schema backend."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact JSON for the cold paths (errors, meta); payloads go through the schema backend.
+
+    A lone surrogate (which a client can smuggle into a type name as ``\\udc00``) cannot be
+    UTF-8: then every non-ASCII character is written as an escape instead.
+    """
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=True).encode()
 
 
 def type_prefix(type_name: str) -> bytes:

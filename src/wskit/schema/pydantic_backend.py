@@ -27,12 +27,15 @@ from wskit.schema.validator import (
     OutboundValidationError,
     PayloadEncoder,
     classify_failure,
+    strict_json,
     to_builtins,
 )
 
 __all__ = ["PydanticValidator"]
 
 _FORBID = ConfigDict(extra="forbid")
+#: meta is the protocol's, not the application's: no coercion ("12" is not a timestamp)
+_STRICT_META = ConfigDict(extra="forbid", strict=True)
 
 
 def _strict(model: type[Any]) -> type[Any]:
@@ -68,7 +71,7 @@ def _meta_type(name: str, extra: dict[str, Any]) -> type:
     }
     fields.update(extra)
     meta = TypedDict(f"{name}Meta", fields, total=False)  # type: ignore[misc]
-    meta.__pydantic_config__ = _FORBID  # type: ignore[attr-defined]
+    meta.__pydantic_config__ = _STRICT_META  # type: ignore[attr-defined]
     return cast(type, meta)
 
 
@@ -116,6 +119,16 @@ class _Decoder:
             env = self._adapter.validate_json(data)
         except ValidationError as error:
             raise classify_failure(data, self._known, partial(_issues, error, skip=self._skip)) from None
+        if (
+            (b"NaN" in data or b"Infinity" in data)
+            if isinstance(data, bytes)
+            else ("NaN" in data or "Infinity" in data)
+        ):
+            # pydantic's parser takes NaN/Infinity (not JSON) anywhere, even under ignored keys
+            try:
+                strict_json(data)
+            except ValueError:
+                raise classify_failure(data, self._known, list) from None
         type_name = env["type"]
         if type_name in self._bare:
             payload = None

@@ -29,6 +29,7 @@ __all__ = [
     "PayloadEncoder",
     "Validator",
     "classify_failure",
+    "strict_json",
     "to_builtins",
 ]
 
@@ -121,12 +122,26 @@ def classify_failure(
     return DecodeFailure(error, correlation_id)
 
 
+def _not_json(token: str) -> Any:
+    raise ValueError(f"{token} is not JSON")
+
+
+def strict_json(data: bytes | str) -> Any:
+    """Parse as RFC 8259 JSON only: UTF-8, no BOM, no NaN/Infinity. Raises ``ValueError``
+    (``RecursionError`` for absurd nesting is turned into one too)."""
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    try:
+        return json.loads(text, parse_constant=_not_json)
+    except RecursionError:
+        raise ValueError("nested too deep") from None
+
+
 def _classify(
     data: bytes | str, known: Collection[str], issues: Callable[[], list[Issue]]
 ) -> tuple[WsKitError, str | None]:
     try:
-        obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+        obj = strict_json(data)
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         return WsKitError(ErrorCode.INVALID_ARGUMENT, "Frame is not valid JSON"), None
     if not isinstance(obj, dict):
         return WsKitError(ErrorCode.INVALID_ARGUMENT, "Frame must be a JSON object"), None

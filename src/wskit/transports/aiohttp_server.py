@@ -316,7 +316,7 @@ def build_app(t: Transport) -> web.Application:
         try:
             client_id = str(uuid.uuid4())
             ws = web.WebSocketResponse(
-                max_msg_size=t.max_payload_bytes,
+                max_msg_size=t.max_payload_bytes + 1,  # aiohttp refuses sizes >= its limit
                 heartbeat=t.ping_interval,
                 compress=False,
                 decode_text=False,
