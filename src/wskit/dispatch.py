@@ -85,6 +85,7 @@ class Dispatcher:
         self.retry_after_ms = 1000
         #: event handlers running right now (RPCs are counted on their connections)
         self.running = 0
+        self._next_decode_log = 0.0
         self.decoder = router.validator.decoder(
             [route.schema for route in router.routes.values()], internal=_INTERNAL_TYPES
         )
@@ -110,7 +111,10 @@ class Dispatcher:
             conn.send_nowait(error_frame(failure.error.to_payload(), failure.correlation_id))
             return None
         except Exception:  # a backend bug must cost one answer, never the connection
-            log.exception("client %s: decoding a frame failed unexpectedly", conn.client_id)
+            now = monotonic()
+            if now >= self._next_decode_log:  # at most one traceback a second: input is hostile
+                self._next_decode_log = now + 1.0
+                log.exception("client %s: decoding a frame failed unexpectedly", conn.client_id)
             conn.send_nowait(error_frame(WsKitError(ErrorCode.INTERNAL).to_payload(), None))
             return None
         compiled = self.routes.get(type_name)

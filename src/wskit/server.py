@@ -257,6 +257,16 @@ def _configured_authenticate(router: Router[Any], settings: Settings) -> Authent
         return None
     from wskit.guards.setup import jwt_setup
 
+    if not settings.auth_timeout_ms:
+        log.warning(
+            "JWT_SECRET is set but AUTH_TIMEOUT_MS is 0: connections without a token may stay "
+            "anonymous for ever (set AUTH_TIMEOUT_MS, and protect routes with require_auth)"
+        )
+    if settings.allowed_origins is None:
+        log.warning(
+            "JWT tokens are accepted from cookies but ALLOWED_ORIGINS is not set: any web page can "
+            "open a socket with your users' cookies (cross-site WebSocket hijacking); set ALLOWED_ORIGINS"
+        )
     return jwt_setup(router, settings)
 
 
