@@ -12,9 +12,9 @@ import argparse
 import os
 
 from pydantic import BaseModel
-from wskit.pubsub.redis import RedisBroker
 
 from wskit import Context, HandshakeRequest, Router, message, rpc, serve
+from wskit.pubsub.redis import RedisBroker
 
 
 class Topic(BaseModel):
