@@ -154,6 +154,8 @@ class RedisBroker:
     after it stops refreshing them every ``heartbeat_s``. Every Redis command gives up after
     ``publish_timeout_s`` with ``WsKitError(UNAVAILABLE)``. After a lost link, reconnection
     waits a random delay up to ``backoff_min_s * 2**n``, capped at ``backoff_max_s``.
+    Commands share at most ``max_connections`` connections (besides the subscriber link);
+    more concurrent commands wait for one, within their ``publish_timeout_s``.
     """
 
     def __init__(
@@ -167,9 +169,13 @@ class RedisBroker:
         publish_timeout_s: float = 2.0,
         backoff_min_s: float = 0.1,
         backoff_max_s: float = 5.0,
+        max_connections: int = 50,
     ) -> None:
         if presence_ttl_s <= 0 or heartbeat_s <= 0 or publish_timeout_s <= 0:
             raise ValueError("presence_ttl_s, heartbeat_s and publish_timeout_s must be > 0")
+        if max_connections < 1:
+            raise ValueError("max_connections must be >= 1")
+        self.max_connections = max_connections
         self.url = url
         self.namespace = namespace
         self.instance_id = instance_id or _default_instance_id()
@@ -273,13 +279,20 @@ class RedisBroker:
             self.instance_id = _default_instance_id()
         self._listener = listener
         if self._client is None:
-            self._client = aioredis.Redis.from_url(
+            # A blocking pool: past max_connections a command waits for a free connection
+            # (within the same publish_timeout_s budget) instead of failing at once with
+            # MaxConnectionsError, which the default pool does and which would turn a burst of
+            # joins or publishes into UNAVAILABLE answers while Redis is perfectly healthy.
+            pool = aioredis.BlockingConnectionPool.from_url(
                 self.url,
+                max_connections=self.max_connections,
+                timeout=self.publish_timeout_s,
                 retry=Retry(NoBackoff(), 0),  # we retry ourselves, with backoff, in one place
                 socket_connect_timeout=self.publish_timeout_s,
                 client_name=f"wskit:{self.instance_id}",
                 protocol=2,  # RESP2: pub/sub messages come back as replies, on every redis-py version
             )
+            self._client = aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
             scripts = (
                 ("publish", _PUBLISH_LUA),
                 ("position", _POSITION_LUA),
