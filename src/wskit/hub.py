@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from wskit.connection import Connection
+from wskit.connection import Connection, OverflowPolicy
 from wskit.protocol import PRESENCE_TYPE, dumps, type_prefix
 from wskit.pubsub.broker import Broker, HistoryPolicy, Member, Publication
 from wskit.pubsub.memory import MemoryBroker
@@ -160,6 +160,8 @@ class Hub:
         data = publication.frame()
         exclude = publication.exclude
         overflow = publication.overflow
+        if overflow is not None and overflow.__class__ is not OverflowPolicy:
+            overflow = _overflow_policy(overflow)  # it crossed a broker as text
         count = 0
         if publication.offset is None:
             # send_nowait never changes membership synchronously: no copy of the set needed
@@ -212,6 +214,15 @@ def _presence_event(topic: str, event: str, member: Member) -> Publication:
         "data": dict(member.data),
     }
     return Publication(topic, _PRESENCE_PREFIX, b',"payload":' + dumps(payload) + b"}")
+
+
+def _overflow_policy(value: Any) -> OverflowPolicy | None:
+    """The policy a publication carried as text; an unknown one (a newer peer's) leaves the connection's."""
+    try:
+        return OverflowPolicy(value)
+    except ValueError:
+        log.debug("unknown overflow policy %r on a publication: the connection's own applies", value)
+        return None
 
 
 def _user_str(user: Any) -> str | None:

@@ -90,7 +90,7 @@ class Publication:
         self.offset = offset
         self.epoch = epoch
         #: this publication's policy for subscribers whose send queue is full (None: theirs);
-        #: local to the publishing process, it does not cross a broker
+        #: carried across brokers by its string value (the hub turns it back into the enum)
         self.overflow: Any = None
         self._frame: bytes | None = None
 
@@ -113,8 +113,13 @@ class Publication:
         return data
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able form, for brokers that carry publications as text."""
-        return {
+        """A JSON-able form, for brokers that carry publications as text.
+
+        ``overflow`` is kept (as its string value, key ``v``, only when set): a broker that
+        delivers even the publisher's own subscribers through its backend (Redis echoes every
+        publish) would otherwise lose the policy for everyone.
+        """
+        d: dict[str, Any] = {
             "t": self.topic,
             "h": self.head.decode(),
             "b": self.tail.decode(),
@@ -123,14 +128,22 @@ class Publication:
             "o": self.offset,
             "e": self.epoch,
         }
+        if self.overflow is not None:
+            d["v"] = str(self.overflow)
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Publication:
+        """The publication :meth:`to_dict` described (``overflow`` comes back as a string)."""
         meta = d.get("m")
-        return cls(
+        pub = cls(
             d["t"], d["h"].encode(), d["b"].encode(), meta.encode() if meta is not None else None,
             d.get("x"), d.get("o"), d.get("e"),
         )  # fmt: skip
+        overflow = d.get("v")
+        if overflow is not None:
+            pub.overflow = str(overflow)
+        return pub
 
     def __repr__(self) -> str:
         return f"<Publication {self.topic} offset={self.offset} {self.head!r}>"

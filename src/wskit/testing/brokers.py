@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 import pytest
 import pytest_asyncio
 
+from wskit.connection import OverflowPolicy
 from wskit.pubsub.broker import Broker, BrokerState, HistoryPolicy, Member, Publication, RecoveryError
 
 __all__ = ["BrokerConformance", "BrokerSet", "RecordingListener"]
@@ -179,6 +180,24 @@ class BrokerConformance:
         (got,) = await listener.wait_for(topic, 1, self.timeout)
         assert got.exclude == "client-1"
         assert got.frame() == b'{"type":"MSG","meta":{"k":"v"},"payload":{"n":7}}'
+
+    @pytest.mark.asyncio
+    async def test_overflow_policy_is_carried(self, brokers: BrokerSet) -> None:
+        """A publication's own overflow policy arrives with it (the publisher's instance included),
+        with and without history."""
+        broker, listener = await brokers.start()
+        topic, kept = _topic(), _topic("h")
+        history = HistoryPolicy("h:*", max_len=10, ttl_s=60)
+        await broker.subscribe(topic)
+        await broker.subscribe(kept, history)
+        for name, policy in ((topic, None), (kept, history)):
+            pub = _pub(name, 1)
+            pub.overflow = OverflowPolicy.DROP_OLDEST
+            await broker.publish(pub, policy)
+            (got,) = await listener.wait_for(name, 1, self.timeout)
+            assert got.overflow == "drop-oldest"
+        (recovered,) = await broker.recover(kept, 0, got.epoch or "", history)
+        assert recovered.overflow == "drop-oldest"
 
     @pytest.mark.asyncio
     async def test_order_of_one_publisher_is_kept(self, brokers: BrokerSet) -> None:
