@@ -10,53 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
+from tests.brokers.redis_helpers import HISTORY, NoJitter, admin, kill_link, ns, pub, start_broker, wait_state
 
 from wskit.errors import ErrorCode, WsKitError
-from wskit.pubsub.broker import BrokerState, HistoryPolicy, Member, Publication, RecoveryError
-from wskit.pubsub.redis import RedisBroker
-from wskit.testing.brokers import RecordingListener
+from wskit.pubsub.broker import BrokerState, Member, RecoveryError
 
 __all__: list[str] = []
-
-HISTORY = HistoryPolicy("h:*", max_len=1000, ttl_s=60)
-
-
-class _NoJitter:
-    """Stands in for ``random`` in the broker: always the longest backoff, so the outage is long enough."""
-
-    @staticmethod
-    def uniform(low: float, high: float) -> float:
-        return high
-
-
-def _pub(topic: str, n: int) -> Publication:
-    return Publication(topic, b'{"type":"MSG"', b',"payload":{"n":%d}}' % n)
-
-
-def _ns(pubs: list[Publication]) -> list[int]:
-    return [int(p.tail.split(b":")[-1].rstrip(b"}")) for p in pubs]
-
-
-async def _admin(url: str, *args: Any) -> Any:
-    async with aioredis.Redis.from_url(url, protocol=2, decode_responses=True) as client:
-        return await client.execute_command(*args)
-
-
-async def _wait_state(broker: RedisBroker, state: BrokerState, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while broker.state is not state:
-        assert time.monotonic() < deadline, f"broker stayed {broker.state}, expected {state}"
-        await asyncio.sleep(0.01)
-
-
-async def _start(server: Any, namespace: str, **options: Any) -> tuple[RedisBroker, RecordingListener]:
-    options = {"publish_timeout_s": 1.0, "backoff_min_s": 0.05, "backoff_max_s": 0.3, **options}
-    broker = RedisBroker(server.url, namespace=namespace, **options)
-    listener = RecordingListener()
-    await broker.start(listener)
-    assert broker.state is BrokerState.READY
-    return broker, listener
 
 
 async def test_redis_restart_goes_down_fails_fast_and_recovers(
@@ -64,35 +23,35 @@ async def test_redis_restart_goes_down_fails_fast_and_recovers(
 ) -> None:
     """Redis killed: DOWN, publish raises UNAVAILABLE at once (local subscribers still served); restarted: READY."""
     server = redis_server()
-    a, listener_a = await _start(server, namespace)
-    b, listener_b = await _start(server, namespace)
+    a, listener_a = await start_broker(server.url, namespace)
+    b, listener_b = await start_broker(server.url, namespace)
     try:
         await a.subscribe("room")
         await b.subscribe("room")
         await a.presence_add("room", Member("ca", "ua"))
         server.kill()
-        await _wait_state(a, BrokerState.DOWN)
+        await wait_state(a, BrokerState.DOWN)
         started = time.monotonic()
         with pytest.raises(WsKitError) as caught:
-            await a.publish(_pub("room", 1))
+            await a.publish(pub("room", 1))
         assert time.monotonic() - started < a.publish_timeout_s + 0.5
         assert caught.value.code is ErrorCode.UNAVAILABLE
-        assert _ns(listener_a.on("room")) == [1]  # delivered locally before the error
+        assert ns(listener_a.on("room")) == [1]  # delivered locally before the error
         with pytest.raises(WsKitError):
-            await a.publish(_pub("h:x", 1), HISTORY)  # no offset without Redis: refused whole
+            await a.publish(pub("h:x", 1), HISTORY)  # no offset without Redis: refused whole
         with pytest.raises(WsKitError):
             await a.presence("room")
 
         server.start()  # same port, empty (no persistence)
-        await _wait_state(a, BrokerState.READY)
-        await _wait_state(b, BrokerState.READY)
+        await wait_state(a, BrokerState.READY)
+        await wait_state(b, BrokerState.READY)
         assert a.reconnects == 1
-        await a.publish(_pub("room", 2))
+        await a.publish(pub("room", 2))
         await listener_b.wait_for("room", 1)
         await listener_a.wait_for("room", 2)
         await asyncio.sleep(0.1)
-        assert _ns(listener_b.on("room")) == [2]
-        assert _ns(listener_a.on("room")) == [1, 2]
+        assert ns(listener_b.on("room")) == [2]
+        assert ns(listener_a.on("room")) == [1, 2]
         # the presence entry lost with Redis's memory was written again on reconnect
         assert [m.client_id for m in await b.presence("room")] == ["ca"]
     finally:
@@ -105,26 +64,26 @@ async def test_history_continues_after_restart_with_persistence(
 ) -> None:
     """With an append-only file, offsets and epoch survive a Redis crash; delivery resumes without gap."""
     server = redis_server(persistent=True)
-    a, listener_a = await _start(server, namespace)
-    b, _ = await _start(server, namespace)
+    a, listener_a = await start_broker(server.url, namespace)
+    b, _ = await start_broker(server.url, namespace)
     try:
         await a.subscribe("h:room", HISTORY)
         for n in range(1, 4):
-            await b.publish(_pub("h:room", n), HISTORY)
+            await b.publish(pub("h:room", n), HISTORY)
         await listener_a.wait_for("h:room", 3)
         server.kill()
-        await _wait_state(b, BrokerState.DOWN)
+        await wait_state(b, BrokerState.DOWN)
         server.start()
-        await _wait_state(a, BrokerState.READY)
-        await _wait_state(b, BrokerState.READY)
+        await wait_state(a, BrokerState.READY)
+        await wait_state(b, BrokerState.READY)
         for n in range(4, 6):
-            await b.publish(_pub("h:room", n), HISTORY)
+            await b.publish(pub("h:room", n), HISTORY)
         got = await listener_a.wait_for("h:room", 5)
         await asyncio.sleep(0.1)
         got = listener_a.on("h:room")
         assert [p.offset for p in got] == [1, 2, 3, 4, 5]
         assert len({p.epoch for p in got}) == 1
-        assert _ns(got) == [1, 2, 3, 4, 5]
+        assert ns(got) == [1, 2, 3, 4, 5]
     finally:
         await a.close()
         await b.close()
@@ -136,28 +95,28 @@ async def test_history_restored_from_an_older_snapshot_starts_a_new_epoch(
     """Redis restarts from an RDB snapshot older than what was delivered: offsets would repeat in
     the same epoch, so the broker moves the topic to a new epoch and nothing new is skipped."""
     server = redis_server()
-    a, listener_a = await _start(server, namespace)
-    b, _ = await _start(server, namespace)
+    a, listener_a = await start_broker(server.url, namespace)
+    b, _ = await start_broker(server.url, namespace)
     try:
         await a.subscribe("h:room", HISTORY)
         for n in range(1, 4):
-            await b.publish(_pub("h:room", n), HISTORY)
+            await b.publish(pub("h:room", n), HISTORY)
         await listener_a.wait_for("h:room", 3)
         assert server.command("SAVE") == "OK"
         for n in range(4, 7):
-            await b.publish(_pub("h:room", n), HISTORY)
+            await b.publish(pub("h:room", n), HISTORY)
         await listener_a.wait_for("h:room", 6)
         old_epoch = listener_a.on("h:room")[-1].epoch
         server.kill()
-        await _wait_state(a, BrokerState.DOWN)
+        await wait_state(a, BrokerState.DOWN)
         server.start()  # loads dump.rdb: the counter is back at 3
-        await _wait_state(a, BrokerState.READY)
-        await _wait_state(b, BrokerState.READY)
+        await wait_state(a, BrokerState.READY)
+        await wait_state(b, BrokerState.READY)
         for n in range(7, 11):
-            await b.publish(_pub("h:room", n), HISTORY)
+            await b.publish(pub("h:room", n), HISTORY)
         got = await listener_a.wait_for("h:room", 10)
         fresh = got[6:]
-        assert _ns(fresh) == [7, 8, 9, 10], "messages after the restore must not be taken for duplicates"
+        assert ns(fresh) == [7, 8, 9, 10], "messages after the restore must not be taken for duplicates"
         assert {p.epoch for p in fresh} != {old_epoch}
         with pytest.raises(RecoveryError):
             await a.recover("h:room", 6, old_epoch or "", HISTORY)
@@ -172,59 +131,47 @@ async def test_missed_history_is_delivered_after_the_link_comes_back(
     """Publications made while the subscriber link was down arrive after it reconnects: in order, once."""
     import wskit.pubsub.redis as module
 
-    monkeypatch.setattr(module, "random", _NoJitter)
+    monkeypatch.setattr(module, "random", NoJitter)
     server = redis_server()
-    a, listener_a = await _start(server, namespace, backoff_min_s=0.3, backoff_max_s=0.3)
-    b, _ = await _start(server, namespace)
+    a, listener_a = await start_broker(server.url, namespace, backoff_min_s=0.3, backoff_max_s=0.3)
+    b, _ = await start_broker(server.url, namespace)
     try:
         await a.subscribe("h:room", HISTORY)
         await a.subscribe("plain")
         for n in range(1, 4):
-            await b.publish(_pub("h:room", n), HISTORY)
+            await b.publish(pub("h:room", n), HISTORY)
         await listener_a.wait_for("h:room", 3)
-        await _kill_link(server.url, a)
-        await _wait_state(a, BrokerState.DOWN)
+        await kill_link(server.url, a)
+        await wait_state(a, BrokerState.DOWN)
         for n in range(4, 9):
-            await b.publish(_pub("h:room", n), HISTORY)
+            await b.publish(pub("h:room", n), HISTORY)
         assert a.state is BrokerState.DOWN  # all five were published during the outage
-        await _wait_state(a, BrokerState.READY)
-        await _wait_state(b, BrokerState.READY)
+        await wait_state(a, BrokerState.READY)
+        await wait_state(b, BrokerState.READY)
         await listener_a.wait_for("h:room", 8)  # caught up on reconnect, before any live message
         for n in range(9, 11):
-            await b.publish(_pub("h:room", n), HISTORY)
+            await b.publish(pub("h:room", n), HISTORY)
         await listener_a.wait_for("h:room", 10)
         await asyncio.sleep(0.2)
         got = listener_a.on("h:room")
         assert [p.offset for p in got] == list(range(1, 11))
-        assert _ns(got) == list(range(1, 11))
+        assert ns(got) == list(range(1, 11))
     finally:
         await a.close()
         await b.close()
 
 
-async def _kill_link(url: str, broker: RedisBroker) -> None:
-    """CLIENT KILL the broker's pub/sub connection only (its command connections stay)."""
-    clients = await _admin(url, "CLIENT", "LIST", "TYPE", "pubsub")
-    ids = [
-        line.split("id=")[1].split()[0]
-        for line in clients.splitlines()
-        if f"name=wskit:{broker.instance_id}:sub" in line
-    ]
-    assert len(ids) == 1
-    await _admin(url, "CLIENT", "KILL", "ID", ids[0])
-
-
 async def test_publish_gives_up_when_redis_hangs(redis_server: Callable[..., Any], namespace: str) -> None:
     """A Redis that stops answering (SIGSTOP) makes publish raise UNAVAILABLE after publish_timeout_s, not hang."""
     server = redis_server()
-    a, _ = await _start(server, namespace, publish_timeout_s=0.5)
+    a, _ = await start_broker(server.url, namespace, publish_timeout_s=0.5)
     assert server.process is not None
     pid = server.process.pid
     try:
         os.kill(pid, signal.SIGSTOP)
         started = time.monotonic()
         with pytest.raises(WsKitError) as caught:
-            await a.publish(_pub("room", 1))
+            await a.publish(pub("room", 1))
         assert caught.value.code is ErrorCode.UNAVAILABLE
         assert time.monotonic() - started < 0.5 + 0.4
     finally:
@@ -237,15 +184,15 @@ async def test_one_subscriber_connection_and_channels_follow_local_members(
 ) -> None:
     """All topics share one pub/sub connection; a topic's channel is dropped when its last member leaves."""
     server = redis_server()
-    a, _ = await _start(server, namespace)
+    a, _ = await start_broker(server.url, namespace)
     try:
         topics = [f"room:{i}" for i in range(20)]
         for topic in topics:
             await a.subscribe(topic)
-        clients = await _admin(server.url, "CLIENT", "LIST", "TYPE", "pubsub")
+        clients = await admin(server.url, "CLIENT", "LIST", "TYPE", "pubsub")
         assert clients.count(f"name=wskit:{a.instance_id}:sub") == 1
         assert len(clients.strip().splitlines()) == 1
-        channels = await _admin(server.url, "PUBSUB", "CHANNELS", f"{namespace}:t:*")
+        channels = await admin(server.url, "PUBSUB", "CHANNELS", f"{namespace}:t:*")
         assert sorted(channels) == sorted(f"{namespace}:t:{t}" for t in topics)
         for topic in topics[:15]:
             await a.unsubscribe(topic)
@@ -253,9 +200,9 @@ async def test_one_subscriber_connection_and_channels_follow_local_members(
         while len(channels) != 5:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.01)
-            channels = await _admin(server.url, "PUBSUB", "CHANNELS", f"{namespace}:t:*")
+            channels = await admin(server.url, "PUBSUB", "CHANNELS", f"{namespace}:t:*")
         assert sorted(channels) == sorted(f"{namespace}:t:{t}" for t in topics[15:])
-        numsub = await _admin(server.url, "PUBSUB", "NUMSUB", f"{namespace}:t:room:19", f"{namespace}:ctl")
+        numsub = await admin(server.url, "PUBSUB", "NUMSUB", f"{namespace}:t:room:19", f"{namespace}:ctl")
         assert numsub == [f"{namespace}:t:room:19", 1, f"{namespace}:ctl", 1]
     finally:
         await a.close()

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from wskit.pubsub.broker import HistoryPolicy, Member, Publication
+from tests.brokers.redis_helpers import pub as _pub
+
+from wskit.pubsub.broker import HistoryPolicy, Member
 from wskit.pubsub.redis import RedisBroker
 from wskit.testing.brokers import RecordingListener
 
 __all__: list[str] = []
-
-
-def _pub(topic: str, n: int) -> Publication:
-    return Publication(topic, b'{"type":"MSG"', b',"payload":{"n":%d}}' % n)
 
 
 async def test_500_concurrent_publishes_all_succeed(redis_url: str, namespace: str) -> None:

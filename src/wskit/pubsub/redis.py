@@ -68,6 +68,11 @@ T = TypeVar("T")
 #: missed nothing on an idle topic can resume without reloading its state.
 _META_TTL_MS = 86_400_000
 
+#: Presence removals that Redis did not confirm are retried on every refresh; past this many
+#: pending ones (a long outage with heavy churn) further ones are only logged, and their
+#: entries stay until this instance stops (its entries then expire with it).
+_MAX_UNREMOVED = 100_000
+
 # KEYS: seq, epoch, stream. ARGV: max_len, ttl_ms, meta_ttl_ms, new_epoch, channel, body.
 # ``body`` is the publication's JSON without its closing brace, so the offset and epoch are
 # appended without decoding it; the stream keeps ``body`` and the offset.
@@ -203,6 +208,11 @@ class RedisBroker:
         self._waiters: dict[str, deque[asyncio.Future[None]]] = {}
         #: this instance's presence entries (re-registered after Redis lost them)
         self._present: dict[str, dict[str, str]] = {}
+        #: per topic, client ids removed locally whose HDEL Redis did not confirm: a refresh
+        #: deletes them, or a member who left during an outage would stay listed for as long
+        #: as this instance lives (its heartbeat keeps the topic's hash alive)
+        self._unremoved: dict[str, set[str]] = {}
+        self._unremoved_count = 0
         self._scripts: dict[str, Any] = {}
         self._link_pending: AbstractConnection | None = None
         #: channels of the current link whose first SUBSCRIBE confirmation is still awaited
@@ -322,6 +332,8 @@ class RedisBroker:
                     async with client.pipeline(transaction=False) as pipe:
                         for topic, entries in self._present.items():
                             pipe.hdel(self._presence_key(topic), *entries)
+                        for topic, ids in self._unremoved.items():
+                            pipe.hdel(self._presence_key(topic), *ids)
                         pipe.delete(self._instance_key(self.instance_id))
                         await pipe.execute()
             except (RedisError, OSError, TimeoutError) as exc:
@@ -347,6 +359,8 @@ class RedisBroker:
     async def _release(self) -> None:
         self._listener = None
         self._present.clear()
+        self._unremoved.clear()
+        self._unremoved_count = 0
         self._topics.clear()
         self._tracked.clear()
         await self._drop_link(ConnectionError("broker closed"))
@@ -552,11 +566,16 @@ class RedisBroker:
             await self._refresh(full=False)
 
     async def _refresh(self, *, full: bool) -> None:
-        """Keep this instance alive in presence; with ``full``, write its entries again (Redis may have lost them)."""
+        """Keep this instance alive in presence; with ``full``, write its entries again (Redis may have lost them).
+
+        Either way, delete the entries whose removal Redis did not confirm (see ``_unremoved``).
+        """
         client = self._client
         if client is None:
             return
         ttl_ms = int(self.presence_ttl_s * 1000)
+        # what is sent now; removals recorded while the pipeline runs wait for the next refresh
+        unremoved = {topic: set(ids) for topic, ids in self._unremoved.items()}
         try:
             async with asyncio.timeout(self.publish_timeout_s):
                 async with client.pipeline(transaction=False) as pipe:
@@ -566,9 +585,28 @@ class RedisBroker:
                         if full and entries:
                             pipe.hset(key, mapping=entries)  # type: ignore[arg-type]
                         pipe.pexpire(key, ttl_ms)
+                    for topic, ids in unremoved.items():
+                        pipe.hdel(self._presence_key(topic), *ids)
                     await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("redis broker %s: presence heartbeat failed (%s)", self.instance_id, exc)
+            return
+        back: dict[str, dict[str, str]] = {}
+        for topic, ids in unremoved.items():
+            for client_id in ids:
+                self._confirm_removed(topic, client_id)
+                value = self._present.get(topic, {}).get(client_id)
+                if value is not None:  # joined again while the delete was in flight: write it back
+                    back.setdefault(topic, {})[client_id] = value
+        if back:
+            try:
+                async with asyncio.timeout(self.publish_timeout_s):
+                    async with client.pipeline(transaction=False) as pipe:
+                        for topic, entries in back.items():
+                            pipe.hset(self._presence_key(topic), mapping=entries)  # type: ignore[arg-type]
+                        await pipe.execute()
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.warning("redis broker %s: presence of rejoined members not rewritten (%s)", self.instance_id, exc)
 
     # -- publish and subscribe -----------------------------------------------------------------
 
@@ -686,6 +724,7 @@ class RedisBroker:
         body = json.dumps({"u": member.user_id, "d": dict(member.data)}, separators=(",", ":"))
         value = f"{self.instance_id}\n{body}"  # the instance first: liveness is checked without decoding
         self._present.setdefault(topic, {})[member.client_id] = value
+        self._confirm_removed(topic, member.client_id)  # back before a pending delete: spare it
         key, ttl_ms = self._presence_key(topic), int(self.presence_ttl_s * 1000)
 
         async def add(r: aioredis.Redis) -> None:
@@ -697,12 +736,47 @@ class RedisBroker:
         await self._call("presence", add)
 
     async def presence_remove(self, topic: str, client_id: str) -> None:
+        """Forget ``client_id`` in ``topic``; raises ``UNAVAILABLE`` when Redis did not confirm it.
+
+        An unconfirmed removal is not lost: the next presence refresh (the heartbeat, or the
+        reconnection) deletes the entry, so a client that left during an outage is not listed.
+        """
         entries = self._present.get(topic)
         if entries is not None:
             entries.pop(client_id, None)
             if not entries:
                 del self._present[topic]
-        await self._call("presence", lambda r: r.hdel(self._presence_key(topic), client_id))
+        try:
+            await self._call("presence", lambda r: r.hdel(self._presence_key(topic), client_id))
+        except WsKitError:
+            self._remove_later(topic, client_id)
+            raise
+
+    def _remove_later(self, topic: str, client_id: str) -> None:
+        ids = self._unremoved.setdefault(topic, set())
+        if client_id in ids:
+            return
+        if self._unremoved_count >= _MAX_UNREMOVED:
+            log.warning(
+                "redis broker %s: %d presence removals pending, %s in %s stays listed until this instance stops",
+                self.instance_id,
+                self._unremoved_count,
+                client_id,
+                topic,
+            )
+            if not ids:
+                del self._unremoved[topic]
+            return
+        ids.add(client_id)
+        self._unremoved_count += 1
+
+    def _confirm_removed(self, topic: str, client_id: str) -> None:
+        ids = self._unremoved.get(topic)
+        if ids is not None and client_id in ids:
+            ids.discard(client_id)
+            self._unremoved_count -= 1
+            if not ids:
+                del self._unremoved[topic]
 
     async def presence(self, topic: str) -> list[Member]:
         """Members of ``topic`` whose instance is alive; entries of dead instances are removed on the way."""
