@@ -4,7 +4,9 @@ Fan-out is synchronous and serialisation-free: the broker hands the hub one publ
 the hub builds its frame once and writes the same bytes to each local member's queue
 without awaiting any socket. For topics with history the hub also remembers, per
 connection, the last position it delivered, so recovery and live delivery meet without a
-gap or a duplicate.
+gap or a duplicate — and when a gap cannot be avoided (the broker lost publications its
+history no longer holds), the connection is told with ``FAILED_PRECONDITION``
+``{reason: "recovery", topic}`` instead of silently receiving later offsets.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from wskit.connection import Connection, OverflowPolicy
-from wskit.protocol import PRESENCE_TYPE, dumps, type_prefix
-from wskit.pubsub.broker import Broker, HistoryPolicy, Member, Publication
+from wskit.protocol import ERROR_TYPE, PRESENCE_TYPE, dumps, frame, type_prefix
+from wskit.pubsub.broker import Broker, HistoryPolicy, Member, Publication, RecoveryError
 from wskit.pubsub.memory import MemoryBroker
 
 __all__ = ["Hub"]
@@ -176,7 +178,12 @@ class Hub:
 
     @staticmethod
     def _advance(conn: Connection, publication: Publication) -> bool:
-        """Record ``publication`` as this connection's position; False for a duplicate."""
+        """Record ``publication`` as this connection's position; False for a duplicate.
+
+        A publication that skips offsets of the connection's epoch means some were lost on
+        the way: the connection gets the recovery error first, then this one and the next
+        ones from its new position (it knows to reload, or to re-subscribe from here).
+        """
         topic = publication.topic
         position = conn.positions.get(topic)
         if isinstance(position, list):
@@ -184,10 +191,39 @@ class Hub:
             return False
         epoch, offset = publication.epoch, publication.offset
         assert epoch is not None and offset is not None
-        if position is not None and position[0] == epoch and offset <= position[1]:
-            return False
+        if position is not None and position[0] == epoch:
+            if offset <= position[1]:
+                return False
+            if offset != position[1] + 1:
+                # the wire carries the error; one line per connection would flood a big topic's log
+                log.debug("client %s missed offsets %d-%d of %s", conn.client_id, position[1] + 1, offset - 1, topic)
+                conn.send_nowait(_lost_frame(topic))
         conn.positions[topic] = (epoch, offset)
         return True
+
+    def lost(self, topic: str) -> None:
+        """The broker lost publications of ``topic`` that its history no longer holds.
+
+        Every local member with a position in it gets ``FAILED_PRECONDITION`` ``{reason:
+        "recovery", topic}`` (what re-subscribing from that position would answer) and its
+        position is dropped: what it receives next starts a new position, and re-subscribing
+        with the old one fails the same way, so it reloads. A member still recovering has
+        the live publications it buffered thrown away, so they are not spliced onto the
+        recovered ones across the gap.
+        """
+        members = self.members.get(topic)
+        if not members:
+            return
+        data = _lost_frame(topic)
+        for conn in members:
+            position = conn.positions.get(topic)
+            if position is None:
+                continue  # already told, nothing delivered since
+            if isinstance(position, list):
+                position.clear()
+            else:
+                del conn.positions[topic]
+            conn.send_nowait(data)
 
     def deliver_to_user(self, user_id: str, data: bytes) -> None:
         for conn in list(self.users.get(user_id, ())):
@@ -203,6 +239,12 @@ class Hub:
 
 
 _PRESENCE_PREFIX = type_prefix(PRESENCE_TYPE)
+_ERROR_PREFIX = type_prefix(ERROR_TYPE)
+
+
+def _lost_frame(topic: str) -> bytes:
+    error = RecoveryError(topic, "Messages of this topic were lost and its history no longer holds them; reload")
+    return frame(_ERROR_PREFIX, b"{}", dumps(error.to_payload()))
 
 
 def _presence_event(topic: str, event: str, member: Member) -> Publication:

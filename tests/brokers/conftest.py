@@ -13,10 +13,11 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from tests.brokers.redis_helpers import NoJitter, Pair, start_broker
 
 __all__ = ["RedisServer"]
 
@@ -131,6 +132,24 @@ def redis_server(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
     yield start
     for server in servers:
         server.kill()
+
+
+@pytest.fixture
+async def pair(
+    redis_server: Callable[..., RedisServer], namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Pair]:
+    """Two brokers on a private Redis; ``a`` reconnects exactly 0.5 s after its link is cut."""
+    import wskit.pubsub.redis as module
+
+    monkeypatch.setattr(module, "random", NoJitter)  # the longest backoff: a known outage
+    server = redis_server()
+    a, listener = await start_broker(server.url, namespace, backoff_min_s=0.5, backoff_max_s=0.5)
+    b, _ = await start_broker(server.url, namespace)
+    try:
+        yield Pair(server.url, a, listener, b)
+    finally:
+        await a.close()
+        await b.close()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from wskit.pubsub.broker import BrokerState, HistoryPolicy, Publication
 from wskit.pubsub.redis import RedisBroker
 from wskit.testing.brokers import RecordingListener
 
-__all__ = ["HISTORY", "NoJitter", "admin", "kill_link", "ns", "pub", "start_broker", "wait_state"]
+__all__ = ["HISTORY", "NoJitter", "Pair", "admin", "kill_link", "ns", "pub", "start_broker", "wait_state"]
 
 HISTORY = HistoryPolicy("h:*", max_len=1000, ttl_s=60)
 
@@ -67,3 +67,15 @@ async def kill_link(url: str, broker: RedisBroker) -> None:
     ]
     assert len(ids) == 1
     await admin(url, "CLIENT", "KILL", "ID", ids[0])
+
+
+class Pair:
+    """Instance ``a`` (whose subscriber link can be cut; it then stays down 0.5 s) and ``b``, on one Redis."""
+
+    def __init__(self, url: str, a: RedisBroker, listener: RecordingListener, b: RedisBroker) -> None:
+        self.url, self.a, self.listener, self.b = url, a, listener, b
+
+    async def cut_link(self) -> None:
+        """Kill ``a``'s pub/sub connection and wait until it knows (commands still reach Redis)."""
+        await kill_link(self.url, self.a)
+        await wait_state(self.a, BrokerState.DOWN)

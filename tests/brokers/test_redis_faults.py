@@ -10,10 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from tests.brokers.redis_helpers import HISTORY, NoJitter, admin, kill_link, ns, pub, start_broker, wait_state
+from tests.brokers.redis_helpers import HISTORY, Pair, admin, ns, pub, start_broker, wait_state
 
 from wskit.errors import ErrorCode, WsKitError
 from wskit.pubsub.broker import BrokerState, Member, RecoveryError
+from wskit.pubsub.redis import RedisBroker
+from wskit.testing.brokers import RecordingListener
 
 __all__: list[str] = []
 
@@ -89,6 +91,29 @@ async def test_history_continues_after_restart_with_persistence(
         await b.close()
 
 
+async def _restore_older_snapshot(server: Any, a: RedisBroker, listener: RecordingListener, b: RedisBroker) -> str:
+    """b publishes 1-3 (snapshot taken) and 4-6, all seen by a; Redis restarts from the snapshot.
+
+    Returns the epoch of 1-6: after the restart Redis has it again, with its counter back at 3.
+    """
+    await a.subscribe("h:room", HISTORY)
+    for n in range(1, 4):
+        await b.publish(pub("h:room", n), HISTORY)
+    await listener.wait_for("h:room", 3)
+    assert server.command("SAVE") == "OK"
+    for n in range(4, 7):
+        await b.publish(pub("h:room", n), HISTORY)
+    await listener.wait_for("h:room", 6)
+    old_epoch = listener.on("h:room")[-1].epoch
+    assert old_epoch is not None
+    server.kill()
+    await wait_state(a, BrokerState.DOWN)
+    server.start()  # loads dump.rdb
+    await wait_state(a, BrokerState.READY)
+    await wait_state(b, BrokerState.READY)
+    return old_epoch
+
+
 async def test_history_restored_from_an_older_snapshot_starts_a_new_epoch(
     redis_server: Callable[..., Any], namespace: str
 ) -> None:
@@ -98,20 +123,7 @@ async def test_history_restored_from_an_older_snapshot_starts_a_new_epoch(
     a, listener_a = await start_broker(server.url, namespace)
     b, _ = await start_broker(server.url, namespace)
     try:
-        await a.subscribe("h:room", HISTORY)
-        for n in range(1, 4):
-            await b.publish(pub("h:room", n), HISTORY)
-        await listener_a.wait_for("h:room", 3)
-        assert server.command("SAVE") == "OK"
-        for n in range(4, 7):
-            await b.publish(pub("h:room", n), HISTORY)
-        await listener_a.wait_for("h:room", 6)
-        old_epoch = listener_a.on("h:room")[-1].epoch
-        server.kill()
-        await wait_state(a, BrokerState.DOWN)
-        server.start()  # loads dump.rdb: the counter is back at 3
-        await wait_state(a, BrokerState.READY)
-        await wait_state(b, BrokerState.READY)
+        old_epoch = await _restore_older_snapshot(server, a, listener_a, b)
         for n in range(7, 11):
             await b.publish(pub("h:room", n), HISTORY)
         got = await listener_a.wait_for("h:room", 10)
@@ -119,46 +131,69 @@ async def test_history_restored_from_an_older_snapshot_starts_a_new_epoch(
         assert ns(fresh) == [7, 8, 9, 10], "messages after the restore must not be taken for duplicates"
         assert {p.epoch for p in fresh} != {old_epoch}
         with pytest.raises(RecoveryError):
-            await a.recover("h:room", 6, old_epoch or "", HISTORY)
+            await a.recover("h:room", 6, old_epoch, HISTORY)
     finally:
         await a.close()
         await b.close()
 
 
-async def test_missed_history_is_delivered_after_the_link_comes_back(
+async def test_publication_of_the_old_epoch_during_reconnect_is_dropped(
     redis_server: Callable[..., Any], namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Publications made while the subscriber link was down arrive after it reconnects: in order, once."""
-    import wskit.pubsub.redis as module
-
-    monkeypatch.setattr(module, "random", NoJitter)
+    """Redis restored from an older snapshot; another instance publishes in the old epoch while this
+    one reconnects, just before its catch-up moves the topic to a new epoch. That publication must not
+    take the topic back to the old epoch: every delivery after the restore is in the new one."""
     server = redis_server()
-    a, listener_a = await start_broker(server.url, namespace, backoff_min_s=0.3, backoff_max_s=0.3)
+    a, listener = await start_broker(server.url, namespace)
     b, _ = await start_broker(server.url, namespace)
+    original = RedisBroker._reepoch
+
+    async def reepoch_after_a_publish(self: RedisBroker, topic: str, tracked: tuple[str, int], last: int) -> str:
+        # runs in a's link task after it subscribed again, before the new epoch is written
+        if self is a:
+            await wait_state(b, BrokerState.READY)
+            await b.publish(pub(topic, 100), HISTORY)
+        return await original(self, topic, tracked, last)
+
+    monkeypatch.setattr(RedisBroker, "_reepoch", reepoch_after_a_publish)
     try:
-        await a.subscribe("h:room", HISTORY)
-        await a.subscribe("plain")
-        for n in range(1, 4):
+        old_epoch = await _restore_older_snapshot(server, a, listener, b)
+        for n in range(7, 9):
             await b.publish(pub("h:room", n), HISTORY)
-        await listener_a.wait_for("h:room", 3)
-        await kill_link(server.url, a)
-        await wait_state(a, BrokerState.DOWN)
-        for n in range(4, 9):
-            await b.publish(pub("h:room", n), HISTORY)
-        assert a.state is BrokerState.DOWN  # all five were published during the outage
-        await wait_state(a, BrokerState.READY)
-        await wait_state(b, BrokerState.READY)
-        await listener_a.wait_for("h:room", 8)  # caught up on reconnect, before any live message
-        for n in range(9, 11):
-            await b.publish(pub("h:room", n), HISTORY)
-        await listener_a.wait_for("h:room", 10)
+        await listener.wait_for("h:room", 8)
         await asyncio.sleep(0.2)
-        got = listener_a.on("h:room")
-        assert [p.offset for p in got] == list(range(1, 11))
-        assert ns(got) == list(range(1, 11))
+        after = listener.on("h:room")[6:]
+        assert ns(after) == [7, 8]
+        assert old_epoch not in {p.epoch for p in after}
+        assert len({p.epoch for p in after}) == 1
     finally:
         await a.close()
         await b.close()
+
+
+async def test_missed_history_is_delivered_after_the_link_comes_back(pair: Pair) -> None:
+    """Publications made while the subscriber link was down arrive after it reconnects: in order, once."""
+    a, listener_a, b = pair.a, pair.listener, pair.b
+    await a.subscribe("h:room", HISTORY)
+    await a.subscribe("plain")
+    for n in range(1, 4):
+        await b.publish(pub("h:room", n), HISTORY)
+    await listener_a.wait_for("h:room", 3)
+    await pair.cut_link()
+    for n in range(4, 9):
+        await b.publish(pub("h:room", n), HISTORY)
+    assert a.state is BrokerState.DOWN  # all five were published during the outage
+    await wait_state(a, BrokerState.READY)
+    await wait_state(b, BrokerState.READY)
+    await listener_a.wait_for("h:room", 8)  # caught up on reconnect, before any live message
+    for n in range(9, 11):
+        await b.publish(pub("h:room", n), HISTORY)
+    await listener_a.wait_for("h:room", 10)
+    await asyncio.sleep(0.2)
+    got = listener_a.on("h:room")
+    assert [p.offset for p in got] == list(range(1, 11))
+    assert ns(got) == list(range(1, 11))
+    assert listener_a.losses == []
 
 
 async def test_publish_gives_up_when_redis_hangs(redis_server: Callable[..., Any], namespace: str) -> None:

@@ -2,45 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import Any
-
 import pytest
-from tests.brokers.redis_helpers import NoJitter, kill_link, start_broker, wait_state
+from tests.brokers.redis_helpers import Pair, wait_state
 
 from wskit.errors import WsKitError
 from wskit.pubsub.broker import BrokerState, Member
-from wskit.pubsub.redis import RedisBroker
 
 __all__: list[str] = []
-
-
-class Pair:
-    """Instance ``a`` (whose link can be cut, and then stays down 0.5 s) and instance ``b``, on one Redis."""
-
-    def __init__(self, url: str, a: RedisBroker, b: RedisBroker) -> None:
-        self.url, self.a, self.b = url, a, b
-
-    async def cut_link(self) -> None:
-        await kill_link(self.url, self.a)
-        await wait_state(self.a, BrokerState.DOWN)
-
-
-@pytest.fixture
-async def pair(
-    redis_server: Callable[..., Any], namespace: str, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Pair]:
-    import wskit.pubsub.redis as module
-
-    monkeypatch.setattr(module, "random", NoJitter)
-    server = redis_server()
-    a, _ = await start_broker(server.url, namespace, backoff_min_s=0.5, backoff_max_s=0.5)
-    b, _ = await start_broker(server.url, namespace)
-    try:
-        yield Pair(server.url, a, b)
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def test_member_removed_during_a_link_outage_is_gone_after_reconnect(pair: Pair) -> None:

@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
+from tests.brokers.redis_helpers import NoJitter, kill_link, wait_state
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from wskit import Context, Router, message
+from wskit.pubsub.broker import BrokerState, HistoryPolicy
 from wskit.pubsub.redis import RedisBroker
 from wskit.server import Server
 
@@ -40,10 +42,10 @@ RoomMsg = message("ROOM_MSG", SayPayload)
 Note = message("NOTE", NotePayload)
 
 
-def build_router() -> Router[Any]:
+def build_router(*, max_len: int = 100) -> Router[Any]:
     """The application: the same code runs on every instance."""
     router: Router[Any] = Router()
-    router.enable_history("h:*", max_len=100, ttl_s=60)
+    router.enable_history("h:*", max_len=max_len, ttl_s=60)
 
     @router.on(Join)
     async def join(ctx: Context[RoomPayload]) -> None:
@@ -62,10 +64,13 @@ def authenticate(request: Any) -> dict[str, Any] | None:
 
 
 @asynccontextmanager
-async def instances(url: str, namespace: str) -> AsyncIterator[tuple[Server, Server]]:
-    a = Server(build_router(), host="127.0.0.1", port=0, authenticate=authenticate,
-               broker=RedisBroker(url, namespace=namespace))  # fmt: skip
-    b = Server(build_router(), host="127.0.0.1", port=0, authenticate=authenticate,
+async def instances(
+    url: str, namespace: str, *, max_len: int = 100, **options: Any
+) -> AsyncIterator[tuple[Server, Server]]:
+    """Instances A and B of one app; ``options`` go to A's broker."""
+    a = Server(build_router(max_len=max_len), host="127.0.0.1", port=0, authenticate=authenticate,
+               broker=RedisBroker(url, namespace=namespace, **options))  # fmt: skip
+    b = Server(build_router(max_len=max_len), host="127.0.0.1", port=0, authenticate=authenticate,
                broker=RedisBroker(url, namespace=namespace))  # fmt: skip
     async with a, b:
         yield a, b
@@ -122,3 +127,44 @@ async def test_send_to_user_and_disconnect_user_cross_instances(redis_url: str, 
             await asyncio.wait_for(bob.recv(), 5)
         assert closed.value.rcvd is not None
         assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4001, "kicked")
+
+
+async def test_outage_longer_than_the_history_reaches_the_client_as_failed_precondition(
+    redis_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """History of 3, instance A's link down while 10 messages are said on B: A's subscriber gets
+    ERROR FAILED_PRECONDITION {reason: recovery, topic} before the first message after the gap,
+    never a silent jump in offsets."""
+    import wskit.pubsub.redis as module
+
+    monkeypatch.setattr(module, "random", NoJitter)
+    options = {"backoff_min_s": 0.5, "backoff_max_s": 0.5, "publish_timeout_s": 1.0}
+    async with instances(redis_url, namespace, max_len=3, **options) as (a, b):
+        broker_a = a.router.hub.broker
+        assert isinstance(broker_a, RedisBroker)
+        async with connect(f"{a.url}?user=bob") as bob, connect(f"{b.url}?user=ann") as ann:
+            await _join(bob, a, "h:room")
+            for text in ("1", "2"):
+                await ann.send(json.dumps({"type": "SAY", "payload": {"room": "h:room", "text": text}}))
+            before = await _frames(bob)
+            await kill_link(redis_url, broker_a)
+            await wait_state(broker_a, BrokerState.DOWN)
+            for n in range(3, 13):
+                await ann.send(json.dumps({"type": "SAY", "payload": {"room": "h:room", "text": str(n)}}))
+            policy = HistoryPolicy("h:*", max_len=3)
+            await _until_async(lambda: b.router.hub.broker.position("h:room", policy), lambda p: p[0] == 12)
+            assert broker_a.state is BrokerState.DOWN, "the messages must be said during the outage"
+            await wait_state(broker_a, BrokerState.READY)
+            after = await _frames(bob)
+    assert [m["meta"]["offset"] for m in before] == [1, 2]
+    assert after[0]["type"] == "ERROR"
+    assert after[0]["payload"]["code"] == "FAILED_PRECONDITION"
+    assert after[0]["payload"]["details"] == {"reason": "recovery", "topic": "h:room"}
+    assert [(m["meta"]["offset"], m["payload"]["text"]) for m in after[1:]] == [(10, "10"), (11, "11"), (12, "12")]
+
+
+async def _until_async(read: Callable[[], Any], check: Callable[[Any], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check(await read()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)

@@ -166,6 +166,16 @@ class BrokerListener(Protocol):
         """A publication for a topic this process subscribed to. Must not block."""
         ...
 
+    def lost(self, topic: str) -> None:
+        """Publications of history topic ``topic`` were lost before reaching this process.
+
+        Called (instead of delivering them) when this process's link was down longer than the
+        history covers: the next publications handed over skip offsets. The listener must tell
+        the topic's members that their position is void (``FAILED_PRECONDITION`` recovery).
+        Must not block.
+        """
+        ...
+
     def deliver_to_user(self, user_id: str, data: bytes) -> None:
         """Send ``data`` to this process's connections of ``user_id``."""
         ...

@@ -492,7 +492,20 @@ class RedisBroker:
             # a gap (the link was down) or a new epoch: deliver the missed ones first
             await self._catch_up(topic)
             epoch, last = self._tracked.get(topic, ("", 0))
-            if pub.epoch == epoch and pub.offset <= last:
+            if pub.epoch != epoch:
+                # published in an epoch the catch-up has left (e.g. just before the history
+                # was moved to a new epoch after a restore from an older snapshot): delivering
+                # it would take this topic, and every member's position, back to that epoch
+                log.warning(
+                    "redis broker %s: publication %s of %s dropped: its epoch %s is not the current %s",
+                    self.instance_id,
+                    pub.offset,
+                    topic,
+                    pub.epoch,
+                    epoch or "(none)",
+                )
+                return
+            if pub.offset <= last:
                 return
         self._tracked[topic] = (pub.epoch, pub.offset)
         listener.deliver(pub)
@@ -522,6 +535,18 @@ class RedisBroker:
             self._tracked[topic] = (epoch, last)
             return
         start = tracked[1] if epoch == tracked[0] else 0
+        first = (pubs[0].offset or 0) if pubs else last + 1
+        if epoch == tracked[0] and last > start and first != start + 1:
+            # the stream no longer holds everything after what was handed over (trimmed by
+            # max_len or ttl_s while the link was down): say so rather than skip offsets
+            log.warning(
+                "redis broker %s: offsets %d-%d of %s are no longer in its history: members told to recover",
+                self.instance_id,
+                start + 1,
+                first - 1,
+                topic,
+            )
+            listener.lost(topic)
         for pub in pubs:
             if pub.offset is not None and pub.offset > start:
                 start = pub.offset

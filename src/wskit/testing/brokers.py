@@ -45,10 +45,16 @@ class RecordingListener:
         self.publications: list[Publication] = []
         self.to_user: list[tuple[str, bytes]] = []
         self.disconnects: list[tuple[str, int, str]] = []
+        #: topics reported by ``lost()``, each time, in order
+        self.losses: list[str] = []
         self._changed = asyncio.Event()
 
     def deliver(self, publication: Publication) -> None:
         self.publications.append(publication)
+        self._changed.set()
+
+    def lost(self, topic: str) -> None:
+        self.losses.append(topic)
         self._changed.set()
 
     def deliver_to_user(self, user_id: str, data: bytes) -> None:
