@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -204,6 +205,8 @@ class RedisBroker:
         self._topics: dict[str, HistoryPolicy | None] = {}
         #: per history topic: (epoch, offset) of the last publication handed to the listener
         self._tracked: dict[str, tuple[str, int]] = {}
+        #: the subscription in flight per topic, shared by every caller meanwhile (see subscribe)
+        self._subscribing: dict[str, asyncio.Future[None]] = {}
         #: SUBSCRIBE confirmations awaited, per channel, in the order the commands were sent
         self._waiters: dict[str, deque[asyncio.Future[None]]] = {}
         #: this instance's presence entries (re-registered after Redis lost them)
@@ -663,7 +666,25 @@ class RedisBroker:
 
         While the link is down the topic is only recorded (it is subscribed on reconnect).
         Raises ``WsKitError(UNAVAILABLE)`` when the link fails during the subscription.
+
+        Callers that come while a subscription of the same topic is in flight share it, and its
+        outcome: two subscriptions of their own could end one failed (which forgets the topic)
+        and one succeeded (whose caller's members then receive nothing).
         """
+        pending = self._subscribing.get(topic)
+        if pending is None:
+            pending = asyncio.ensure_future(self._subscribe(topic, history))
+            self._subscribing[topic] = pending
+            pending.add_done_callback(functools.partial(self._subscribed, topic))
+        await asyncio.shield(pending)  # a cancelled caller does not cancel it for the others
+
+    def _subscribed(self, topic: str, done: asyncio.Future[None]) -> None:
+        if self._subscribing.get(topic) is done:
+            del self._subscribing[topic]
+        if not done.cancelled():
+            done.exception()  # retrieved even when every caller was cancelled (no "never retrieved")
+
+    async def _subscribe(self, topic: str, history: HistoryPolicy | None) -> None:
         self._topics[topic] = history
         link = self._link
         channel = self._channel(topic)
