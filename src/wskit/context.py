@@ -70,6 +70,22 @@ def error_frame(payload: dict[str, Any], correlation_id: str | None, meta: Mappi
     return frame(prefix, _meta_bytes(meta, correlation_id), dumps(payload))
 
 
+#: ban checks started by assign_data (referenced so they are not garbage-collected)
+_ban_checks: set[asyncio.Task[None]] = set()
+
+
+async def _close_if_banned(router: Router[Any], conn: Connection, user_id: str) -> None:
+    """Close ``conn`` with 1008 when ``user_id`` is banned (assign_data's background check)."""
+    try:
+        banned = await router.hub.broker.is_banned(user_id)
+    except Exception as exc:  # noqa: BLE001 - fail open, as at the upgrade: an outage must not lock everyone out
+        log.warning("ban check for user %s failed (%s); letting the connection in", user_id, exc)
+        return
+    if banned and conn.data.get("user_id") is not None and str(conn.data["user_id"]) == user_id:
+        log.info("client %s: user %s is banned; closing with 1008", conn.client_id, user_id)
+        conn.close_soon(CloseCode.POLICY_VIOLATION, "banned")
+
+
 class Context(Generic[P]):
     """One message's context. ``Context[P]`` types ``payload`` as ``P``.
 
@@ -134,13 +150,24 @@ class Context(Generic[P]):
     def assign_data(self, **changes: Any) -> None:
         """Merge ``changes`` into the connection's data (visible to its later messages).
 
-        Setting ``user_id`` authenticates the connection (``send_to_user`` finds it).
+        Setting ``user_id`` authenticates the connection (``send_to_user`` finds it). A new
+        ``user_id`` is also checked against the ban list (``router.ban_user``), which the
+        upgrade alone cannot do for users who sign in later: the check runs in the background
+        (this method stays synchronous) and a banned user's connection is closed with 1008
+        ``banned`` as soon as the broker answers, one Redis round trip later at most; frames
+        queued after that are not sent. When the broker cannot be asked the user is let in and
+        a warning logged, as at the upgrade.
         """
         conn = self.connection
         old_user = conn.data.get("user_id")
         conn.data.update(changes)
         if "user_id" in changes:
-            self.router.hub.rebind_user(conn, old_user, changes["user_id"])
+            new_user = changes["user_id"]
+            self.router.hub.rebind_user(conn, old_user, new_user)
+            if new_user is not None and new_user != old_user and not conn.closed:
+                task = asyncio.get_running_loop().create_task(_close_if_banned(self.router, conn, str(new_user)))
+                _ban_checks.add(task)
+                task.add_done_callback(_ban_checks.discard)
         if conn.watchdog is not None and ("token_exp" in changes or "user_id" in changes):
             conn.watchdog.rearm(conn)
 

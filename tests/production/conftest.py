@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
+import subprocess
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
+
+# a fixture shared with the guard tests: one throwaway redis-server per module
+from tests.guards.conftest import redis_url  # noqa: F401
 
 from wskit import Context, Router, Server, message, rpc
 
@@ -28,8 +35,9 @@ Say = message("SAY", Text)
 Heard = message("HEARD", Text)
 
 
-def build_router() -> Router[Any]:
-    router: Router[Any] = Router()
+def build_router(**router_options: Any) -> Router[Any]:
+    """ECHO and SLEEP RPCs, and SAY (subscribe to "all", then publish HEARD there)."""
+    router: Router[Any] = Router(**router_options)
 
     @router.rpc(Echo)
     async def echo(ctx: Context[Text]) -> None:
@@ -68,9 +76,16 @@ async def make_server() -> AsyncIterator[Callable[..., Any]]:
 
 
 async def http_status(
-    port: int, path: str = "/", headers: dict[str, str] | None = None, *, upgrade: bool = True
+    port: int,
+    path: str = "/",
+    headers: dict[str, str] | list[tuple[str, str]] | None = None,
+    *,
+    upgrade: bool = True,
 ) -> tuple[int, str]:
-    """One raw HTTP/1.1 request; the status and body of the answer (101 for an upgrade)."""
+    """One raw HTTP/1.1 request; the status and body of the answer (101 for an upgrade).
+
+    ``headers`` as a list of pairs may repeat a name (one header line each).
+    """
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
     if upgrade:
@@ -80,7 +95,8 @@ async def http_status(
             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
             "Sec-WebSocket-Version: 13",
         ]
-    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    pairs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
+    lines += [f"{k}: {v}" for k, v in pairs]
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
     await writer.drain()
     async with asyncio.timeout(5):
@@ -113,3 +129,36 @@ async def request(ws: Any, type_: str, payload: dict[str, Any], cid: str = "c1",
             msg = json.loads(await ws.recv())
             if (msg.get("meta") or {}).get("correlationId") == cid:
                 return msg  # type: ignore[no-any-return]
+
+
+def start_server_process(args: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``python <args>`` (a server on ``port``) and wait until it accepts connections.
+
+    Its output is piped (read it after it exits; ``reap`` closes it). Raises RuntimeError
+    when the port does not open within 15 s.
+    """
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+    )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:  # bounded: 15 s
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+    reap(proc)
+    raise RuntimeError(f"server {args} did not start")
+
+
+def reap(proc: subprocess.Popen[bytes]) -> None:
+    """Kill ``proc`` if it still runs, and close its output pipe."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()

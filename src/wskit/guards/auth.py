@@ -19,6 +19,7 @@ timer, built on :func:`token_expired`.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, Final
@@ -26,7 +27,7 @@ from typing import Any, Final
 from pydantic import BaseModel, Field
 
 from wskit.context import Context
-from wskit.errors import ErrorCode, WsKitError
+from wskit.errors import CloseCode, ErrorCode, WsKitError
 from wskit.guards.jwt import DEFAULT_LEEWAY_S, MAX_TOKEN_LENGTH, JwtVerifier, connection_data
 from wskit.router import Router
 from wskit.schema.declarations import RpcSchema, rpc
@@ -42,6 +43,8 @@ __all__ = [
     "require_auth",
     "token_expired",
 ]
+
+log = logging.getLogger("wskit.guards.auth")
 
 AUTH_REQUIRED_MESSAGE: Final = "Authentication required"
 AUTH_EXPIRED_MESSAGE: Final = "Token expired; send AUTH with a fresh token"
@@ -81,7 +84,9 @@ class RequireAuth:
     """Middleware: refuse the message with ``UNAUTHENTICATED`` unless the connection has a user.
 
     Also refuses when the connection's token has expired (``data["token_exp"]`` plus
-    ``leeway_s`` is past), asking for a fresh ``AUTH``. Messages whose type is in ``exempt``
+    ``leeway_s`` is past), asking for a fresh ``AUTH``. ``leeway_s`` None (the default) is
+    the server's ``JWT_LEEWAY_S``, the allowance its expiry timer grants too (30 s outside a
+    server). Messages whose type is in ``exempt``
     (default: ``AUTH``, the way in) pass, so it can be installed globally with
     ``router.use(require_auth)`` or per route with ``router.on(Msg, middleware=[require_auth])``.
     The handler never runs for a refused message.
@@ -89,7 +94,7 @@ class RequireAuth:
 
     __slots__ = ("exempt", "leeway_s")
 
-    def __init__(self, *, leeway_s: float = DEFAULT_LEEWAY_S, exempt: Collection[str] = ("AUTH",)) -> None:
+    def __init__(self, *, leeway_s: float | None = None, exempt: Collection[str] = ("AUTH",)) -> None:
         self.leeway_s = leeway_s
         self.exempt = frozenset(exempt)
 
@@ -98,7 +103,12 @@ class RequireAuth:
             data = ctx.data
             if data.get("user_id") is None:
                 raise WsKitError(ErrorCode.UNAUTHENTICATED, AUTH_REQUIRED_MESSAGE)
-            if token_expired(data, leeway_s=self.leeway_s):
+            leeway = self.leeway_s
+            if leeway is None:
+                # one allowance per server: refusing messages at another moment than the
+                # watchdog closes the connection would be two expiries for one token
+                leeway = getattr(ctx.connection.watchdog, "token_leeway_s", DEFAULT_LEEWAY_S)
+            if token_expired(data, leeway_s=leeway):
                 raise WsKitError(ErrorCode.UNAUTHENTICATED, AUTH_EXPIRED_MESSAGE, details={"reason": "expired"})
         await call_next()
 
@@ -106,7 +116,7 @@ class RequireAuth:
         return f"RequireAuth(leeway_s={self.leeway_s}, exempt={sorted(self.exempt)})"
 
 
-#: :class:`RequireAuth` with the default leeway (30 s) and ``AUTH`` exempt.
+#: :class:`RequireAuth` with the server's leeway (``JWT_LEEWAY_S``, 30 s) and ``AUTH`` exempt.
 require_auth: Final = RequireAuth()
 
 
@@ -117,7 +127,9 @@ def auth_routes(verifier: JwtVerifier) -> Router[Any]:
     connection, then answers ``AUTH_OK``. Raises (answered as ``RPC_ERROR``):
     ``UNAUTHENTICATED`` when the token fails verification (the connection keeps its previous
     identity, if any); ``PERMISSION_DENIED`` when the token is for another user than the one
-    the connection is already authenticated as.
+    the connection is already authenticated as. A banned user (``router.ban_user``) gets
+    ``PERMISSION_DENIED`` ``{reason: "banned"}`` and the connection is closed with 1008
+    ``banned``: the ban check at the upgrade cannot see who signs in later.
     """
     router: Router[Any] = Router()
 
@@ -127,8 +139,21 @@ def auth_routes(verifier: JwtVerifier) -> Router[Any]:
         current = ctx.data.get("user_id")
         if current is not None and str(current) != data["user_id"]:
             raise WsKitError(ErrorCode.PERMISSION_DENIED, "This connection is authenticated as another user")
+        if await _banned(ctx, data["user_id"]):
+            await ctx.error(ErrorCode.PERMISSION_DENIED, "This user is banned", details={"reason": "banned"})
+            await ctx.close(CloseCode.POLICY_VIOLATION, "banned")
+            return
         ctx.assign_data(**data)
         await ctx.reply(AuthOk(user_id=data["user_id"], expires_at=data["token_exp"]))
 
     router.rpc(Auth, authenticate_message)
     return router
+
+
+async def _banned(ctx: Context[Any], user_id: str) -> bool:
+    """Whether the broker's ban list has ``user_id``; False (fail open) when it cannot say."""
+    try:
+        return await ctx.router.hub.broker.is_banned(user_id)
+    except Exception as exc:  # noqa: BLE001 - a Redis outage must not lock every user out
+        log.warning("ban check for user %s failed (%s); letting the AUTH through", user_id, exc)
+        return False
