@@ -37,33 +37,65 @@ class Refusal:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-def _in(ip: str | None, networks: Sequence[Network]) -> bool:
-    if ip is None or not networks:
-        return False
+def _address(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``text`` as an address; an IPv4-mapped IPv6 one (``::ffff:10.0.0.5``) as its IPv4 self.
+
+    A dual-stack listener (``HOST=::``) sees IPv4 peers in the mapped form, which no IPv4
+    network contains: unmapped, ``TRUSTED_PROXIES=10.0.0.0/8`` and the per-IP counts work the
+    same on either kind of socket.
+    """
+    if text is None:
+        return None
     try:
-        address = ipaddress.ip_address(ip)
+        address = ipaddress.ip_address(text.strip())
     except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _in(address: ipaddress.IPv4Address | ipaddress.IPv6Address | None, networks: Sequence[Network]) -> bool:
+    if address is None or not networks:
         return False
     return any(address in net for net in networks)
+
+
+def _forwarded_for(headers: Mapping[str, str]) -> list[str]:
+    """Every hop of every ``X-Forwarded-For`` line, in order.
+
+    A proxy may append its own header line instead of extending the client's (HAProxy's
+    ``option forwardfor``), so the first line can be entirely the client's invention: the
+    lines are joined, as RFC 9110 section 5.3 says repeated fields combine, before walking.
+    """
+    getall = getattr(headers, "getall", None)  # multidicts (aiohttp's) keep each line
+    if getall is not None:
+        lines = [str(line) for line in getall("X-Forwarded-For", ())]
+    else:
+        line = headers.get("X-Forwarded-For")
+        lines = [] if line is None else [line]
+    return [hop.strip() for hop in ",".join(lines).split(",") if hop.strip()]
 
 
 def client_ip(peer: str | None, headers: Mapping[str, str], trusted: Sequence[Network]) -> str | None:
     """The client's IP: the peer's, or from ``X-Forwarded-For`` when the peer is trusted.
 
-    Walks the header from the right, skipping trusted proxies, so a client cannot spoof its
-    address by sending its own ``X-Forwarded-For`` through the proxy.
+    Walks the hops (of all header lines together) from the right, skipping trusted proxies,
+    so a client cannot spoof its address by sending its own ``X-Forwarded-For`` through the
+    proxy. IPv4-mapped IPv6 addresses are reported, and matched, as IPv4. A hop that is not
+    an address stops the walk at the last trusted proxy's word: the peer is reported.
     """
-    if not _in(peer, trusted):
-        return peer
-    forwarded = headers.get("X-Forwarded-For", "")
-    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-    for hop in reversed(hops):
-        if not _in(hop, trusted):
-            try:
-                return str(ipaddress.ip_address(hop))
-            except ValueError:
-                return peer
-    return peer
+    peer_address = _address(peer)
+    shown_peer = str(peer_address) if peer_address is not None else peer
+    if not _in(peer_address, trusted):
+        return shown_peer
+    for hop in reversed(_forwarded_for(headers)):
+        address = _address(hop)
+        if address is None:
+            return shown_peer
+        if not _in(address, trusted):
+            return str(address)
+    return shown_peer
 
 
 class Admission:

@@ -9,6 +9,7 @@ needs another one (``workers > 1`` without Redis, a TLS certificate without its 
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -17,7 +18,7 @@ from typing import Any
 
 from wskit.errors import UsageError
 
-__all__ = ["OPTIONS", "ConfigError", "Option", "Settings", "load_settings"]
+__all__ = ["OPTIONS", "ConfigError", "Option", "Settings", "explicit_settings", "load_settings"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -29,6 +30,9 @@ class ConfigError(UsageError, ValueError):
 def _int(minimum: int = 0) -> Callable[[Any], int]:
     def parse(value: Any) -> int:
         if isinstance(value, bool):
+            raise ValueError("must be a whole number")
+        # int(2.7) would silently truncate and int(inf) raises OverflowError: refuse both here
+        if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
             raise ValueError("must be a whole number")
         number = int(value.strip().replace("_", "")) if isinstance(value, str) else int(value)
         if number < minimum:
@@ -46,10 +50,30 @@ def _port(value: Any) -> int:
 
 
 def _seconds(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("must be a number of seconds")
     number = float(value.strip()) if isinstance(value, str) else float(value)
+    # float() accepts "nan" and "inf": a NaN interval compares false with everything (a timer
+    # that never fires, or fires at once), so every float setting must be finite
+    if not math.isfinite(number):
+        raise ValueError("must be a finite number")
     if number < 0:
         raise ValueError("must be >= 0")
     return number
+
+
+def _close_code(value: Any) -> int:
+    code = _int(0)(value)
+    if code not in (1001, 1012):
+        raise ValueError("must be 1001 (going away) or 1012 (service restart)")
+    return code
+
+
+def _url_path(value: Any) -> str:
+    path = str(value).strip()
+    if not path.startswith("/") or any(c in path for c in "?# "):
+        raise ValueError("must be a URL path starting with / (no query, fragment or space)")
+    return path
 
 
 def _level(value: Any) -> str:
@@ -125,6 +149,8 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("host", "HOST", _text, "127.0.0.1", "interface to listen on (0.0.0.0 for all)"),
     Option("port", "PORT", _port, 8000, "TCP port (0 picks a free one)"),
+    # not PATH: that variable is the shell's search path and is set in every environment
+    Option("path", "WS_PATH", _url_path, None, "accept WebSocket upgrades only on this path (unset: any free path)"),
     Option("workers", "WORKERS", _int(1), 1, "server processes sharing the port (SO_REUSEPORT); > 1 needs Redis"),
     Option("redis_url", "REDIS_URL", _text, None, "Redis for pub/sub across processes (unset: in-memory broker)"),
     Option("log_level", "LOG_LEVEL", _level, "INFO", "logging level of the wskit loggers"),
@@ -177,6 +203,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("jwt_audience", "JWT_AUDIENCE", _text, None, "required JWT aud claim"),
     Option("jwt_issuer", "JWT_ISSUER", _text, None, "required JWT iss claim"),
     Option(
+        "jwt_leeway_s",
+        "JWT_LEEWAY_S",
+        _seconds,
+        30.0,
+        "clock skew allowed on JWT exp/nbf/iat, at verification and for the expiry of open connections",
+    ),
+    Option(
         "auth_timeout_ms",
         "AUTH_TIMEOUT_MS",
         _int(0),
@@ -225,6 +258,13 @@ OPTIONS: tuple[Option, ...] = (
         1000,
         "retryAfterMs of the SERVER_SHUTDOWN notice",
     ),
+    Option(
+        "shutdown_close_code",
+        "SHUTDOWN_CLOSE_CODE",
+        _close_code,
+        1001,
+        "close code of a graceful shutdown: 1001 (going away) or 1012 (service restart)",
+    ),
     Option("tls_cert_file", "TLS_CERT_FILE", _file, None, "PEM certificate: serve wss:// (needs TLS_KEY_FILE)"),
     Option("tls_key_file", "TLS_KEY_FILE", _file, None, "PEM private key of TLS_CERT_FILE"),
 )
@@ -236,6 +276,7 @@ class Settings:
 
     host: str = "127.0.0.1"
     port: int = 8000
+    path: str | None = None
     workers: int = 1
     redis_url: str | None = None
     log_level: str = "INFO"
@@ -252,6 +293,7 @@ class Settings:
     jwt_algorithms: tuple[str, ...] = ("HS256",)
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
+    jwt_leeway_s: float = 30.0
     auth_timeout_ms: int = 0
     message_rate_limit: int = 0
     send_queue_messages: int = 1024
@@ -259,6 +301,7 @@ class Settings:
     backpressure: str = "close"
     shutdown_grace_ms: int = 10_000
     shutdown_retry_after_ms: int = 1000
+    shutdown_close_code: int = 1001
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
 
@@ -269,6 +312,23 @@ def _from_env(option: Option, env: Mapping[str, str]) -> tuple[str, str] | None:
         if raw is not None and raw.strip() != "":
             return name, raw
     return None
+
+
+def explicit_settings(
+    overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+) -> frozenset[str]:
+    """Names of the options set by a keyword or an environment variable (not left at their default).
+
+    The server uses it where a default of its own sits between the two (a router's
+    ``send_queue``): an explicit setting wins over it, the built-in default does not.
+    """
+    env = os.environ if env is None else env
+    overrides = overrides or {}
+    return frozenset(
+        option.name
+        for option in OPTIONS
+        if overrides.get(option.name) is not None or _from_env(option, env) is not None
+    )
 
 
 def load_settings(
@@ -293,7 +353,7 @@ def load_settings(
         if given is not None:
             try:
                 values[option.name] = option.parse(given)
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, OverflowError) as exc:
                 shown = "<hidden>" if "secret" in option.name else repr(given)
                 raise ConfigError(f"{option.name}={shown}: {exc}") from None
             continue

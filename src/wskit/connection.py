@@ -46,11 +46,23 @@ class OverflowPolicy(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class QueueLimits:
-    """Bounds of one connection's outbound backlog (frames waiting for a slow socket)."""
+    """Bounds of one connection's outbound backlog (frames waiting for a slow socket).
+
+    The bound is per connection: a process holding N slow consumers may hold up to N times
+    ``max_bytes`` in backlogs (plus what sits in each socket's transport buffer). ``policy``
+    may be given as its string (``"drop-oldest"``). Raises :class:`ValueError` for a bound
+    below 1 or an unknown policy.
+    """
 
     max_messages: int = 1024
     max_bytes: int = 4 * 1024 * 1024
     policy: OverflowPolicy = OverflowPolicy.CLOSE
+
+    def __post_init__(self) -> None:
+        if self.max_messages < 1 or self.max_bytes < 1:
+            raise ValueError("QueueLimits needs max_messages >= 1 and max_bytes >= 1")
+        # the send path compares policies by identity: a plain "drop-new" must become the member
+        object.__setattr__(self, "policy", OverflowPolicy(self.policy))
 
 
 class Connection:

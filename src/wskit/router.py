@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from wskit.connection import OverflowPolicy
+from wskit.connection import OverflowPolicy, QueueLimits
 from wskit.context import Context
 from wskit.errors import CloseCode, UsageError
 from wskit.hub import Hub
@@ -113,6 +113,12 @@ class Router(Generic[D]):
     ``topic_policy``: names, normalisation, limits and authorisation of topics.
     ``max_inflight_rpcs`` (default 64): RPCs one connection may have running at once;
     at the limit the connection's reading pauses until one finishes.
+    ``send_queue``: this application's default bound and policy for each connection's
+    outbound queue, e.g. ``QueueLimits(256, policy=OverflowPolicy.DROP_OLDEST)`` for a live
+    ticker (None: the server's defaults). The server's own settings win field by field when
+    they are set (``backpressure=`` or ``BACKPRESSURE_POLICY``, ``send_queue_messages``,
+    ``send_queue_bytes``), so an operator can override what the code chose; a single publish
+    may still pick its own policy (``publish(..., overflow=...)``).
     """
 
     def __init__(
@@ -122,10 +128,14 @@ class Router(Generic[D]):
         validate_outbound: bool = True,
         topic_policy: TopicPolicy | None = None,
         max_inflight_rpcs: int = 64,
+        send_queue: QueueLimits | None = None,
     ) -> None:
         if max_inflight_rpcs < 1:
             raise UsageError("max_inflight_rpcs must be >= 1")
+        if send_queue is not None and not isinstance(send_queue, QueueLimits):
+            raise UsageError(f"send_queue must be a QueueLimits, got {send_queue!r}")
         self.max_inflight_rpcs = max_inflight_rpcs
+        self.send_queue = send_queue
         self._validator_choice = validator
         self.validate_outbound = validate_outbound
         self.topic_policy = topic_policy or TopicPolicy()

@@ -15,6 +15,7 @@ import logging
 import signal
 import socket
 import ssl
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,9 @@ from typing import Any
 from aiohttp import web
 
 from wskit.admission import Admission, Authenticate
-from wskit.config import Settings, load_settings
+from wskit.config import ConfigError, Settings, explicit_settings, load_settings
 from wskit.connection import OverflowPolicy, QueueLimits
 from wskit.dispatch import Dispatcher
-from wskit.errors import CloseCode
 from wskit.lifetime import Watchdog
 from wskit.logs import configure_logging
 from wskit.protocol import dumps, frame, type_prefix
@@ -46,12 +46,16 @@ class Server:
     """A running (or ready to run) standalone server for ``router``.
 
     Besides every setting of :data:`wskit.config.OPTIONS` as a keyword (``host``,
-    ``port``, ``max_payload_bytes``, ``allowed_origins``, ``idle_timeout_ms``...), it takes:
-    ``authenticate`` (``request -> data | None``), ``broker``, ``path`` (accept upgrades
-    only there; default any path no HTTP route takes), ``queue_limits``, ``static_files``
-    (URL path -> file), ``http_routes`` (URL path -> aiohttp handler), ``guards``
-    (middleware run before the application's), ``env`` (instead of ``os.environ``),
-    ``require`` (settings that must be set, e.g. ``("jwt_secret",)``: missing ones fail here).
+    ``port``, ``path``, ``max_payload_bytes``, ``allowed_origins``, ``idle_timeout_ms``...),
+    it takes: ``authenticate`` (``request -> data | None``), ``broker``, ``queue_limits``
+    (every connection's outbound bound and policy, over the settings and the router's
+    ``send_queue``), ``static_files`` (URL path -> file), ``http_routes`` (URL path ->
+    aiohttp handler), ``guards`` (middleware run before the application's), ``env`` (instead
+    of ``os.environ``), ``require`` (settings that must be set, e.g. ``("jwt_secret",)``:
+    missing ones fail here).
+
+    Raises :class:`~wskit.config.ConfigError` for a bad setting here, and from :meth:`start`
+    when ``require_auth`` guards every route but nothing can authenticate a connection.
     """
 
     def __init__(
@@ -60,7 +64,6 @@ class Server:
         *,
         authenticate: Authenticate | None = None,
         broker: Broker | None = None,
-        path: str | None = None,
         queue_limits: QueueLimits | None = None,
         static_files: Mapping[str, str | Path] | None = None,
         http_routes: Mapping[str, HttpHandler] | None = None,
@@ -77,10 +80,7 @@ class Server:
         self.reuse_port = reuse_port
         self._authenticate = authenticate
         self._guards = list(guards or [])
-        self._path = path
-        self._limits = queue_limits or QueueLimits(
-            s.send_queue_messages, s.send_queue_bytes, OverflowPolicy(s.backpressure)
-        )
+        self._limits = queue_limits or _queue_limits(router, s, explicit_settings(settings, env))
         self._static = {route: Path(file) for route, file in (static_files or {}).items()}
         self._http = dict(http_routes or {})
         self.admission = Admission(
@@ -91,7 +91,7 @@ class Server:
             trusted_proxies=s.trusted_proxies,
             broker=lambda: router.hub.broker,
         )
-        self.watchdog = Watchdog(idle_ms=s.idle_timeout_ms, auth_ms=s.auth_timeout_ms)
+        self.watchdog = Watchdog(idle_ms=s.idle_timeout_ms, auth_ms=s.auth_timeout_ms, token_leeway_s=s.jwt_leeway_s)
         self._rate_guards: list[Middleware] = []
         self.transport: Transport | None = None
         self._runner: web.AppRunner | None = None
@@ -132,6 +132,7 @@ class Server:
         logging.getLogger("wskit").setLevel(s.log_level)
         # JWT may add the AUTH route, so it comes before the router is compiled
         self.admission.authenticate = self._authenticate or _configured_authenticate(self.router, s)
+        _check_auth_reachable(self.router, self._guards, s, authenticate=self.admission.authenticate)
         self._rate_guards = _configured_guards(self.router, s)
         dispatcher = Dispatcher(self.router, guards=self._guards + self._rate_guards)
         dispatcher.retry_after_ms = s.shutdown_retry_after_ms
@@ -147,12 +148,21 @@ class Server:
             max_payload_bytes=s.max_payload_bytes,
             ping_interval=s.ping_interval or None,
             queue_limits=self._limits,
-            path=self._path,
+            path=s.path,
             static_files=self._static,
             http_routes=self._http,
         )
         app = build_app(self.transport)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=1.0,
+            # HandshakeGuard covers a connection's first request only; between requests on a
+            # keep-alive connection aiohttp's own timer rules (default about an hour), so a
+            # client could answer /healthz and then trickle a second request for ever
+            keepalive_timeout=_keepalive_s(s),
+        )
         await self._runner.setup()
         server = self._runner.server
         assert server is not None
@@ -165,14 +175,15 @@ class Server:
         log.info("wskit listening on %s", self.url)
 
     async def shutdown(
-        self, *, grace_ms: int | None = None, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down"
+        self, *, grace_ms: int | None = None, code: int | None = None, reason: str = "server shutting down"
     ) -> None:
         """Stop gracefully: refuse new connections, tell clients, let running work finish.
 
         Every connection gets a ``SERVER_SHUTDOWN`` notice (``retryAfterMs``: reconnect
         elsewhere); new messages are answered ``UNAVAILABLE``; handlers and RPCs in flight
         get ``grace_ms`` (default ``SHUTDOWN_GRACE_MS``) to finish; then every connection
-        closes with ``code`` (1001, or 1012 for a restart) and the broker is flushed.
+        closes with ``code`` (default ``SHUTDOWN_CLOSE_CODE``: 1001, or 1012 for a restart)
+        and the broker is closed (its last commands awaited, its presence removed).
         """
         if self.transport is None:
             return
@@ -197,10 +208,12 @@ class Server:
             log.warning("shutdown: grace period over with handlers still running; closing anyway")
         await self.stop(code=code, reason=reason)
 
-    async def stop(self, *, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down") -> None:
-        """Close every connection with ``code`` now and stop listening."""
+    async def stop(self, *, code: int | None = None, reason: str = "server shutting down") -> None:
+        """Close every connection with ``code`` (default ``SHUTDOWN_CLOSE_CODE``) now and stop listening."""
         if self.transport is None:
             return
+        if code is None:
+            code = self.settings.shutdown_close_code
         self.admission.closed = True
         if self._listener is not None:
             self._listener.close()
@@ -231,6 +244,72 @@ class Server:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def _keepalive_s(settings: Settings) -> float:
+    """Seconds a keep-alive HTTP connection may wait for its next complete request.
+
+    ``HANDSHAKE_TIMEOUT_MS`` again: a request trickled after a first one is the same
+    slowloris as a trickled first request. With the guard off (0), aiohttp's default stays.
+    """
+    if settings.handshake_timeout_ms:
+        return settings.handshake_timeout_ms / 1000.0
+    return _AIOHTTP_KEEPALIVE_S
+
+
+#: aiohttp's own default keep-alive timeout (kept when HANDSHAKE_TIMEOUT_MS is 0)
+_AIOHTTP_KEEPALIVE_S = 3630.0
+
+
+def _queue_limits(router: Router[Any], settings: Settings, explicit: frozenset[str]) -> QueueLimits:
+    """Each connection's outbound bound: a setting given by keyword or environment, else the
+    router's ``send_queue``, else the built-in default, field by field."""
+    base = router.send_queue or QueueLimits(
+        settings.send_queue_messages, settings.send_queue_bytes, OverflowPolicy(settings.backpressure)
+    )
+    return QueueLimits(
+        settings.send_queue_messages if "send_queue_messages" in explicit else base.max_messages,
+        settings.send_queue_bytes if "send_queue_bytes" in explicit else base.max_bytes,
+        OverflowPolicy(settings.backpressure) if "backpressure" in explicit else base.policy,
+    )
+
+
+def _check_auth_reachable(
+    router: Router[Any], guards: list[Middleware], settings: Settings, *, authenticate: Authenticate | None
+) -> None:
+    """Fail at start when ``require_auth`` guards every route and nothing can authenticate.
+
+    Such a server refuses every message for ever, typically because ``JWT_SECRET`` was not
+    set in this environment. Only the case that is certain fails: an ``authenticate``
+    callable, ``JWT_SECRET``, an ``on_open`` hook, or any route (or middleware ahead of
+    ``require_auth``) that could call ``ctx.assign_data(user_id=...)`` lets the server start;
+    when some routes are guarded and nothing obvious authenticates, an INFO line says so.
+    """
+    auth = sys.modules.get("wskit.guards.auth")
+    if auth is None or authenticate is not None or settings.jwt_secret:
+        return  # require_auth cannot be in use without its module, or something authenticates
+    require_type = auth.RequireAuth
+    routes = router.routes.values()
+    guarded = 0
+    for route in routes:
+        chain = (*guards, *router.middleware, *route.inherited, *route.middleware)
+        first = chain[0] if chain else None
+        if isinstance(first, require_type) and route.type not in first.exempt:
+            guarded += 1
+    if not guarded:
+        return
+    if guarded == len(router.routes) and not router.open_hooks:
+        raise ConfigError(
+            "require_auth guards every route but nothing can authenticate a connection: set "
+            "JWT_SECRET, pass authenticate=, or include auth_routes(verifier) (to make JWT_SECRET "
+            "mandatory, pass require=('jwt_secret',))"
+        )
+    log.info(
+        "require_auth guards %d route(s) but neither JWT_SECRET nor authenticate= is set: connections "
+        "authenticate only if the application calls ctx.assign_data(user_id=...); pass "
+        "require=('jwt_secret',) to make JWT_SECRET mandatory",
+        guarded,
+    )
 
 
 def _broker_from(settings: Settings) -> Broker | None:

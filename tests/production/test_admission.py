@@ -76,6 +76,64 @@ async def test_spoofed_forwarded_chain_uses_the_rightmost_untrusted_hop(make_ser
     assert client_ip("192.0.2.1", {"X-Forwarded-For": "1.1.1.1"}, trusted) == "192.0.2.1"
 
 
+def _recording_ips(seen: list[str | None]) -> Any:
+    def authenticate(request: Any) -> dict[str, str]:
+        seen.append(request.client_ip)
+        return {}
+
+    return authenticate
+
+
+async def test_forwarded_for_lines_are_joined_so_a_second_proxy_line_wins(make_server: Any) -> None:
+    """A proxy that appends its own X-Forwarded-For line (HAProxy) leaves the client's invented
+    line first: every line counts, walked from the right, so the proxy's word is believed."""
+    seen: list[str | None] = []
+    server: Server = await make_server(trusted_proxies="127.0.0.1", authenticate=_recording_ips(seen))
+    spoofed = [("X-Forwarded-For", "203.0.113.9"), ("X-Forwarded-For", "198.51.100.7")]
+    assert (await http_status(server.port, headers=spoofed))[0] == 101
+    combined = [("X-Forwarded-For", "203.0.113.9, 10.0.0.1"), ("x-forwarded-for", "198.51.100.8, 127.0.0.1")]
+    assert (await http_status(server.port, headers=combined))[0] == 101
+    assert seen == ["198.51.100.7", "198.51.100.8"]
+
+
+async def test_forwarded_for_lines_share_one_per_ip_cap(make_server: Any) -> None:
+    """The spoofed first line cannot buy a second slot under MAX_CONNECTIONS_PER_IP."""
+    server: Server = await make_server(trusted_proxies="127.0.0.1", max_connections_per_ip=1)
+    first = [("X-Forwarded-For", "203.0.113.1"), ("X-Forwarded-For", "198.51.100.7")]
+    async with ws_client(server.url, additional_headers=first):
+        again = [("X-Forwarded-For", "203.0.113.2"), ("X-Forwarded-For", "198.51.100.7")]
+        assert (await http_status(server.port, headers=again))[0] == 429
+
+
+async def test_ipv4_mapped_peer_matches_an_ipv4_trusted_proxy(make_server: Any) -> None:
+    """On an IPv6 socket an IPv4 proxy appears as ::ffff:127.0.0.1; it still matches
+    TRUSTED_PROXIES=127.0.0.1, and untrusted peers are reported in their IPv4 form."""
+    seen: list[str | None] = []
+    trusting: Server = await make_server(
+        host="::ffff:127.0.0.1", trusted_proxies="127.0.0.1", authenticate=_recording_ips(seen)
+    )
+    assert (await http_status(trusting.port, headers={"X-Forwarded-For": "198.51.100.7"}))[0] == 101
+    plain: Server = await make_server(host="::ffff:127.0.0.1", authenticate=_recording_ips(seen))
+    assert (await http_status(plain.port, headers={"X-Forwarded-For": "198.51.100.7"}))[0] == 101
+    assert seen == ["198.51.100.7", "127.0.0.1"]
+
+
+def test_client_ip_unit_cases() -> None:
+    """Mapped addresses unmapped on both sides; junk hops stop at the last trusted proxy."""
+    from multidict import CIMultiDict
+
+    from wskit.admission import client_ip
+    from wskit.config import load_settings
+
+    trusted = load_settings({"trusted_proxies": "10.0.0.0/8"}, {}).trusted_proxies
+    two_lines = CIMultiDict([("X-Forwarded-For", "1.1.1.1"), ("X-Forwarded-For", "198.51.100.7, 10.0.0.2")])
+    assert client_ip("10.1.2.3", two_lines, trusted) == "198.51.100.7"
+    assert client_ip("::ffff:10.0.0.5", {"X-Forwarded-For": "::ffff:198.51.100.7"}, trusted) == "198.51.100.7"
+    assert client_ip("::ffff:192.0.2.1", {"X-Forwarded-For": "1.1.1.1"}, trusted) == "192.0.2.1"
+    assert client_ip("10.0.0.5", {"X-Forwarded-For": "1.1.1.1, not-an-ip"}, trusted) == "10.0.0.5"
+    assert client_ip("10.0.0.5", {}, trusted) == "10.0.0.5"
+
+
 async def test_banned_user_is_refused_with_403(make_server: Any) -> None:
     """A user on the ban list gets HTTP 403 at upgrade; others connect."""
 
@@ -116,3 +174,38 @@ async def test_bad_values_fail_at_start(name: str) -> None:
 
     with pytest.raises(ConfigError, match=name):
         Server(build_router(), **{name: "not valid!"})
+
+
+async def test_a_second_request_trickled_on_a_keep_alive_socket_is_cut(make_server: Any) -> None:
+    """Slowloris after a first request: a complete GET /healthz cancels the handshake timer, but
+    a second request trickled on the same keep-alive socket is still cut within about
+    HANDSHAKE_TIMEOUT_MS (not aiohttp's hour-long keep-alive default)."""
+    server: Server = await make_server(handshake_timeout_ms=500)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        async with asyncio.timeout(3):
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert b" 200 " in head
+            assert await reader.readexactly(2) == b"ok"
+        answered = asyncio.get_running_loop().time()
+        closed_after: float | None = None
+        for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 40:  # bounded: ~6 s at most
+            try:
+                writer.write(bytes([byte]))
+                await writer.drain()
+            except ConnectionError:
+                closed_after = asyncio.get_running_loop().time() - answered
+                break
+            try:
+                async with asyncio.timeout(0.1):
+                    if await reader.read(1) == b"":
+                        closed_after = asyncio.get_running_loop().time() - answered
+                        break
+            except TimeoutError:
+                pass
+        assert closed_after is not None, "the trickling socket was never closed"
+        assert closed_after < 2.0, f"closed only after {closed_after:.2f} s"
+    finally:
+        writer.close()

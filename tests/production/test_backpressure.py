@@ -133,3 +133,163 @@ async def test_per_publish_policy_overrides_the_connection_default(make_server: 
     assert conn.close_code is None
     assert conn.dropped > 0
     stalled.close()
+
+
+# -- the router's default, and a flood against a server in its own process ------------------
+
+
+async def test_router_send_queue_is_the_default_and_settings_win(make_server: Any) -> None:
+    """Router(send_queue=...) sets the connections' bound and policy; a setting given by keyword
+    or environment wins field by field; Server(queue_limits=...) wins over both."""
+    from tests.production.conftest import build_router
+
+    from wskit import OverflowPolicy, QueueLimits
+
+    limits = QueueLimits(max_messages=64, max_bytes=10**6, policy=OverflowPolicy.DROP_NEW)
+    default: Server = await make_server(router=build_router(send_queue=limits))
+    stalled = await _stalled_client(default.port)
+    await asyncio.sleep(0.2)
+    assert default.transport is not None
+    (conn,) = list(default.transport.connections.values())
+    assert conn.limits == limits
+    for i in range(FLOOD // 4):
+        await default.router.publish("all", Heard, PAYLOAD)
+        if i % 50 == 0:
+            await asyncio.sleep(0)
+    assert conn.close_code is None and conn.dropped > 0 and conn.backlog <= 64
+    stalled.close()
+
+    keyword = Server(build_router(send_queue=limits), port=0, env={}, backpressure="close")
+    assert keyword._limits == QueueLimits(64, 10**6, OverflowPolicy.CLOSE)
+    env = Server(build_router(send_queue=limits), port=0, env={"SEND_QUEUE_MESSAGES": "8"})
+    assert env._limits == QueueLimits(8, 10**6, OverflowPolicy.DROP_NEW)
+    plain = Server(build_router(), port=0, env={})
+    assert plain._limits == QueueLimits()
+    given = QueueLimits(3, 300, OverflowPolicy.DROP_OLDEST)
+    assert Server(build_router(send_queue=limits), port=0, env={}, queue_limits=given)._limits == given
+
+
+def test_queue_limits_take_policy_strings_and_refuse_bad_bounds() -> None:
+    """QueueLimits(policy="drop-oldest") is the enum member (the send path compares by identity)."""
+    from wskit import OverflowPolicy, QueueLimits
+
+    assert QueueLimits(policy="drop-oldest").policy is OverflowPolicy.DROP_OLDEST  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        QueueLimits(max_messages=0)
+    with pytest.raises(ValueError):
+        QueueLimits(policy="drop-everything")  # type: ignore[arg-type]
+
+
+MIB = 1024 * 1024
+#: the measured flood: 50,000 frames of ~1 KiB, ~50 MiB for each subscriber
+BIG_FLOOD, BIG_SIZE = 50_000, 1000
+
+
+def _rss(pid: int) -> int:
+    """Resident memory of process ``pid`` in bytes (Linux /proc)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def _start_flood_server(mode: str, env: dict[str, str]) -> tuple[Any, int]:
+    from tests.production.conftest import start_server_process
+    from tests.support.redis_server import free_port
+
+    port = free_port()
+    return start_server_process(["-m", "tests.production.flood_app", str(port), mode], port, env), port
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("mode", "env"),
+    [
+        ("keyword:close", {}),
+        ("router:drop-oldest", {}),
+        ("env:drop-new", {"BACKPRESSURE_POLICY": "drop-new"}),
+    ],
+    ids=["close-by-keyword", "drop-oldest-by-router", "drop-new-by-env"],
+)
+async def test_flood_keeps_server_memory_bounded_and_others_fast(mode: str, env: dict[str, str]) -> None:
+    """Two clients stop reading while ~50 MiB per subscriber is published: the server process's
+    RSS grows by far less than the flood, a reading subscriber gets every frame, and another
+    client's ECHO round trips, measured throughout the flood, keep a p99 under 200 ms. The
+    policy reaches the connections from each source (keyword, router default, environment)."""
+    policy = mode.split(":")[1]
+    proc, port = _start_flood_server(mode, env)
+    url = f"ws://127.0.0.1:{port}/"
+    stalled: list[socket.socket] = []
+    try:
+        stalled = [await _stalled_client(port) for _ in range(2)]
+        async with ws_client(url, max_size=2**20) as reader, ws_client(url) as echo, ws_client(url) as control:
+            await reader.send('{"type":"SAY","payload":{"text":"join"}}')
+            got = 0
+
+            async def read_flood() -> None:
+                nonlocal got
+                while got < BIG_FLOOD:
+                    if len(await reader.recv()) > BIG_SIZE:
+                        got += 1
+
+            reading = asyncio.ensure_future(read_flood())
+            # warm up (allocator, queues of the stalled clients at their bound), then measure
+            warm = await request(control, "FLOOD", {"count": 2000, "size": 10}, cid="warm", timeout=30)
+            assert warm["type"] == "FLOODED"
+            await asyncio.sleep(0.5)
+            stats = await request(control, "STATS", {}, cid="s0")
+            assert stats["payload"]["policies"] == [policy]
+            baseline = peak = _rss(proc.pid)
+            flood = asyncio.ensure_future(
+                request(control, "FLOOD", {"count": BIG_FLOOD, "size": BIG_SIZE}, cid="big", timeout=90)
+            )
+            latencies: list[float] = []
+            for i in range(5000):  # bounded; ends with the flood
+                if flood.done():
+                    break
+                peak = max(peak, _rss(proc.pid))
+                started = time.perf_counter()
+                assert (await request(echo, "ECHO", {"text": "ping"}, cid=f"e{i}"))["type"] == "ECHO_OK"
+                latencies.append(time.perf_counter() - started)
+                await asyncio.sleep(0.01)
+            done = await flood
+            peak = max(peak, _rss(proc.pid))
+            async with asyncio.timeout(30):
+                await reading
+            stats = await request(control, "STATS", {}, cid="s1")
+        growth = peak - baseline
+        latencies.sort()
+        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        flood_bytes = BIG_FLOOD * BIG_SIZE
+        print(
+            f"\n[{mode}] flood {flood_bytes / MIB:.0f} MiB/subscriber in {done['payload']['ms']:.0f} ms; "
+            f"RSS {baseline / MIB:.1f} -> peak {peak / MIB:.1f} MiB (+{growth / MIB:.1f}); "
+            f"peak backlog {done['payload']['peak_backlog_bytes'] / 1024:.0f} KiB; "
+            f"ECHO n={len(latencies)} p50={latencies[len(latencies) // 2] * 1000:.1f} ms "
+            f"p99={p99 * 1000:.1f} ms max={latencies[-1] * 1000:.1f} ms; stats {stats['payload']}"
+        )
+        assert got == BIG_FLOOD, "the reading subscriber missed frames"
+        assert len(latencies) >= 20, "the flood ended before latency could be measured"
+        assert p99 < 0.2, f"ECHO p99 {p99 * 1000:.0f} ms during the flood"
+        # the two stalled clients may hold 2 x SEND_QUEUE_BYTES (4 MiB each) at most; without a
+        # bound each would hold the whole flood (2 x 50 MiB)
+        assert growth < 24 * MIB, (
+            f"server RSS grew by {growth / MIB:.1f} MiB during a {flood_bytes / MIB:.0f} MiB flood"
+        )
+        assert done["payload"]["peak_backlog_bytes"] <= 4 * MIB
+        if policy == "close":
+            assert stats["payload"]["closed_slow"] >= 2
+        else:
+            assert stats["payload"]["dropped"] > 0
+            assert stats["payload"]["connections"] == 5, "drop policies keep the stalled clients"
+    finally:
+        for sock in stalled:
+            sock.close()
+        from tests.production.conftest import reap
+
+        proc.terminate()
+        try:
+            proc.wait(10)
+        finally:
+            reap(proc)

@@ -18,7 +18,7 @@ from tests.production.conftest import build_router, request, ws_client
 from tests.support.redis_server import free_port
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from wskit import Context, Server, message
+from wskit import Context, Router, Server, message
 from wskit.config import ConfigError
 from wskit.guards import require_auth
 
@@ -214,3 +214,94 @@ async def test_token_from_auth_message_expires_while_connected(make_server: Any)
                     await ws.recv()
         assert ws.close_code == 1008
         assert "token expired" in (ws.close_reason or "")
+
+
+def _all_guarded_router() -> Router[Any]:
+    router = build_router()
+    router.use(require_auth)
+    return router
+
+
+async def test_require_auth_everywhere_without_any_way_in_fails_at_start() -> None:
+    """require_auth on every route, no JWT_SECRET, no authenticate, no AUTH route: start() fails
+    with a message naming JWT_SECRET instead of serving a server that refuses everything."""
+    server = Server(_all_guarded_router(), port=0, env={})
+    with pytest.raises(ConfigError, match="JWT_SECRET"):
+        await server.start()
+    await server.stop()
+
+
+async def test_require_auth_with_a_way_in_starts(make_server: Any) -> None:
+    """With JWT_SECRET (which adds AUTH), authenticate=, or an on_open hook the same app starts."""
+    with_jwt: Server = await make_server(router=_all_guarded_router(), jwt_secret=SECRET)
+    async with ws_client(with_jwt.url) as ws:
+        assert (await request(ws, "ECHO", {"text": "x"}))["payload"]["code"] == "UNAUTHENTICATED"
+    await make_server(router=_all_guarded_router(), authenticate=lambda request: {"user_id": "ada"})
+    hooked = _all_guarded_router()
+
+    @hooked.on_open
+    def sign_in(ctx: Context[None]) -> None:
+        ctx.assign_data(user_id="ada")
+
+    await make_server(router=hooked)
+
+
+async def test_jwt_leeway_setting_reaches_the_verifier_and_the_watchdog(make_server: Any) -> None:
+    """JWT_LEEWAY_S=0: a token expired 5 s ago is refused at upgrade (the default 30 s would take
+    it), and a connected token is closed 1008 right at its exp, with no manual tweak."""
+    lenient: Server = await make_server(router=_jwt_router(), jwt_secret=SECRET)
+    async with ws_client(lenient.url + f"?access_token={token('ada', exp_in=-5)}"):
+        pass
+    strict: Server = await make_server(router=_jwt_router(), jwt_secret=SECRET, jwt_leeway_s=0)
+    assert strict.watchdog.token_leeway_s == 0.0
+    with pytest.raises(InvalidStatus) as refused:
+        async with ws_client(strict.url + f"?access_token={token('ada', exp_in=-5)}"):
+            pass
+    assert refused.value.response.status_code == 401
+    async with ws_client(strict.url) as ws:
+        assert (await request(ws, "AUTH", {"token": token("ada", exp_in=1.0)}))["type"] == "AUTH_OK"
+        started = time.monotonic()
+        async with asyncio.timeout(5):
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    await ws.recv()
+        assert ws.close_code == 1008
+        assert time.monotonic() - started < 3.0
+
+
+async def test_require_auth_follows_the_servers_leeway(make_server: Any) -> None:
+    """require_auth refuses an expired token with the server's JWT_LEEWAY_S, not a fixed 30 s."""
+
+    def authenticate(request: Any) -> dict[str, Any]:
+        return {"user_id": "ada", "token_exp": time.time() - 10}
+
+    server: Server = await make_server(router=_jwt_router(), authenticate=authenticate, jwt_leeway_s=60)
+    async with ws_client(server.url) as ws:
+        await ws.send(json.dumps({"type": "SECRET"}))
+        async with asyncio.timeout(3):
+            assert json.loads(await ws.recv())["type"] == "SECRET", "10 s past exp is within 60 s"
+
+
+async def test_ws_path_setting_narrows_upgrades() -> None:
+    """WS_PATH=/ws: upgrades elsewhere get 404; the keyword path= wins over the variable."""
+    from tests.production.conftest import http_status
+
+    async with Server(build_router(), port=0, env={"WS_PATH": "/ws"}) as server:
+        assert (await http_status(server.port, "/"))[0] == 404
+        assert (await http_status(server.port, "/ws"))[0] == 101
+    async with Server(build_router(), port=0, path="/live", env={"WS_PATH": "/ws"}) as server:
+        assert (await http_status(server.port, "/ws"))[0] == 404
+        assert (await http_status(server.port, "/live"))[0] == 101
+
+
+@pytest.mark.parametrize("code", [1001, 1012])
+async def test_shutdown_close_code_setting(make_server: Any, code: int) -> None:
+    """SHUTDOWN_CLOSE_CODE: a graceful shutdown closes every client with 1001 or 1012."""
+    server: Server = await make_server(shutdown_close_code=code, shutdown_grace_ms=100)
+    async with ws_client(server.url) as ws:
+        await server.shutdown()
+        async with asyncio.timeout(5):
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    await ws.recv()
+    assert ws.close_code == code

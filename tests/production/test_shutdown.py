@@ -10,9 +10,10 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from tests.production.conftest import ws_client
+from tests.production.conftest import build_router, reap, start_server_process, ws_client
 from tests.support.redis_server import free_port
 from websockets.exceptions import ConnectionClosed
 
@@ -27,21 +28,29 @@ APP = textwrap.dedent(
 )
 
 
-def _start(grace_ms: int) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    code = APP.format(root=str(Path.cwd()), port=port, grace=grace_ms)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 15
-    import socket
+#: the app of APP plus LATE_SAY: waits ``ms``, then publishes to "all" (an in-flight publish)
+REDIS_APP = textwrap.dedent(
+    """
+    import asyncio, sys
+    sys.path.insert(0, {root!r})
+    from tests.production.conftest import Heard, Slow, build_router
+    from wskit import Context, serve, message
+    router = build_router()
 
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("server did not start")
+    @router.on(message("LATE_SAY", Slow))
+    async def late_say(ctx: Context[Slow]) -> None:
+        await asyncio.sleep(ctx.payload.ms / 1000)
+        await ctx.publish("all", Heard, {{"text": "published during the grace period"}})
+
+    serve(router, host="127.0.0.1", port={port}, shutdown_grace_ms={grace})
+    """
+)
+
+
+def _start(grace_ms: int, env: dict[str, str] | None = None, app: str = APP) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    code = app.format(root=str(Path.cwd()), port=port, grace=grace_ms)
+    return start_server_process(["-c", code], port, env), port
 
 
 async def test_sigterm_drains_in_flight_rpcs_then_closes_1001_and_exits_0() -> None:
@@ -70,11 +79,7 @@ async def test_sigterm_drains_in_flight_rpcs_then_closes_1001_and_exits_0() -> N
             assert ws.close_code == 1001
         assert await asyncio.to_thread(proc.wait, 10) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
+        reap(proc)
 
 
 async def test_grace_period_is_bounded() -> None:
@@ -89,11 +94,7 @@ async def test_grace_period_is_bounded() -> None:
             assert await asyncio.to_thread(proc.wait, 10) == 0
             assert time.monotonic() - started < 5
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
+        reap(proc)
 
 
 async def test_new_connections_are_refused_while_draining(make_server: object) -> None:
@@ -114,8 +115,100 @@ async def test_new_connections_are_refused_while_draining(make_server: object) -
             assert refused
         assert await asyncio.to_thread(proc.wait, 10) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
+        reap(proc)
+
+
+async def _close_code_after(proc: subprocess.Popen[bytes], port: int, sig: signal.Signals) -> int | None:
+    async with ws_client(f"ws://127.0.0.1:{port}/") as ws:
+        await asyncio.sleep(0.1)
+        os.kill(proc.pid, sig)
+        async with asyncio.timeout(5):
+            try:
+                while True:
+                    await ws.recv()
+            except ConnectionClosed:
+                pass
+        code: int | None = ws.close_code
+        return code
+
+
+async def test_sigint_shuts_down_gracefully_and_exits_0() -> None:
+    """SIGINT (Ctrl-C) is handled like SIGTERM: clients get 1001 and the process exits 0."""
+    proc, port = _start(grace_ms=1000)
+    try:
+        assert await _close_code_after(proc, port, signal.SIGINT) == 1001
+        assert await asyncio.to_thread(proc.wait, 10) == 0
+    finally:
+        reap(proc)
+
+
+async def test_shutdown_close_code_1012_from_the_environment() -> None:
+    """SHUTDOWN_CLOSE_CODE=1012 (service restart): clients are closed with 1012 on SIGTERM."""
+    proc, port = _start(grace_ms=1000, env={"SHUTDOWN_CLOSE_CODE": "1012"})
+    try:
+        assert await _close_code_after(proc, port, signal.SIGTERM) == 1012
+        assert await asyncio.to_thread(proc.wait, 10) == 0
+    finally:
+        reap(proc)
+
+
+def test_bad_shutdown_close_code_stops_the_process() -> None:
+    """SHUTDOWN_CLOSE_CODE=1000 fails at start, naming the variable."""
+    code = "from wskit import Router, serve; serve(Router())"
+    env = {**os.environ, "SHUTDOWN_CLOSE_CODE": "1000"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=30)
+    assert proc.returncode != 0
+    assert "SHUTDOWN_CLOSE_CODE" in proc.stderr
+
+
+def _instance_keys(url: str) -> set[bytes]:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        return set(client.scan_iter("wskit:i:*"))
+    finally:
+        client.close()
+
+
+async def _wait_for_keys(url: str, present: Callable[[set[bytes]], bool]) -> set[bytes]:
+    for _ in range(100):  # bounded: 5 s (instances register with their first heartbeat)
+        keys = await asyncio.to_thread(_instance_keys, url)
+        if present(keys):
+            return keys
+        await asyncio.sleep(0.05)
+    raise AssertionError("instance keys never appeared")
+
+
+async def test_broker_is_flushed_and_closed_on_shutdown(redis_url: str) -> None:
+    """With REDIS_URL, a publish made by a handler during the grace period reaches a client of
+    another instance before the process exits 0, and the broker is closed (its instance key is
+    deleted at once, not left to expire as a killed process leaves it)."""
+    from wskit import Server
+    from wskit.pubsub import RedisBroker
+
+    broker = RedisBroker(redis_url)
+    other = Server(build_router(), port=0, env={}, broker=broker)
+    await other.start()
+    mine = f"wskit:i:{broker.instance_id}".encode()
+    before = await _wait_for_keys(redis_url, lambda keys: mine in keys)
+    proc, port = _start(grace_ms=3000, env={"REDIS_URL": redis_url}, app=REDIS_APP)
+    try:
+        async with ws_client(other.url) as listener, ws_client(f"ws://127.0.0.1:{port}/") as ws:
+            await listener.send(json.dumps({"type": "SAY", "payload": {"text": "join"}}))
+            async with asyncio.timeout(5):
+                assert json.loads(await listener.recv())["payload"]["text"] == "join"
+            theirs = await _wait_for_keys(redis_url, lambda keys: bool(keys - before)) - before
+            await ws.send(json.dumps({"type": "LATE_SAY", "payload": {"ms": 700}}))
+            await asyncio.sleep(0.1)
+            os.kill(proc.pid, signal.SIGTERM)
+            async with asyncio.timeout(5):
+                heard = json.loads(await listener.recv())
+            assert heard["payload"]["text"] == "published during the grace period"
+            assert await asyncio.to_thread(proc.wait, 10) == 0
+        left = await asyncio.to_thread(_instance_keys, redis_url)
+        assert not theirs & left, "the exited instance left its key: its broker was not closed"
+        assert mine in left
+    finally:
+        reap(proc)
+        await other.stop()

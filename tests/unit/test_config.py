@@ -113,3 +113,75 @@ def test_every_api_environment_variable_is_an_option() -> None:
     known = {option.env for option in OPTIONS} | {alias for option in OPTIONS for alias in option.aliases}
     assert [var for var in API_ENV_VARS if var not in known] == []
     assert "CORS_ORIGIN" in known
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN", "infinity"])
+@pytest.mark.parametrize("var", ["PING_INTERVAL", "JWT_LEEWAY_S"])
+def test_non_finite_seconds_are_refused(var: str, value: str) -> None:
+    """float() accepts nan and inf; a setting in seconds must not (a NaN timer never fires)."""
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, env={var: value})
+    assert var in str(info.value)
+    assert "finite" in str(info.value)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 2.5])
+def test_non_whole_or_non_finite_keywords_are_refused(value: float) -> None:
+    """An integer setting given a float keyword that is not a whole number fails, naming it
+    (int() would truncate 2.5 and raise OverflowError for inf)."""
+    with pytest.raises(ConfigError, match="max_payload_bytes"):
+        load_settings({"max_payload_bytes": value}, env={})
+    with pytest.raises(ConfigError, match="ping_interval"):
+        load_settings({"ping_interval": float("nan")}, env={})
+
+
+def test_every_float_option_refuses_nan() -> None:
+    """No option parses NaN to a value: each one fails at start naming its variable."""
+    for option in OPTIONS:
+        try:
+            load_settings({}, env={option.env: "nan"})
+        except ConfigError as exc:
+            assert option.env in str(exc)
+        else:  # a text option may take the word "nan"; nothing may hold a float NaN
+            value = getattr(load_settings({}, env={option.env: "nan"}), option.name)
+            assert not isinstance(value, float), option.env
+
+
+def test_jwt_leeway_setting() -> None:
+    """JWT_LEEWAY_S (keyword jwt_leeway_s) sets the clock-skew allowance; the keyword wins."""
+    assert load_settings({}, env={}).jwt_leeway_s == 30.0
+    assert load_settings({}, env={"JWT_LEEWAY_S": "5"}).jwt_leeway_s == 5.0
+    assert load_settings({"jwt_leeway_s": 0}, env={"JWT_LEEWAY_S": "5"}).jwt_leeway_s == 0.0
+    with pytest.raises(ConfigError, match="JWT_LEEWAY_S"):
+        load_settings({}, env={"JWT_LEEWAY_S": "-1"})
+
+
+def test_ws_path_setting() -> None:
+    """WS_PATH (keyword path): a URL path; PATH itself is never read (it is the shell's)."""
+    assert load_settings({}, env={"PATH": "/usr/bin:/bin"}).path is None
+    assert load_settings({}, env={"WS_PATH": "/ws"}).path == "/ws"
+    assert load_settings({"path": "/live"}, env={"WS_PATH": "/ws"}).path == "/live"
+    with pytest.raises(ConfigError, match="WS_PATH"):
+        load_settings({}, env={"WS_PATH": "ws"})
+
+
+@pytest.mark.parametrize(("value", "code"), [("1001", 1001), ("1012", 1012)])
+def test_shutdown_close_code_accepts_1001_and_1012(value: str, code: int) -> None:
+    """SHUTDOWN_CLOSE_CODE is 1001 by default, or 1012 (service restart)."""
+    assert load_settings({}, env={}).shutdown_close_code == 1001
+    assert load_settings({}, env={"SHUTDOWN_CLOSE_CODE": value}).shutdown_close_code == code
+
+
+@pytest.mark.parametrize("value", ["1000", "1008", "4000", "restart"])
+def test_shutdown_close_code_refuses_others(value: str) -> None:
+    """Any other close code fails at start, naming SHUTDOWN_CLOSE_CODE."""
+    with pytest.raises(ConfigError, match="SHUTDOWN_CLOSE_CODE"):
+        load_settings({}, env={"SHUTDOWN_CLOSE_CODE": value})
+
+
+def test_explicit_settings_names_keywords_and_env_only() -> None:
+    """explicit_settings tells a given setting from a default (for defaults that sit between)."""
+    from wskit.config import explicit_settings
+
+    given = explicit_settings({"backpressure": "drop-new", "port": None}, {"SEND_QUEUE_BYTES": "100", "PORT": " "})
+    assert given == {"backpressure", "send_queue_bytes"}

@@ -30,7 +30,7 @@ __all__ = ["jwt_setup", "jwt_verifier", "message_rate_guard"]
 
 
 def jwt_verifier(settings: Settings) -> JwtVerifier:
-    """The verifier of ``JWT_SECRET``, ``JWT_ALGORITHMS``, ``JWT_AUDIENCE`` and ``JWT_ISSUER``.
+    """The verifier of ``JWT_SECRET``, ``JWT_ALGORITHMS``, ``JWT_AUDIENCE``, ``JWT_ISSUER`` and ``JWT_LEEWAY_S``.
 
     Raises :class:`~wskit.config.ConfigError` naming ``JWT_SECRET`` when it is missing or too
     weak for the algorithms (HS256 needs 32 bytes), or ``JWT_ALGORITHMS`` when it names
@@ -44,6 +44,7 @@ def jwt_verifier(settings: Settings) -> JwtVerifier:
             algorithms=settings.jwt_algorithms,
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
+            leeway_s=settings.jwt_leeway_s,
         )
     except UsageError as exc:
         variable = "JWT_ALGORITHMS" if "algorithm" in str(exc) else "JWT_SECRET"
