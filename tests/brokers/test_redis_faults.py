@@ -38,9 +38,16 @@ async def test_redis_restart_goes_down_fails_fast_and_recovers(
             await a.publish(pub("room", 1))
         assert time.monotonic() - started < a.publish_timeout_s + 0.5
         assert caught.value.code is ErrorCode.UNAVAILABLE
-        assert ns(listener_a.on("room")) == [1]  # delivered locally before the error
-        with pytest.raises(WsKitError):
+        assert ns(listener_a.on("room")) == [1]  # delivered locally before the error, which says so
+        assert caught.value.details == {"delivered": "local"}
+        with pytest.raises(WsKitError) as refused:
             await a.publish(pub("h:x", 1), HISTORY)  # no offset without Redis: refused whole
+        assert refused.value.details == {}
+        assert listener_a.on("h:x") == []
+        with pytest.raises(WsKitError) as to_user:
+            await a.send_to_user("ua", b'{"type":"NOTE"}')
+        assert to_user.value.details == {"delivered": "local"}
+        assert listener_a.to_user == [("ua", b'{"type":"NOTE"}')]
         with pytest.raises(WsKitError):
             await a.presence("room")
 

@@ -242,9 +242,12 @@ class RedisBroker:
         else:
             self._ready.clear()
 
-    def _unavailable(self, what: str, exc: BaseException | None = None) -> WsKitError:
+    def _unavailable(self, what: str, exc: BaseException | None = None, *, local: bool = False) -> WsKitError:
+        """``UNAVAILABLE``; with ``local``, details ``{"delivered": "local"}``: this instance's
+        connections did get it, so a caller that retries blindly would send it to them twice."""
         why = f"{type(exc).__name__}: {exc}" if exc is not None else f"broker is {self._state}"
-        return WsKitError(ErrorCode.UNAVAILABLE, f"Redis unavailable, {what} failed ({why})")
+        details = {"delivered": "local"} if local else None
+        return WsKitError(ErrorCode.UNAVAILABLE, f"Redis unavailable, {what} failed ({why})", details=details)
 
     async def _call(self, what: str, fn: Callable[[aioredis.Redis], Awaitable[T]], *, internal: bool = False) -> T:
         """Run one Redis round trip, bounded in time, with errors translated to ``UNAVAILABLE``.
@@ -643,16 +646,19 @@ class RedisBroker:
 
         Raises ``WsKitError(UNAVAILABLE)`` within ``publish_timeout_s`` when Redis cannot take
         it. When the link is known to be down, a topic without history is still delivered to
-        this process's subscribers before raising; when a command fails or times out the
-        outcome is unknown (it may have reached other instances), so nothing is delivered here.
+        this process's subscribers before raising, and the error says so (details
+        ``{"delivered": "local"}``); a history topic is refused whole (no offset without Redis).
+        When a command fails or times out the outcome is unknown (it may have reached other
+        instances), so nothing is delivered here.
         """
-        d = publication.to_dict()
-        del d["o"], d["e"]
-        body = json.dumps(d, separators=(",", ":"))
         if self._state is not BrokerState.READY:
             if history is None and self._listener is not None:
                 self._listener.deliver(publication)
+                raise self._unavailable("publish", local=True)
             raise self._unavailable("publish")
+        d = publication.to_dict()
+        del d["o"], d["e"]
+        body = json.dumps(d, separators=(",", ":"))
         topic = publication.topic
         if history is None:
             await self._call("publish", lambda r: r.publish(self._channel(topic), body))
@@ -860,6 +866,7 @@ class RedisBroker:
         if self._state is not BrokerState.READY:
             if self._listener is not None:
                 local(self._listener)  # this instance's connections still get it
+                raise self._unavailable(what, local=True)
             raise self._unavailable(what)
         body = json.dumps(message, separators=(",", ":"))
         await self._call(what, lambda r: r.publish(self._ctl, body))
