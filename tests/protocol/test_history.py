@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from pydantic import BaseModel
 from tests.protocol.wire import ANY_INT, ANY_STR, Endpoint, Peer, Wire, assert_usable, build_app, error, recv, send_json
+from tests.support.redis_server import redis_url_for_tests
 
 from wskit import Context, message
 
@@ -51,6 +55,25 @@ def history_router() -> Any:
 
 async def _serve(wire: Wire) -> Endpoint:
     return await wire.serve(history_router())
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """Our own redis-server for this module (or REDIS_URL; skipped, or failed under CI, without either)."""
+    yield from redis_url_for_tests()
+
+
+async def _serve_on(wire: Wire, broker: str, request: pytest.FixtureRequest) -> Endpoint:
+    """The history app on the memory broker, or on a Redis broker of its own namespace."""
+    router = history_router()
+    if broker == "memory":
+        return await wire.serve(router)
+    from wskit.pubsub.redis import RedisBroker
+
+    redis = RedisBroker(request.getfixturevalue("redis_url"), namespace=f"wskit-test-{uuid.uuid4().hex[:10]}")
+    wire.stack.push_async_callback(redis.close)
+    await router.hub.set_broker(redis)  # the in-memory transport serves router.hub as it is
+    return await wire.serve(router, broker=redis)
 
 
 async def _subscribe(peer: Peer, topic: str, **position: Any) -> None:
@@ -126,3 +149,35 @@ async def test_recovery_beyond_history_is_failed_precondition(wire: Wire) -> Non
     assert got == error("FAILED_PRECONDITION", details=got["payload"].get("details"))
     assert got["payload"]["details"]["reason"] == "recovery"
     await assert_usable(peer)
+
+
+@pytest.mark.parametrize("broker", ["memory", "redis"])
+async def test_recovery_after_the_history_was_trimmed_is_failed_precondition(
+    wire: Wire, broker: str, request: pytest.FixtureRequest
+) -> None:
+    """More messages than max_len (3) published after the client's last offset: re-subscribing from it
+    answers FAILED_PRECONDITION {reason: recovery, topic}; from a position still kept it recovers."""
+    endpoint = await _serve_on(wire, broker, request)
+    first, writer = await endpoint.connect(), await endpoint.connect()
+    await _subscribe(first, "hist:t")
+    await _publish(writer, "hist:t", "seen")
+    last = (await recv(first))["meta"]
+    await first.close()
+    for n in range(5):
+        await _publish(writer, "hist:t", f"missed-{n}")
+    await assert_usable(writer)
+    again = await endpoint.connect()
+    resume = {"topic": "hist:t", "offset": last["offset"], "epoch": last["epoch"]}
+    await send_json(again, {"type": "SUBSCRIBE", "payload": resume})
+    got = await recv(again)
+    assert got == error("FAILED_PRECONDITION", details={"reason": "recovery", "topic": "hist:t"})
+    await assert_usable(again)
+    kept = {**resume, "offset": last["offset"] + 3}  # offsets 5 and 6 are still in the history
+    await _subscribe_expecting(again, kept, ["missed-3", "missed-4"])
+
+
+async def _subscribe_expecting(peer: Peer, resume: dict[str, Any], texts: list[str]) -> None:
+    await send_json(peer, {"type": "SUBSCRIBE", "payload": resume})
+    got = [await recv(peer) for _ in range(len(texts) + 1)]
+    assert [m["payload"]["text"] for m in got if m["type"] == "POSTED"] == texts
+    assert got[-1]["type"] == "SUBSCRIBED"

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from tests.support.redis_server import RedisServer, free_port, redis_or_skip
+from tests.support.redis_server import RedisServer, free_port, no_redis, redis_or_skip
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -184,7 +184,7 @@ async def test_redis_restart_mid_stream_loses_nothing(redis: RedisServer | str, 
     """Redis killed and restarted while publishing: live delivery resumes, and a client that
     reconnects with its last offset ends up with every accepted message, in order, once."""
     if not isinstance(redis, RedisServer):
-        pytest.skip("needs its own redis-server to kill (REDIS_URL fallback cannot be restarted)")
+        no_redis("needs its own redis-server to kill (REDIS_URL fallback cannot be restarted)")
     publisher = await cluster.client(0)
     subscriber = await cluster.client(1)
     first = await subscriber.request("SUB", {"topic": "h:feed"})
@@ -242,6 +242,51 @@ async def test_redis_restart_mid_stream_loses_nothing(redis: RedisServer | str, 
     with pytest.raises(TimeoutError):
         await back.event(timeout=0.3)
     await back.close()
+    await publisher.close()
+
+
+async def test_messages_published_during_resubscribe_arrive_once_and_in_order(cluster: Cluster) -> None:
+    """A client on instance B leaves and comes back with its last {offset, epoch} six times while a
+    publisher on A keeps publishing: every accepted message is received exactly once, in order
+    (counted: sent == received), including those published while it was re-subscribing."""
+    publisher = await cluster.client(0)
+    subscriber = await cluster.client(1)
+    first = await subscriber.request("SUB", {"topic": "h:live"})
+    assert first["type"] == "SUBBED"
+    epoch = first["payload"]["epoch"]
+    total, per_visit, visits = 300, 40, 6
+    accepted: list[int] = []
+    received: list[dict[str, Any]] = []
+
+    async def publish_all() -> None:
+        for n in range(total):
+            reply = await publisher.request("POST", {"topic": "h:live", "n": n})
+            assert reply["type"] == "POSTED", reply
+            accepted.append(n)
+            await asyncio.sleep(0.002)  # spread the publishes over the visits
+
+    async def visit_and_come_back() -> None:
+        nonlocal subscriber
+        for _ in range(visits):
+            for _ in range(per_visit):
+                received.append(await subscriber.event(timeout=10))
+            last = received[-1]["meta"]
+            await subscriber.close()  # what it was sent but did not read is lost with the socket
+            subscriber = await cluster.client(1)
+            position = {"offset": last["offset"], "epoch": last["epoch"]}
+            reply = await subscriber.request("SUB", {"topic": "h:live", **position})
+            assert reply["type"] == "SUBBED", reply
+
+    await asyncio.gather(publish_all(), visit_and_come_back())
+    while len(received) < len(accepted):
+        received.append(await subscriber.event(timeout=10))
+    with pytest.raises(TimeoutError):
+        await subscriber.event(timeout=0.3)
+    assert len(accepted) == total
+    assert [m["payload"]["n"] for m in received] == accepted
+    assert [m["meta"]["offset"] for m in received] == list(range(1, total + 1))
+    assert {m["meta"]["epoch"] for m in received} == {epoch}
+    await subscriber.close()
     await publisher.close()
 
 

@@ -1,8 +1,11 @@
-"""A throwaway ``redis-server`` per test module: own port, killable, restartable.
+"""Our own ``redis-server`` for tests: a free port, killable, restartable; never the machine's Redis.
 
-Fault tests need to kill Redis and bring it back on the same port, which the machine's
-shared Redis must never be subjected to. Without ``redis-server`` on PATH the tests fall
-back to ``REDIS_URL`` (no fault tests then); under ``CI=true`` a missing Redis fails.
+Fault tests kill Redis and bring it back on the same port, which a shared Redis must never
+be subjected to. Without ``redis-server`` on PATH, tests that only need *a* Redis fall back
+to ``REDIS_URL`` (never flushed: each test works in its own namespace), and tests that need
+their own server cannot run. Either way a Redis test that cannot run is skipped, except
+under ``CI=true`` (any case) where it fails: a green CI run must have exercised Redis, and
+``make test`` installs ``redis-server``. Every Redis fixture decides through :func:`no_redis`.
 """
 
 from __future__ import annotations
@@ -13,11 +16,15 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
-__all__ = ["RedisServer", "free_port", "redis_or_skip"]
+__all__ = ["REDIS_SERVER", "RedisServer", "free_port", "in_ci", "no_redis", "redis_or_skip", "redis_url_for_tests"]
+
+REDIS_SERVER = shutil.which("redis-server")
 
 
 def free_port() -> int:
@@ -26,67 +33,114 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
+def in_ci() -> bool:
+    """Whether this is a CI run (``CI=true``, ``CI=True``, ``CI=TRUE``...)."""
+    return os.environ.get("CI", "").strip().lower() == "true"
+
+
+def no_redis(reason: str) -> NoReturn:
+    """Skip the test for want of Redis; under CI, fail it instead."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: Redis is required; make test installs redis-server)")
+    pytest.skip(reason)
 
 
 class RedisServer:
-    """One ``redis-server`` process on 127.0.0.1; ``persistent`` keeps data across restarts (AOF)."""
+    """One ``redis-server`` process on 127.0.0.1; ``persistent`` keeps data across restarts (AOF).
 
-    def __init__(self, *, persistent: bool = False) -> None:
+    ``directory`` holds its files (default: a new temporary directory, removed by :meth:`stop`).
+    """
+
+    def __init__(self, directory: Path | None = None, *, persistent: bool = False) -> None:
+        if REDIS_SERVER is None:
+            no_redis("redis-server is not on PATH")
         self.port = free_port()
         self.persistent = persistent
-        self.dir = Path(tempfile.mkdtemp(prefix="wskit-redis-"))
-        self.proc: subprocess.Popen[bytes] | None = None
+        self._own_dir = directory is None
+        self.directory = directory if directory is not None else Path(tempfile.mkdtemp(prefix="wskit-redis-"))
+        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> None:
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", str(self.dir)]
-        args += ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        """Start (again, on the same port and files) and wait until it answers PING."""
+        assert REDIS_SERVER is not None and self.process is None
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
+        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence]
+        args += ["--dir", str(self.directory)]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if _ping(self.port):
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
+        while not self.ping():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.02)
+
+    def ping(self) -> bool:
+        try:
+            return self.command("PING") == "PONG"
+        except OSError:
+            return False
+
+    def command(self, *args: str) -> str:
+        """Send one command, return its reply as raw text (enough for PING, SAVE, PUBSUB, CLIENT...)."""
+        payload = b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in args)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+            sock.sendall(payload)
+            data = b""
+            sock.settimeout(0.2)
+            for _ in range(1000):  # bounded: a reply larger than that many reads is not ours
+                try:
+                    chunk = sock.recv(65536)
+                except TimeoutError:
+                    break
+                if not chunk:
+                    break
+                data += chunk
+                if data.startswith((b"+", b"-", b":")) and data.endswith(b"\r\n"):
+                    break
+        text = data.decode()
+        return text[1:].strip() if text[:1] in "+-:" else text
 
     def kill(self) -> None:
         """SIGKILL: the abrupt failure the brokers must survive."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.proc = None
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+        self.process = None
 
     def restart(self) -> None:
         self.kill()
         self.start()
 
     def stop(self) -> None:
+        """Kill it and remove its directory if it made it."""
         self.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self._own_dir:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def redis_or_skip(*, persistent: bool = False) -> RedisServer | str:
-    """A started server, or the ``REDIS_URL`` to use instead; skips (fails in CI) without either."""
-    if shutil.which("redis-server"):
+    """A started server of our own, else ``REDIS_URL``; skips (fails under CI) without either."""
+    if REDIS_SERVER is not None:
         server = RedisServer(persistent=persistent)
         server.start()
         return server
     url = os.environ.get("REDIS_URL")
     if url:
         return url
-    message = "redis-server not on PATH and REDIS_URL not set (make test installs redis-server)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    no_redis("redis-server not on PATH and REDIS_URL not set (make test installs redis-server)")
+
+
+def redis_url_for_tests() -> Iterator[str]:
+    """The body of a ``redis_url`` fixture: a server of our own (stopped after), else ``REDIS_URL``."""
+    found = redis_or_skip()
+    if isinstance(found, str):
+        yield found
+        return
+    try:
+        yield found.url
+    finally:
+        found.stop()
