@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from wskit.connection import Connection
 from wskit.context import Context, error_frame
@@ -30,18 +30,19 @@ from wskit.stepping import resume
 if TYPE_CHECKING:
     from wskit.router import Middleware, Route, Router
 
-__all__ = ["Dispatcher"]
+__all__ = ["REFUSED_TYPE", "Dispatcher"]
 
 log = logging.getLogger("wskit.dispatch")
 
-Pipeline = Callable[[Context[Any]], Awaitable[None]]
+#: handlers are checked to be coroutine functions at registration, so a pipeline can be stepped
+Pipeline = Callable[[Context[Any]], Coroutine[Any, Any, None]]
 
 _INTERNAL_TYPES = (HEARTBEAT_TYPE, CANCEL_TYPE)
 
 
-def _compose(middleware: tuple[Middleware, ...], handler: Pipeline) -> Pipeline:
+def _compose(middleware: tuple[Middleware, ...], handler: Callable[[Context[Any]], Awaitable[None]]) -> Pipeline:
     if not middleware:
-        return handler
+        return cast(Pipeline, handler)  # registration checked it is an async function
     last = len(middleware)
 
     async def run(ctx: Context[Any]) -> None:
@@ -65,6 +66,14 @@ def _compose(middleware: tuple[Middleware, ...], handler: Pipeline) -> Pipeline:
     return run
 
 
+#: ``ctx.type`` that frame guards see for a frame refused before routing
+REFUSED_TYPE = "$ws:refused"
+
+
+async def _send_refusal(ctx: Context[Any]) -> None:
+    ctx.connection.send_nowait(ctx.payload)
+
+
 class _Compiled:
     __slots__ = ("pipeline", "route", "rpc")
 
@@ -77,7 +86,12 @@ class _Compiled:
 class Dispatcher:
     """A router compiled for serving: decoder, pipelines, lifecycle."""
 
-    def __init__(self, router: Router[Any], *, guards: Sequence[Middleware] = ()) -> None:
+    def __init__(
+        self, router: Router[Any], *, guards: Sequence[Middleware] = (), frame_guards: Sequence[Middleware] = ()
+    ) -> None:
+        """``guards`` run before the application's middleware on every routed message;
+        ``frame_guards`` (rate limits) also run on frames refused before routing (unparseable,
+        unknown or invalid), so junk costs a client the same budget as messages do."""
         self.router = router
         self.max_inflight_rpcs = router.max_inflight_rpcs
         #: set during a graceful shutdown: new messages are answered UNAVAILABLE
@@ -95,6 +109,7 @@ class Dispatcher:
             name: _Compiled(route, _compose(globals_ + route.inherited + route.middleware, route.handler))
             for name, route in router.routes.items()
         }
+        self._refusal: Pipeline | None = _compose(tuple(frame_guards), _send_refusal) if frame_guards else None
 
     # -- the hot path ----------------------------------------------------------------------
 
@@ -108,8 +123,11 @@ class Dispatcher:
             type_name, meta, payload = self.decoder.decode(data)
         except DecodeFailure as failure:
             log.debug("client %s: rejected frame: %s", conn.client_id, failure.error)
-            conn.send_nowait(error_frame(failure.error.to_payload(), failure.correlation_id))
-            return None
+            answer = error_frame(failure.error.to_payload(), failure.correlation_id)
+            if self._refusal is None:
+                conn.send_nowait(answer)
+                return None
+            return self._refuse(conn, answer, failure.correlation_id)
         except Exception:  # a backend bug must cost one answer, never the connection
             now = monotonic()
             if now >= self._next_decode_log:  # at most one traceback a second: input is hostile
@@ -130,6 +148,20 @@ class Dispatcher:
             return self._run_event(compiled, ctx)
         return self._start_rpc(compiled, ctx)
 
+    async def _refuse(self, conn: Connection, answer: bytes, correlation_id: str | None) -> None:
+        """Send ``answer`` to a refused frame through the frame guards (which may answer
+        ``RESOURCE_EXHAUSTED`` instead: the client is over its budget)."""
+        assert self._refusal is not None
+        meta = {"correlationId": correlation_id} if correlation_id is not None else {}
+        ctx: Context[Any] = Context(self.router, conn, REFUSED_TYPE, answer, meta, now_ms())
+        try:
+            await self._refusal(ctx)
+        except WsKitError as exc:
+            ctx.fail(exc)
+        except Exception as exc:
+            log.error("a frame guard raised for client %s", conn.client_id, exc_info=exc)
+            conn.send_nowait(answer)
+
     def _internal(self, conn: Connection, type_name: str, meta: dict[str, Any]) -> None:
         if type_name == HEARTBEAT_TYPE:
             conn.send_nowait(heartbeat_ack())
@@ -144,16 +176,46 @@ class Dispatcher:
         if call is not None:
             call.abort(WsKitError(ErrorCode.CANCELLED, "Cancelled by the client"))
 
-    async def _run_event(self, compiled: _Compiled, ctx: Context[Any]) -> None:
+    def _run_event(self, compiled: _Compiled, ctx: Context[Any]) -> Awaitable[None] | None:
+        """Step the event's pipeline now. None when it finished; else the rest of it, which
+        the read loop awaits (so the connection's next frame waits: events stay in order).
+
+        Knowing at once whether the handler had to wait lets the transport write the answers
+        of handlers that did not right away (see ``AiohttpSocket.settle``).
+        """
         self.running += 1
+        coro = compiled.pipeline(ctx)
         try:
-            await compiled.pipeline(ctx)
-        except asyncio.CancelledError:
-            raise
+            yielded = coro.send(None)
+        except StopIteration:
+            self.running -= 1
+            return None
+        except asyncio.CancelledError as exc:
+            self.running -= 1
+            return self._cancelled(ctx, exc)
+        except Exception as exc:  # noqa: BLE001 - every failure gets its wire answer
+            self.running -= 1
+            return self._failed(ctx, exc)
+        return self._finish_event(coro, yielded, ctx)
+
+    async def _finish_event(self, coro: Coroutine[Any, Any, None], yielded: Any, ctx: Context[Any]) -> None:
+        try:
+            await resume(coro, yielded)
+        except asyncio.CancelledError as exc:
+            await self._cancelled(ctx, exc)
         except Exception as exc:  # noqa: BLE001 - every failure gets its wire answer
             await self._failed(ctx, exc)
         finally:
             self.running -= 1
+
+    async def _cancelled(self, ctx: Context[Any], exc: asyncio.CancelledError) -> None:
+        """A ``CancelledError`` out of a handler: passed on when its task is being cancelled
+        (shutdown, connection gone), else a handler bug (it awaited something that another
+        task cancelled) answered like any other exception, so it cannot end the connection."""
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise exc
+        await self._failed(ctx, RuntimeError(f"handler raised CancelledError without being cancelled: {exc!r}"))
 
     def busy(self) -> bool:
         """Whether any handler or RPC is still running (graceful shutdown waits for this)."""
@@ -168,7 +230,14 @@ class Dispatcher:
             return None
         set_deadline(ctx)
         if conn.spawn_reader is not None:
-            return self._run_rpc_here(compiled, ctx)
+            # step the handler here, in the reading task: most answer without waiting and
+            # then cost neither a task nor a coroutine for the read loop to await
+            coro = self._run_rpc(compiled, ctx)
+            try:
+                yielded = coro.send(None)
+            except StopIteration:
+                return None
+            return self._hand_off(coro, yielded, ctx)
         if len(conn.rpcs) >= self.max_inflight_rpcs:
             return self._start_when_free(compiled, ctx)
         RpcCall.start(self._run_rpc(compiled, ctx), ctx)
@@ -181,18 +250,13 @@ class Dispatcher:
         if not conn.closed:
             RpcCall.start(self._run_rpc(compiled, ctx), ctx)
 
-    async def _run_rpc_here(self, compiled: _Compiled, ctx: Context[Any]) -> bool:
-        """Run an RPC in the reading task; if its handler has to wait, hand reading on.
+    async def _hand_off(self, coro: Coroutine[Any, Any, None], yielded: Any, ctx: Context[Any]) -> bool:
+        """Finish an RPC whose handler had to wait in this (the reading) task, and hand reading on.
 
-        Most handlers answer without waiting: they then cost no task at all. One that waits
-        keeps this task (so ``asyncio.timeout`` and cancellation inside it behave as in any
-        task) while a new task goes on reading the connection. True: reading was handed on.
+        The handler keeps the task it started in (so ``asyncio.timeout`` and cancellation
+        inside it behave as in any task) while a new task goes on reading the connection.
+        Returns True: reading was handed on.
         """
-        coro = self._run_rpc(compiled, ctx)
-        try:
-            yielded = coro.send(None)
-        except StopIteration:
-            return False
         conn = ctx.connection
         task = asyncio.current_task()
         assert task is not None and conn.spawn_reader is not None
@@ -213,10 +277,11 @@ class Dispatcher:
     async def _run_rpc(self, compiled: _Compiled, ctx: Context[Any]) -> None:
         try:
             await compiled.pipeline(ctx)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             if ctx.cancelled:
                 return  # cancelled by the client or the deadline: already answered
-            raise
+            await self._cancelled(ctx, exc)
+            return
         except Exception as exc:  # noqa: BLE001 - every failure gets its wire answer
             await self._failed(ctx, exc)
             return
@@ -267,7 +332,7 @@ class Dispatcher:
                     await result
             except WsKitError as exc:
                 ctx.fail(exc)
-                await conn.close(CloseCode.POLICY_VIOLATION, exc.message[:120])
+                await conn.close(CloseCode.POLICY_VIOLATION, exc.message)  # clipped by the transport
                 return False
             except Exception as exc:
                 log.error("on_open hook failed for client %s", conn.client_id, exc_info=exc)

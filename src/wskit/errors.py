@@ -20,12 +20,15 @@ from typing import Any, Final
 
 __all__ = [
     "CATALOG",
+    "MAX_CLOSE_REASON_BYTES",
+    "UNSENDABLE_CLOSE_CODES",
     "UNSET",
     "CloseCode",
     "ErrorCode",
     "ErrorSpec",
     "UsageError",
     "WsKitError",
+    "clip_close_reason",
     "error_payload",
 ]
 
@@ -90,6 +93,26 @@ class CloseCode(IntEnum):
     TRY_AGAIN_LATER = 1013
     APPLICATION_MIN = 4000
     APPLICATION_MAX = 4999
+    #: what a close frame without a status code means (RFC 6455 7.1.5); never sent
+    NO_STATUS = 1005
+
+
+#: close codes that RFC 6455 forbids in a close frame (they only describe what happened)
+UNSENDABLE_CLOSE_CODES = frozenset({0, 1004, 1005, 1006, 1015})
+#: a close frame's reason is at most 123 bytes of UTF-8 (125 minus the status code)
+MAX_CLOSE_REASON_BYTES = 123
+
+
+def clip_close_reason(reason: str) -> bytes:
+    """``reason`` as UTF-8, cut to fit a close frame on a character boundary.
+
+    Cutting in the middle of a character would make the peer fail the connection (1007)
+    instead of seeing our close code.
+    """
+    data = reason.encode("utf-8", "replace")
+    if len(data) <= MAX_CLOSE_REASON_BYTES:
+        return data
+    return data[:MAX_CLOSE_REASON_BYTES].decode("utf-8", "ignore").encode()
 
 
 class _Unset:
