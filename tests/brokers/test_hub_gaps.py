@@ -80,3 +80,16 @@ async def test_lost_tells_every_member_once_and_drops_positions() -> None:
     error = json.loads(socket.frames[0])
     assert error["meta"] == {}
     assert error["payload"]["retryable"] is False
+
+
+async def test_lost_during_a_recovery_discards_what_it_buffered() -> None:
+    """A member still recovering (its live publications buffered) is told at once, and the buffered
+    ones, which come after the gap, are not spliced onto the recovered ones."""
+    hub = Hub()
+    conn, socket = await _member(hub)
+    buffer = [_at(8)]
+    conn.positions["h:room"] = buffer
+    hub.deliver(_at(9))
+    hub.lost("h:room")
+    assert buffer == []
+    assert _summary(socket) == [("FAILED_PRECONDITION", RECOVERY)]

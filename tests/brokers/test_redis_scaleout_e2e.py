@@ -168,3 +168,31 @@ async def _until_async(read: Callable[[], Any], check: Callable[[Any], bool], ti
     while not check(await read()):
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+async def test_publish_during_an_outage_tells_the_client_it_was_delivered_locally(
+    redis_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Instance A's link down: a SAY on a plain topic reaches A's own subscriber, and the sender
+    gets UNAVAILABLE with details {delivered: local}; on a history topic it is refused whole."""
+    import wskit.pubsub.redis as module
+
+    monkeypatch.setattr(module, "random", NoJitter)
+    async with instances(redis_url, namespace, backoff_min_s=1.0, backoff_max_s=1.0) as (a, _):
+        broker_a = a.router.hub.broker
+        assert isinstance(broker_a, RedisBroker)
+        async with connect(f"{a.url}?user=ann") as ann:
+            await _join(ann, a, "room")
+            await _join(ann, a, "h:room")
+            await kill_link(redis_url, broker_a)
+            await wait_state(broker_a, BrokerState.DOWN)
+            await ann.send(json.dumps({"type": "SAY", "payload": {"room": "room", "text": "local"}}))
+            await ann.send(json.dumps({"type": "SAY", "payload": {"room": "h:room", "text": "kept"}}))
+            got = await _frames(ann)
+            assert broker_a.state is BrokerState.DOWN
+    assert got[0] == {"type": "ROOM_MSG", "payload": {"room": "room", "text": "local"}}
+    assert (got[1]["type"], got[1]["payload"]["code"]) == ("ERROR", "UNAVAILABLE")
+    assert got[1]["payload"]["details"] == {"delivered": "local"}
+    assert (got[2]["type"], got[2]["payload"]["code"]) == ("ERROR", "UNAVAILABLE")
+    assert "details" not in got[2]["payload"]
+    assert len(got) == 3

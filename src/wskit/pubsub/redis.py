@@ -13,7 +13,8 @@ Why it is built this way:
 - **No gap after an outage.** The reader remembers, per history topic, the last offset it
   handed to the hub. After the link comes back (and on any live message that skips
   offsets) it reads what it missed from the stream before going on, in the reader task
-  itself, so the hub receives each topic in order and without duplicates.
+  itself, so the hub receives each topic in order and without duplicates. What the stream
+  no longer holds is reported (``BrokerListener.lost``), never skipped silently.
 - **Fail fast, grow nothing.** When the link is down, publishes raise ``UNAVAILABLE`` at
   once (and every command is bounded by ``publish_timeout_s``); nothing is queued for
   later. Publications of topics *without* history still reach this process's own
