@@ -134,7 +134,7 @@ class Server:
         self.admission.authenticate = self._authenticate or _configured_authenticate(self.router, s)
         _check_auth_reachable(self.router, self._guards, s, authenticate=self.admission.authenticate)
         self._rate_guards = _configured_guards(self.router, s)
-        dispatcher = Dispatcher(self.router, guards=self._guards + self._rate_guards)
+        dispatcher = Dispatcher(self.router, guards=self._guards + self._rate_guards, frame_guards=self._rate_guards)
         dispatcher.retry_after_ms = s.shutdown_retry_after_ms
         hub = self.router.hub
         if self.broker is not None:

@@ -52,6 +52,19 @@ async def test_rate_limit_is_per_connection_when_anonymous(make_server: Any) -> 
         assert (await request(b, "ECHO", {"text": "b"}, cid="b0"))["type"] == "ECHO_OK"
 
 
+async def test_message_rate_limit_charges_junk_frames_too(make_server: Any) -> None:
+    """MESSAGE_RATE_LIMIT=3: junk and unknown types spend the budget; past it they get RESOURCE_EXHAUSTED."""
+    server: Server = await make_server(message_rate_limit=3)
+    async with ws_client(server.url) as ws:
+        for frame in ["not json", '{"type":"NOPE"}', "[]", "still junk", '{"type":"NOPE"}']:
+            await ws.send(frame)
+        answers = [json.loads(await asyncio.wait_for(ws.recv(), 3)) for _ in range(5)]
+        codes = [a["payload"]["code"] for a in answers]
+        assert codes == ["INVALID_ARGUMENT", "UNIMPLEMENTED", "INVALID_ARGUMENT"] + ["RESOURCE_EXHAUSTED"] * 2
+        # and the budget they spent is the one messages use
+        assert (await request(ws, "ECHO", {"text": "x"}, cid="e"))["payload"]["code"] == "RESOURCE_EXHAUSTED"
+
+
 def _jwt_router() -> Any:
     router = build_router()
     secret_msg = message("SECRET")
