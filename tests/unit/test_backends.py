@@ -16,12 +16,13 @@ from typing import Any
 import msgspec
 import pytest
 from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
 
 from wskit import Context, ErrorCode, OutboundValidationError, Router, UsageError, message, rpc
 from wskit.schema.declarations import MessageSchema
 from wskit.schema.msgspec_backend import MsgspecValidator
 from wskit.schema.pydantic_backend import PydanticValidator
-from wskit.schema.validator import DecodeFailure, Decoder, Validator
+from wskit.schema.validator import DecodeFailure, Decoder, Validator, payload_json
 from wskit.testing import Message, RpcError, TestClient
 
 # -- model sets of one shape ---------------------------------------------------------------
@@ -91,6 +92,64 @@ class DcUserReq:
     id: str
 
 
+# nested models: a profile holds addresses directly, in a list, a dict, an Optional and a
+# Union; a node holds nodes (a recursive model)
+
+
+class PydAddr(BaseModel):
+    city: str
+
+
+class PydProfile(BaseModel):
+    addr: PydAddr
+    past: list[PydAddr] = Field(default_factory=list)
+    by_name: dict[str, PydAddr] = Field(default_factory=dict)
+    alt: PydAddr | None = None
+    either: PydAddr | int = 0
+
+
+class PydNode(BaseModel):
+    value: int
+    children: list[PydNode] = Field(default_factory=list)
+
+
+class StructAddr(msgspec.Struct):
+    city: str
+
+
+class StructProfile(msgspec.Struct):
+    addr: StructAddr
+    past: list[StructAddr] = msgspec.field(default_factory=list)
+    by_name: dict[str, StructAddr] = msgspec.field(default_factory=dict)
+    alt: StructAddr | None = None
+    either: StructAddr | int = 0
+
+
+class StructNode(msgspec.Struct):
+    value: int
+    children: list[StructNode] = msgspec.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class DcAddr:
+    city: str
+
+
+@dataclasses.dataclass
+class DcProfile:
+    addr: DcAddr
+    past: list[DcAddr] = dataclasses.field(default_factory=list)
+    by_name: dict[str, DcAddr] = dataclasses.field(default_factory=dict)
+    alt: DcAddr | None = None
+    either: DcAddr | int = 0
+
+
+@dataclasses.dataclass
+class DcNode:
+    value: int
+    children: list[DcNode] = dataclasses.field(default_factory=list)
+
+
 @dataclasses.dataclass(frozen=True)
 class Backend:
     """A backend and the model set it is tested with."""
@@ -103,6 +162,9 @@ class Backend:
     user_req: type[Any]
     #: an instance of ``user`` whose ``id`` is an int (built without validation)
     bad_user: Callable[[], Any]
+    addr: type[Any]
+    profile: type[Any]
+    node: type[Any]
 
 
 BACKENDS = [
@@ -114,8 +176,22 @@ BACKENDS = [
         PydUserTwin,
         PydUserReq,
         lambda: PydUser.model_construct(id=1, name="Ada"),
+        PydAddr,
+        PydProfile,
+        PydNode,
     ),
-    Backend("pydantic-dataclass", PydanticValidator, DcJoin, DcUser, DcUserTwin, DcUserReq, lambda: DcUser(1, "Ada")),  # type: ignore[arg-type]
+    Backend(
+        "pydantic-dataclass",
+        PydanticValidator,
+        DcJoin,
+        DcUser,
+        DcUserTwin,
+        DcUserReq,
+        lambda: DcUser(1, "Ada"),  # type: ignore[arg-type]
+        DcAddr,
+        DcProfile,
+        DcNode,
+    ),
     Backend(
         "msgspec-struct",
         MsgspecValidator,
@@ -124,8 +200,22 @@ BACKENDS = [
         StructUserTwin,
         StructUserReq,
         lambda: StructUser(id=1, name="Ada"),  # type: ignore[arg-type]
+        StructAddr,
+        StructProfile,
+        StructNode,
     ),
-    Backend("msgspec-dataclass", MsgspecValidator, DcJoin, DcUser, DcUserTwin, DcUserReq, lambda: DcUser(1, "Ada")),  # type: ignore[arg-type]
+    Backend(
+        "msgspec-dataclass",
+        MsgspecValidator,
+        DcJoin,
+        DcUser,
+        DcUserTwin,
+        DcUserReq,
+        lambda: DcUser(1, "Ada"),  # type: ignore[arg-type]
+        DcAddr,
+        DcProfile,
+        DcNode,
+    ),
 ]
 
 
@@ -286,6 +376,161 @@ def test_issues_are_json_serialisable(decoder: Decoder) -> None:
     assert json.loads(json.dumps(fail.error.to_payload()))["details"]["issues"]
 
 
+# -- decoding: strict at every depth -----------------------------------------------------------
+
+
+@pytest.fixture
+def nested(backend: Backend) -> Decoder:
+    """PROFILE (addresses nested in every container kind) and NODE (a recursive model)."""
+    schemas = [message("PROFILE", backend.profile), message("NODE", backend.node)]
+    return backend.make().decoder(schemas, internal=INTERNAL)
+
+
+PROFILE = {
+    "addr": {"city": "Paris"},
+    "past": [{"city": "Lyon"}],
+    "by_name": {"home": {"city": "Nice"}},
+    "alt": {"city": "Metz"},
+    "either": {"city": "Brest"},
+}
+
+
+def profile_with(**changes: Any) -> bytes:
+    return env("PROFILE", payload={**PROFILE, **changes})
+
+
+def test_nested_payload_decodes_to_the_declared_classes(backend: Backend, nested: Decoder) -> None:
+    """Nested models, in lists, dicts, Optionals and Unions too, are instances of their declared classes."""
+    _, _, payload = nested.decode(profile_with())
+    assert type(payload) is backend.profile
+    addresses = [payload.addr, payload.past[0], payload.by_name["home"], payload.alt, payload.either]
+    assert [type(a) for a in addresses] == [backend.addr] * 5
+    assert [a.city for a in addresses] == ["Paris", "Lyon", "Nice", "Metz", "Brest"]
+
+
+def test_nested_payload_equals_one_built_by_hand(backend: Backend, nested: Decoder) -> None:
+    """A decoded nested payload compares equal to the same value built from the declared classes."""
+    a = backend.addr
+    expected = backend.profile(addr=a(city="Paris"), past=[a(city="Lyon")], by_name={"home": a(city="Nice")})
+    sent = {"addr": {"city": "Paris"}, "past": PROFILE["past"], "by_name": PROFILE["by_name"]}
+    _, _, payload = nested.decode(env("PROFILE", payload=sent))
+    assert payload == expected
+
+
+@pytest.mark.parametrize(
+    ("changes", "path"),
+    [
+        ({"addr": {"city": "Paris", "evil": 1}}, ["payload", "addr", "evil"]),
+        ({"past": [{"city": "Lyon"}, {"city": "Caen", "evil": 1}]}, ["payload", "past", 1, "evil"]),
+        ({"alt": {"city": "Metz", "evil": 1}}, ["payload", "alt", "evil"]),
+    ],
+    ids=["model", "in-list", "in-optional"],
+)
+def test_unknown_key_in_a_nested_model_is_rejected(nested: Decoder, changes: dict[str, Any], path: list[Any]) -> None:
+    """An unknown key inside a nested model is INVALID_ARGUMENT with the path down to the key."""
+    fail = failure(nested, profile_with(**changes))
+    assert fail.error.code is ErrorCode.INVALID_ARGUMENT
+    assert issue_paths(fail) == [path]
+
+
+def test_unknown_key_in_a_model_in_a_dict_is_rejected(nested: Decoder) -> None:
+    """An unknown key in a model held as a dict value is INVALID_ARGUMENT, its path through the dict."""
+    fail = failure(nested, profile_with(by_name={"home": {"city": "Nice", "evil": 1}}))
+    assert fail.error.code is ErrorCode.INVALID_ARGUMENT
+    (path,) = issue_paths(fail)
+    # msgspec does not say which key held the bad value: "..." stands for it
+    assert path[:2] == ["payload", "by_name"] and path[2] in ("home", "...") and path[3:] == ["evil"]
+
+
+def test_unknown_key_in_a_union_member_is_rejected(nested: Decoder) -> None:
+    """An unknown key in a model that is one member of a Union is INVALID_ARGUMENT."""
+    fail = failure(nested, profile_with(either={"city": "Brest", "evil": 1}))
+    assert fail.error.code is ErrorCode.INVALID_ARGUMENT
+
+
+def test_recursive_payload_decodes_to_the_declared_class(backend: Backend, nested: Decoder) -> None:
+    """A recursive model decodes, every level an instance of the declared class."""
+    tree = {"value": 1, "children": [{"value": 2, "children": [{"value": 3}]}]}
+    _, _, payload = nested.decode(env("NODE", payload=tree))
+    grandchild = payload.children[0].children[0]
+    assert [type(n) for n in (payload, payload.children[0], grandchild)] == [backend.node] * 3
+    assert grandchild.value == 3
+
+
+def test_unknown_key_deep_in_a_recursive_model_is_rejected(nested: Decoder) -> None:
+    """An unknown key three levels down a recursive model is INVALID_ARGUMENT with its full path."""
+    tree = {"value": 1, "children": [{"value": 2, "children": [{"value": 3, "evil": 1}]}]}
+    fail = failure(nested, env("NODE", payload=tree))
+    assert issue_paths(fail) == [["payload", "children", 0, "children", 0, "evil"]]
+
+
+class PydStrictOuter(BaseModel, extra="forbid"):
+    addr: PydAddr
+
+
+class StructStrictOuter(msgspec.Struct, forbid_unknown_fields=True):
+    addr: StructAddr
+
+
+@pytest.mark.parametrize(
+    ("make", "model"),
+    [(PydanticValidator, PydStrictOuter), (MsgspecValidator, StructStrictOuter)],
+    ids=["pydantic", "msgspec"],
+)
+def test_nested_model_is_strict_when_only_the_outer_model_forbids_extras(
+    make: Callable[[], Validator], model: type[Any]
+) -> None:
+    """An outer model that forbids extras itself does not leave its lax nested models lax."""
+    decoder = make().decoder([message("OUTER", model)], internal=())
+    fail = failure(decoder, env("OUTER", payload={"addr": {"city": "x", "evil": 1}}))
+    assert issue_paths(fail) == [["payload", "addr", "evil"]]
+
+
+def test_typed_dict_payload_is_strict() -> None:
+    """A TypedDict payload (pydantic backend) rejects unknown keys too."""
+
+    class Point(TypedDict):
+        x: int
+
+    decoder = PydanticValidator().decoder([message("POINT", Point)], internal=())
+    assert decoder.decode(env("POINT", payload={"x": 1})) == ("POINT", {}, {"x": 1})
+    assert issue_paths(failure(decoder, env("POINT", payload={"x": 1, "evil": 1}))) == [["payload", "evil"]]
+
+
+@pytest.mark.parametrize("validate", [True, False], ids=["validated", "unvalidated"])
+def test_typed_dict_outbound_payload_encodes(validate: bool) -> None:
+    """A TypedDict outbound model (pydantic backend) encodes dicts, checked strictly when validating."""
+
+    class Point(TypedDict):
+        x: int
+
+    encode = PydanticValidator().encoder(message("POINT", Point), validate=validate)
+    assert encode is not None
+    assert encode({"x": 1}) == b'{"x":1}'
+    if validate:
+        with pytest.raises(OutboundValidationError):
+            encode({"x": 1, "evil": 2})
+
+
+class PydFrozen(BaseModel, frozen=True):
+    room: str
+
+
+class StructFrozen(msgspec.Struct, frozen=True):
+    room: str
+
+
+@pytest.mark.parametrize(
+    ("make", "model"), [(PydanticValidator, PydFrozen), (MsgspecValidator, StructFrozen)], ids=["pydantic", "msgspec"]
+)
+def test_frozen_payload_decodes_to_the_declared_class(make: Callable[[], Validator], model: type[Any]) -> None:
+    """A frozen model (whose class a strict stand-in cannot hand over by a swap) still decodes to it."""
+    decoder = make().decoder([message("FROZEN", model)], internal=())
+    _, _, payload = decoder.decode(env("FROZEN", payload={"room": "r"}))
+    assert type(payload) is model and payload == model(room="r")
+    assert issue_paths(failure(decoder, env("FROZEN", payload={"room": "r", "evil": 1}))) == [["payload", "evil"]]
+
+
 # -- decoding: messages without payload -------------------------------------------------------
 
 
@@ -382,6 +627,88 @@ def test_internal_types_decode_with_any_meta(decoder: Decoder) -> None:
     """Framework types given as ``internal`` decode with any meta and no payload check."""
     type_name, meta, payload = decoder.decode(env("$ws:rpc-cancel", meta={"correlationId": "c", "x": 1}))
     assert (type_name, meta, payload) == ("$ws:rpc-cancel", {"correlationId": "c", "x": 1}, None)
+
+
+@pytest.mark.parametrize("key", ["timestamp", "timeoutMs"])
+def test_integer_meta_numbers_stay_integers(decoder: Decoder, key: str) -> None:
+    """An integer timestamp or timeoutMs is handed over as an int, not turned into a float."""
+    _, meta, _ = decoder.decode(env(payload={"room": "r"}, meta={key: 1_700_000_000_123}))
+    assert meta[key] == 1_700_000_000_123
+    assert type(meta[key]) is int
+
+
+def test_float_meta_numbers_stay_floats(decoder: Decoder) -> None:
+    """A fractional timestamp is handed over as the float it was."""
+    _, meta, _ = decoder.decode(env(payload={"room": "r"}, meta={"timestamp": 1.5}))
+    assert type(meta["timestamp"]) is float and meta["timestamp"] == 1.5
+
+
+@pytest.mark.parametrize("value", [True, None, [1]], ids=["bool", "null", "list"])
+def test_non_number_timestamp_is_rejected(decoder: Decoder, value: Any) -> None:
+    """A timestamp that is not a JSON number (true is not 1) is INVALID_ARGUMENT at ["meta", "timestamp"]."""
+    fail = failure(decoder, env(payload={"room": "r"}, meta={"timestamp": value}))
+    assert issue_paths(fail) == [["meta", "timestamp"]]
+
+
+@pytest.mark.parametrize("type_name", ["__heartbeat", "$ws:rpc-cancel"])
+def test_internal_types_accept_a_null_payload(decoder: Decoder, type_name: str) -> None:
+    """The framework's own types take ``"payload": null`` (WS-Kit clients may send it) as no payload."""
+    assert decoder.decode(env(type_name, payload=None)) == (type_name, {}, None)
+
+
+def test_internal_types_reject_a_payload_that_is_not_an_object(decoder: Decoder) -> None:
+    """A heartbeat whose payload is a number is INVALID_ARGUMENT."""
+    fail = failure(decoder, env("__heartbeat", payload=5))
+    assert fail.error.code is ErrorCode.INVALID_ARGUMENT
+
+
+# -- decoding: JSON only (no NaN/Infinity) ------------------------------------------------------
+
+
+def test_text_with_nan_and_infinity_words_is_accepted(decoder: Decoder) -> None:
+    """Strings that contain the words NaN and Infinity are ordinary text."""
+    _, _, payload = decoder.decode(env(payload={"room": "NaN Infinity war", "tags": ["-Infinity"]}))
+    assert (payload.room, payload.tags) == ("NaN Infinity war", ["-Infinity"])
+
+
+def test_text_with_nan_is_decoded_by_one_parse(decoder: Decoder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A valid frame whose text says NaN/Infinity is not parsed a second time (no json.loads)."""
+    calls: list[object] = []
+    loads = json.loads
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return loads(*args, **kwargs)
+
+    frame = env(payload={"room": "NaN Infinity"}, meta={"timestamp": 1})
+    monkeypatch.setattr(json, "loads", counting)
+    _, _, payload = decoder.decode(frame)
+    _, _, again = decoder.decode(frame.decode())
+    assert payload.room == again.room == "NaN Infinity"
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"type":"JOIN","payload":{"room":"r"},"junk":NaN}',
+        b'{"type":"JOIN","payload":{"room":"r"},"junk":[-Infinity]}',
+        b'{"type":"__heartbeat","meta":{"x":Infinity}}',
+        b'{"type":"JOIN","payload":{"room":"a\\"NaN"},"junk":NaN}',
+        b'{"type":"JOIN","payload":{"room":"a\\\\"},"junk":NaN}',
+    ],
+    ids=["ignored-key", "ignored-list", "internal-meta", "after-escaped-quote", "after-escaped-backslash"],
+)
+def test_nan_and_infinity_literals_are_invalid_argument(decoder: Decoder, data: bytes) -> None:
+    """NaN/Infinity are not JSON: INVALID_ARGUMENT wherever they stand, even under ignored keys."""
+    assert failure(decoder, data).error.code is ErrorCode.INVALID_ARGUMENT
+    assert failure(decoder, data.decode()).error.code is ErrorCode.INVALID_ARGUMENT
+
+
+def test_escaped_quote_before_nan_word_stays_text(decoder: Decoder) -> None:
+    """An escaped quote does not end a string: a NaN word after it is still text."""
+    _, _, payload = decoder.decode(b'{"type":"JOIN","payload":{"room":"a\\" NaN \\\\"}}')
+    assert payload.room == 'a" NaN \\'
 
 
 # -- decoding: envelope and routing failures ----------------------------------------------------
@@ -515,6 +842,33 @@ def test_encoder_of_message_without_payload_is_none(backend: Backend) -> None:
     assert backend.make().encoder(message("PING"), validate=True) is None
 
 
+def test_encoder_rejects_an_unknown_key_in_a_nested_dict(backend: Backend) -> None:
+    """An outbound dict with an unknown key in a nested model fails its schema, as inbound would."""
+    encode = backend.make().encoder(message("PROFILE", backend.profile), validate=True)
+    assert encode is not None
+    assert json.loads(encode({"addr": {"city": "x"}}))["addr"] == {"city": "x"}
+    with pytest.raises(OutboundValidationError) as info:
+        encode({"addr": {"city": "x", "evil": 1}})
+    assert [issue["path"] for issue in info.value.issues] == [["addr", "evil"]]
+
+
+def test_payload_json_encodes_any_model_kind(backend: Backend) -> None:
+    """payload_json turns an instance of any supported kind into its compact JSON object."""
+    assert payload_json(backend.user(id="1", name="Ada")) == b'{"id":"1","name":"Ada"}'
+
+
+def test_payload_json_encodes_models_inside_plain_data(backend: Backend) -> None:
+    """payload_json encodes dicts and lists that hold model instances (a progress payload, say)."""
+    data = payload_json({"step": 2, "users": [backend.user(id="1", name="Ada")], "at": backend.addr(city="x")})
+    assert json.loads(data) == {"step": 2, "users": [{"id": "1", "name": "Ada"}], "at": {"city": "x"}}
+
+
+def test_payload_json_refuses_what_is_not_json() -> None:
+    """A value that is not JSON-able raises ValueError (nothing half-written)."""
+    with pytest.raises(ValueError, match="object"):
+        payload_json({"x": object()})
+
+
 def test_backend_accepts_its_models(backend: Backend) -> None:
     """accepts() is true for every model of the backend's set."""
     validator = backend.make()
@@ -601,6 +955,34 @@ async def test_e2e_unknown_payload_key_answers_error(backend: Backend) -> None:
     assert msg.payload["code"] == "INVALID_ARGUMENT"
     assert isinstance(msg.payload["details"]["issues"], list)
     assert seen == []
+
+
+async def test_e2e_unknown_nested_key_answers_error(backend: Backend) -> None:
+    """An unknown key in a nested model is answered with ERROR INVALID_ARGUMENT; the handler does not run."""
+    seen: list[Any] = []
+    profile = message("PROFILE", backend.profile)
+    router: Router[Any] = Router(validator=backend.make())
+
+    @router.on(profile)
+    async def on_profile(ctx: Context[Any]) -> None:
+        seen.append(ctx.payload)
+
+    async with TestClient(router) as client:
+        await client.send(profile, {"addr": {"city": "x", "evil": True}})
+        await client.send(profile, {"addr": {"city": "y"}})
+        (msg,) = await drain(client)
+    assert (msg.type, msg.payload["code"]) == ("ERROR", "INVALID_ARGUMENT")
+    assert msg.payload["details"]["issues"][0]["path"] == ["payload", "addr", "evil"]
+    assert [type(p.addr) for p in seen] == [backend.addr]
+
+
+async def test_e2e_heartbeat_with_null_payload_is_acked(backend: Backend) -> None:
+    """``{"type":"__heartbeat","payload":null}`` gets its ack under every backend."""
+    router, _, _ = app(backend, [])
+    async with TestClient(router) as client:
+        await client.send_raw(b'{"type":"__heartbeat","payload":null}')
+        msg = await client.receive()
+    assert msg.type == "__heartbeat_ack"
 
 
 async def test_e2e_invalid_rpc_payload_answers_rpc_error(backend: Backend) -> None:

@@ -3,9 +3,9 @@
 Inbound frames decode through one ``msgspec.json.Decoder`` over a tagged union of envelope
 Structs (``tag_field="type"``): parsing, routing and validation in a single C pass.
 
-Strictness: user Structs are subclassed with ``forbid_unknown_fields=True``; a dataclass
-(which msgspec cannot make strict) is decoded through a strict Struct mirror of its fields
-and then built, so both kinds reject unknown keys as the protocol requires.
+Strictness: payloads decode through strict stand-ins of the declared types
+(:mod:`wskit.schema.msgspec_strict`), so unknown keys are rejected at every depth, and are
+then handed to the handler as instances of the declared classes, nested ones too.
 """
 
 from __future__ import annotations
@@ -32,10 +32,13 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("the msgspec backend needs msgspec: pip install 'wskit[msgspec]'") from exc
 
+from wskit.schema.msgspec_strict import StrictTypes
+
 __all__ = ["MsgspecValidator"]
 
 _PATH = re.compile(r" - at `\$(.*)`$")
-_SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+#: ``.name``, ``[3]``, or ``[...]``: msgspec's mark for a dict value, whose key it does not give
+_SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 
 
 _FIELD = re.compile(r"(?:unknown|required) field `([^`]+)`")
@@ -48,7 +51,7 @@ def _issues(error: msgspec.ValidationError) -> list[Issue]:
     if match:
         text = text[: match.start()]
         for name, index in _SEGMENT.findall(match.group(1)):
-            path.append(int(index) if index else name)
+            path.append(name if not index else "..." if index == "..." else int(index))
     field = _FIELD.search(text)
     if field:
         # msgspec names the offending field in the message, not in the path
@@ -58,31 +61,6 @@ def _issues(error: msgspec.ValidationError) -> list[Issue]:
 
 def _is_struct(model: type) -> bool:
     return isinstance(model, type) and issubclass(model, msgspec.Struct)
-
-
-def _strict_struct(model: type[Any]) -> type[Any]:
-    if getattr(model, "__struct_config__", None) is not None and model.__struct_config__.forbid_unknown_fields:
-        return model
-    strict: type[Any] = type(model.__name__, (model,), {"__module__": model.__module__}, forbid_unknown_fields=True)
-    strict.__qualname__ = model.__qualname__
-    return strict
-
-
-def _dataclass_mirror(model: type[Any]) -> type[Any]:
-    fields: list[Any] = []
-    for f in dataclasses.fields(model):
-        if f.default is not dataclasses.MISSING:
-            fields.append((f.name, f.type, f.default))
-        elif f.default_factory is not dataclasses.MISSING:
-            fields.append((f.name, f.type, msgspec.field(default_factory=f.default_factory)))
-        else:
-            fields.append((f.name, f.type))
-    # defstruct needs evaluated annotations; resolve string annotations of the dataclass
-    import typing
-
-    hints = typing.get_type_hints(model)
-    fields = [(f[0], hints.get(f[0], f[1]), *f[2:]) for f in fields]
-    return msgspec.defstruct(f"{model.__name__}Strict", fields, forbid_unknown_fields=True)
 
 
 class _Decoder:
@@ -143,6 +121,7 @@ class MsgspecValidator:
     def decoder(self, schemas: Sequence[MessageSchema[Any]], *, internal: Collection[str]) -> _Decoder:
         members: list[Any] = []
         routes: dict[type, tuple[str, Callable[[Any], Any] | None]] = {}
+        strict = StrictTypes()  # one per decoder: models shared by messages are built once
         for schema in schemas:
             build: Callable[[Any], Any] | None = None
             meta = _meta_struct(schema.type, dict(schema.meta))
@@ -151,13 +130,9 @@ class MsgspecValidator:
             if model is None:
                 payload_type = _Empty
                 default: Any = _UNSET
-            elif _is_struct(model):
-                payload_type, default = _strict_struct(model), msgspec.NODEFAULT
-                if payload_type is not model:
-                    build = _restorer(model)
-            elif dataclasses.is_dataclass(model):
-                payload_type, default = _dataclass_mirror(model), msgspec.NODEFAULT
-                build = _dataclass_builder(model)
+            elif self.accepts(model):
+                payload_type, build = strict.strict(model)
+                default = msgspec.NODEFAULT
             else:
                 raise UsageError(f"the msgspec backend cannot validate {model!r} (message {schema.type!r})")
             if model is None:
@@ -181,8 +156,7 @@ class MsgspecValidator:
             return encode_json
         # msgspec does not check types when a Struct is constructed, so even an instance of
         # the declared class is validated: encode once, then decode those bytes strictly.
-        strict = _strict_struct(model) if _is_struct(model) else _dataclass_mirror(model)
-        check = msgspec.json.Decoder(strict).decode
+        check = msgspec.json.Decoder(StrictTypes().strict(model)[0]).decode
 
         def encode(value: Any) -> bytes:
             if not isinstance(value, (dict, model)):
@@ -202,26 +176,6 @@ class MsgspecValidator:
 
 def _none(_: Any) -> None:
     return None
-
-
-def _restorer(model: type[Any]) -> Callable[[Any], Any]:
-    """Hand the handler the Struct class it declared, not our strict subclass of it."""
-
-    def restore(payload: Any) -> Any:
-        # same layout (the subclass only adds config), so this is a plain pointer swap
-        payload.__class__ = model
-        return payload
-
-    return restore
-
-
-def _dataclass_builder(model: type[Any]) -> Callable[[Any], Any]:
-    names = [f.name for f in dataclasses.fields(model)]
-
-    def build(mirror: Any) -> Any:
-        return model(**{name: getattr(mirror, name) for name in names})
-
-    return build
 
 
 def _envelope(type_name: str, meta: Any, payload: Any, payload_default: Any) -> type[Any]:

@@ -4,20 +4,24 @@ Inbound frames are validated by one ``TypeAdapter`` over a discriminated union o
 TypedDicts, straight from the JSON bytes (``validate_json``): pydantic-core parses and
 validates in a single pass and builds the payload model directly.
 
-Strictness: the protocol rejects unknown payload keys, but a user's model may allow extras.
-We validate against a subclass that forbids them; it keeps the user's class name and
-``isinstance`` relation, so handlers see the class they declared.
+Strictness: the protocol rejects unknown payload keys at every depth, but a user's models may
+ignore or allow extras. We compile each payload model from a copy of its core schema in which
+every model, dataclass and TypedDict forbids extras (nested ones too, inside lists, dicts and
+unions). The copy still names the user's classes, so pydantic-core builds instances of exactly
+the declared classes, nested too, with nothing to restore afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Collection, Sequence
+import re
+from collections.abc import Collection, Iterator, Sequence
 from functools import partial
 from typing import Annotated, Any, Literal, NotRequired, Union, cast
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
-from pydantic_core import PydanticSerializationError, to_json
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError, core_schema, to_json
 from typing_extensions import TypedDict
 
 from wskit.schema.declarations import MessageSchema
@@ -27,7 +31,6 @@ from wskit.schema.validator import (
     OutboundValidationError,
     PayloadEncoder,
     classify_failure,
-    strict_json,
     to_builtins,
 )
 
@@ -37,38 +40,101 @@ _FORBID = ConfigDict(extra="forbid")
 #: meta is the protocol's, not the application's: no coercion ("12" is not a timestamp)
 _STRICT_META = ConfigDict(extra="forbid", strict=True)
 
+# -- recursive strictness ---------------------------------------------------------------------
 
-def _strict(model: type[Any]) -> type[Any]:
-    """A version of ``model`` that rejects unknown keys (the model itself when it already does)."""
-    if issubclass(model, BaseModel):
-        if model.model_config.get("extra") == "forbid":
-            return model
-        namespace = {
-            "model_config": {**model.model_config, "extra": "forbid"},
-            "__module__": model.__module__,
-            "__qualname__": model.__qualname__,
-            "__doc__": model.__doc__,
-        }
-        return type(model.__name__, (model,), namespace)
-    if dataclasses.is_dataclass(model):
-        config = getattr(model, "__pydantic_config__", None) or {}
-        if config.get("extra") == "forbid":
-            return model
-        strict = dataclasses.make_dataclass(model.__name__, [], bases=(model,))
-        strict.__module__ = model.__module__
-        strict.__qualname__ = model.__qualname__
-        strict.__pydantic_config__ = {**config, "extra": "forbid"}  # type: ignore[attr-defined]
-        return strict
-    return model
+#: schema kinds that hold the keys of one object (their ``extra_behavior`` decides unknown keys)
+_OBJECT_KINDS = frozenset({"model-fields", "typed-dict", "dataclass-args"})
+#: schema kinds built around a class whose config also carries the extra behaviour
+_CLASS_KINDS = frozenset({"model", "dataclass"})
+#: keys of a schema node that hold values or callables, never schemas
+_VALUE_KEYS = frozenset({"cls", "config", "default", "expected", "members", "metadata"})
+#: our strict copies get their own definition names, so they never mix with pydantic's own
+_REF_SUFFIX = ":wskit-strict"
+
+
+def _forbid_extras(node: Any, classes: set[type[Any]]) -> Any:
+    """A copy of core schema ``node`` in which every object rejects unknown keys.
+
+    Only dicts and lists are copied (the schema itself is left untouched). ``classes``
+    collects the model and dataclass classes met, for :func:`_compiling`.
+    """
+    if isinstance(node, list):
+        return [_forbid_extras(item, classes) for item in node]
+    if not isinstance(node, dict):
+        return node
+    kind = node.get("type")
+    if not isinstance(kind, str):  # not a schema: a mapping of field names or tags to schemas
+        return {key: _forbid_extras(value, classes) for key, value in node.items()}
+    out = {key: value if key in _VALUE_KEYS else _forbid_extras(value, classes) for key, value in node.items()}
+    if kind in _OBJECT_KINDS:
+        out["extra_behavior"] = "forbid"
+    elif kind in _CLASS_KINDS:
+        classes.add(out["cls"])
+        if "extra_behavior" in out:
+            out["extra_behavior"] = "forbid"
+        out["config"] = {**out.get("config", {}), "extra_fields_behavior": "forbid"}
+    for key in ("ref", "schema_ref"):
+        if isinstance(out.get(key), str):
+            out[key] += _REF_SUFFIX
+    return out
+
+
+def _strict_type(model: type[Any], classes: set[type[Any]]) -> type:
+    """A stand-in for ``model`` whose core schema rejects unknown keys at every depth.
+
+    Compile it under :func:`_compiling` with the same ``classes``.
+    """
+    schema = _forbid_extras(TypeAdapter(model).core_schema, classes)
+
+    class Strict:
+        @classmethod
+        def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+            return cast(core_schema.CoreSchema, schema)
+
+    Strict.__name__ = Strict.__qualname__ = f"Strict{model.__name__}"
+    return Strict
+
+
+@contextlib.contextmanager
+def _compiling(classes: set[type[Any]]) -> Iterator[None]:
+    """While strict schemas compile, have pydantic-core compile them rather than reuse validators.
+
+    pydantic-core swaps a schema of a complete model or pydantic dataclass for that class's own
+    prebuilt validator, which would bring back the class's own extra handling. It only reuses
+    classes whose ``__dict__`` says ``__pydantic_complete__``, so the flag is lowered for the
+    compile (a synchronous step when the router is first used) and restored right after.
+    """
+    flagged = [cls for cls in classes if cls.__dict__.get("__pydantic_complete__") is True]
+    for cls in flagged:
+        cls.__pydantic_complete__ = False
+    try:
+        yield
+    finally:
+        for cls in flagged:
+            cls.__pydantic_complete__ = True
+
+
+# -- envelope ---------------------------------------------------------------------------------
+
+
+class _Number:
+    """A JSON number in meta: an int stays an int (as msgspec keeps it), a float stays a float.
+
+    One union with its own error, so a bad value has the issue path ``["meta", key]`` rather
+    than one path per union member.
+    """
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.union_schema(
+            [core_schema.int_schema(strict=True), core_schema.float_schema(strict=True)],
+            custom_error_type="number_type",
+            custom_error_message="Input should be a valid number",
+        )
 
 
 def _meta_type(name: str, extra: dict[str, Any]) -> type:
-    fields: dict[str, Any] = {
-        # float, not int | float: a union would add its member names to error paths
-        "timestamp": float,
-        "correlationId": str,
-        "timeoutMs": float,
-    }
+    fields: dict[str, Any] = {"timestamp": _Number, "correlationId": str, "timeoutMs": _Number}
     fields.update(extra)
     meta = TypedDict(f"{name}Meta", fields, total=False)  # type: ignore[misc]
     meta.__pydantic_config__ = _STRICT_META  # type: ignore[attr-defined]
@@ -79,7 +145,7 @@ class _EmptyPayload(TypedDict):
     __pydantic_config__ = _FORBID  # type: ignore[misc]
 
 
-def _make_envelope(type_name: str, payload: Any, meta: type, *, required: bool) -> type:
+def _make_envelope(type_name: str, payload: Any, meta: Any, *, required: bool) -> type:
     fields: dict[str, Any] = {
         "type": Literal[type_name],
         "meta": NotRequired[meta],
@@ -95,23 +161,32 @@ def _issues(error: ValidationError, *, skip: int) -> list[Issue]:
     return out
 
 
-class _Decoder:
-    __slots__ = ("_adapter", "_bare", "_known", "_restore", "_skip")
+# A JSON string (escapes included), matched possessively so a long one cannot backtrack.
+_STRING_BYTES = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
+_STRING_TEXT = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
 
-    def __init__(
-        self,
-        adapter: TypeAdapter[Any],
-        known: frozenset[str],
-        bare: frozenset[str],
-        restore: dict[str, type],
-        *,
-        tagged: bool,
-    ) -> None:
+
+def _has_constant(data: bytes | str) -> bool:
+    """Whether ``NaN``/``Infinity`` appear outside strings in a frame pydantic-core parsed.
+
+    pydantic-core's parser takes these non-JSON constants anywhere (even under ignored keys),
+    so the protocol's "not JSON" answer needs this check. It is a lexical scan, not a second
+    parse, and runs only when the bytes contain the words at all (chat text "Infinity war").
+    """
+    if isinstance(data, bytes):
+        rest = _STRING_BYTES.sub(b"", data)
+        return b"NaN" in rest or b"Infinity" in rest
+    text = _STRING_TEXT.sub("", data)
+    return "NaN" in text or "Infinity" in text
+
+
+class _Decoder:
+    __slots__ = ("_adapter", "_bare", "_known", "_skip")
+
+    def __init__(self, adapter: TypeAdapter[Any], known: frozenset[str], bare: frozenset[str], *, tagged: bool) -> None:
         self._adapter = adapter
         self._known = known
         self._bare = bare  # types without payload: an empty {} payload decodes to None
-        # strict subclasses validated the payload; the handler gets the class it declared
-        self._restore = restore
         self._skip = 1 if tagged else 0  # a union's error locations start with the tag
 
     def decode(self, data: bytes | str) -> Inbound:
@@ -123,21 +198,10 @@ class _Decoder:
             (b"NaN" in data or b"Infinity" in data)
             if isinstance(data, bytes)
             else ("NaN" in data or "Infinity" in data)
-        ):
-            # pydantic's parser takes NaN/Infinity (not JSON) anywhere, even under ignored keys
-            try:
-                strict_json(data)
-            except ValueError:
-                raise classify_failure(data, self._known, list) from None
+        ) and _has_constant(data):
+            raise classify_failure(data, self._known, list) from None
         type_name = env["type"]
-        if type_name in self._bare:
-            payload = None
-        else:
-            payload = env["payload"]
-            original = self._restore.get(type_name)
-            if original is not None:
-                # same layout (a subclass adding only config), so this is a plain pointer swap
-                object.__setattr__(payload, "__class__", original)
+        payload = None if type_name in self._bare else env["payload"]
         return type_name, env.get("meta") or {}, payload
 
 
@@ -155,42 +219,46 @@ class PydanticValidator:
 
     def decoder(self, schemas: Sequence[MessageSchema[Any]], *, internal: Collection[str]) -> _Decoder:
         members: list[Any] = []
-        restore: dict[str, type] = {}
+        classes: set[type[Any]] = set()
         for schema in schemas:
             meta = _meta_type(schema.type, dict(schema.meta))
             model = schema.payload_model
             if model is None:
                 members.append(_make_envelope(schema.type, _EmptyPayload, meta, required=False))
             else:
-                strict = _strict(model)
-                if strict is not model and isinstance(model, type) and not hasattr(model, "__required_keys__"):
-                    restore[schema.type] = model
-                members.append(_make_envelope(schema.type, strict, meta, required=True))
+                members.append(_make_envelope(schema.type, _strict_type(model, classes), meta, required=True))
         for name in internal:
-            members.append(_make_envelope(name, dict[str, Any], dict[str, Any], required=False))
+            # the framework's own types: any meta object, a payload object or null (as msgspec)
+            members.append(_make_envelope(name, dict[str, Any] | None, dict[str, Any], required=False))
         # a one-member "union" is just the member: its Literal type does the tag check
         union: Any = members[0] if len(members) == 1 else Annotated[Union[tuple(members)], Field(discriminator="type")]
-        adapter: TypeAdapter[Any] = TypeAdapter(union)
+        with _compiling(classes):
+            adapter: TypeAdapter[Any] = TypeAdapter(union)
         known = frozenset([s.type for s in schemas] + list(internal))
         bare = frozenset([s.type for s in schemas if s.payload_model is None] + list(internal))
-        return _Decoder(adapter, known, bare, restore, tagged=len(members) > 1)
+        return _Decoder(adapter, known, bare, tagged=len(members) > 1)
 
     def encoder(self, schema: MessageSchema[Any], *, validate: bool) -> PayloadEncoder | None:
         model = schema.payload_model
         if model is None:
             return None
         adapter: TypeAdapter[Any] = TypeAdapter(model)
-        # dicts are checked strictly (unknown keys rejected, as msgspec does)
-        strict: TypeAdapter[Any] = TypeAdapter(_strict(model))
+        # dicts are checked strictly (unknown keys rejected at every depth, as inbound)
+        classes: set[type[Any]] = set()
+        strict_type = _strict_type(model, classes)
+        with _compiling(classes):
+            strict: TypeAdapter[Any] = TypeAdapter(strict_type)
         type_name = schema.type
+        # a TypedDict's instances are dicts (and isinstance() refuses TypedDict classes)
+        instance_type: type = dict if hasattr(model, "__required_keys__") else model
         # instances pydantic built were validated then; only a stdlib dataclass never was
         trusted = issubclass(model, BaseModel) or hasattr(model, "__pydantic_validator__")
 
         def encode(value: Any) -> bytes:
             if not validate:
-                return adapter.dump_json(value) if isinstance(value, model) else to_json(value)
+                return adapter.dump_json(value) if isinstance(value, instance_type) else to_json(value)
             try:
-                if isinstance(value, model) and trusted:
+                if isinstance(value, instance_type) and trusted:
                     try:
                         # the serializer re-checks every field's type at no extra cost;
                         # model_construct() or assignment can still have slipped in a bad value

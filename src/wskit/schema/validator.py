@@ -16,6 +16,8 @@ import json
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, Protocol
 
+from pydantic_core import to_json
+
 from wskit.errors import ErrorCode, UsageError, WsKitError
 from wskit.protocol import is_reserved_type
 from wskit.schema.declarations import MessageSchema
@@ -29,6 +31,7 @@ __all__ = [
     "PayloadEncoder",
     "Validator",
     "classify_failure",
+    "payload_json",
     "strict_json",
     "to_builtins",
 ]
@@ -96,6 +99,30 @@ def to_builtins(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     return value
+
+
+def _struct_builtins(value: Any) -> Any:
+    """pydantic-core's fallback for what it cannot serialise itself: msgspec Structs."""
+    if hasattr(type(value), "__struct_fields__"):
+        import msgspec
+
+        return msgspec.to_builtins(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def payload_json(value: Any) -> bytes:
+    """Compact JSON bytes of a payload of any supported kind, without a schema to check it by.
+
+    For frames that have no declared message type (``ctx.progress``): a pydantic model, msgspec
+    Struct, dataclass or TypedDict instance, or plain data holding any of those (a dict of
+    models), serialised as the backends serialise declared payloads. Raises ``ValueError``
+    (pydantic's ``PydanticSerializationError``) for values that are not JSON-able.
+    """
+    if hasattr(type(value), "__struct_fields__"):
+        import msgspec
+
+        return msgspec.json.encode(value)
+    return to_json(value, fallback=_struct_builtins)
 
 
 class DecodeFailure(Exception):
