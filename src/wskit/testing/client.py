@@ -7,25 +7,35 @@
         msg = await client.receive()
 
 Frames cross as bytes through the same decoder, dispatcher and encoders as over a socket;
-only the socket is missing.
+only the socket is missing. ``authenticate=`` runs your upgrade hook as ``serve()`` does:
+
+    client = TestClient(router, authenticate=auth, request=HandshakeRequest(
+        path="/", headers={"Authorization": "Bearer t"}))
+    assert not await client.connect()   # refused: client.refusal.status == 401
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import itertools
 import json
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
-from wskit.errors import WsKitError
-from wskit.protocol import CANCEL_TYPE, ERROR_TYPE, PROGRESS_TYPE, RPC_ERROR_TYPE
+from multidict import CIMultiDict, CIMultiDictProxy
+from pydantic import TypeAdapter
+
+from wskit.admission import Admission, Authenticate, Refusal
+from wskit.errors import UsageError, WsKitError
+from wskit.protocol import CANCEL_TYPE, ERROR_TYPE, PROGRESS_TYPE, RPC_ERROR_TYPE, dumps
 from wskit.router import Router
 from wskit.schema.declarations import MessageSchema, RpcSchema
-from wskit.schema.validator import to_builtins
+from wskit.schema.validator import payload_json
 from wskit.transports.base import HandshakeRequest
 from wskit.transports.memory import Closed, MemoryTransport
 
@@ -73,11 +83,30 @@ def _parse(raw: bytes) -> Message[Any]:
     return Message(obj["type"], obj.get("meta", {}), obj.get("payload"), raw)
 
 
+@functools.lru_cache(maxsize=256)
+def _adapter(model: Any) -> TypeAdapter[Any]:
+    """One TypeAdapter per response class (building one costs far more than validating)."""
+    return TypeAdapter(model)
+
+
+def _with_ci_headers(request: HandshakeRequest) -> HandshakeRequest:
+    """``request`` with case-insensitive headers, as every real transport gives them."""
+    if isinstance(request.headers, (CIMultiDict, CIMultiDictProxy)):
+        return request
+    return dataclasses.replace(request, headers=CIMultiDict(request.headers))
+
+
 class TestClient:
     """An in-memory client of ``router`` (no sockets).
 
-    ``data`` becomes the connection's data, as if ``authenticate`` had returned it.
+    ``data`` becomes the connection's data, as if ``authenticate`` had returned it. Or pass
+    ``authenticate`` (sync or async, as for ``serve()``) to test the hook itself: it runs on
+    ``connect()`` against ``request`` (default: ``/`` with no headers; its headers are made
+    case-insensitive), and what it returns becomes the data. None, a non-mapping or an
+    exception refuses the connection as ``serve()`` would (401, 500, 500): ``connect()``
+    returns False and :attr:`refusal` holds the HTTP status and body.
     Use ``async with``; ``receive()`` returns the next frame not consumed by ``request()``.
+    Raises :class:`UsageError` when both ``data`` and ``authenticate`` are given.
     """
 
     __test__ = False  # not a pytest test class
@@ -87,22 +116,29 @@ class TestClient:
         router: Router[Any],
         *,
         data: Mapping[str, Any] | None = None,
+        authenticate: Authenticate | None = None,
         request: HandshakeRequest | None = None,
         client_id: str | None = None,
         max_payload_bytes: int = 1024 * 1024,
     ) -> None:
+        if data is not None and authenticate is not None:
+            raise UsageError("TestClient: pass data= or authenticate=, not both (authenticate's result is the data)")
         self.router = router
         self.client_id = client_id or str(uuid.uuid4())
+        self.handshake = _with_ci_headers(request or HandshakeRequest(path="/", headers={}))
         self.transport = MemoryTransport(
             router,
             client_id=self.client_id,
             data=data,
-            request=request or HandshakeRequest(path="/", headers={}),
+            request=self.handshake,
             max_payload_bytes=max_payload_bytes,
         )
+        self._authenticate = authenticate
         self._pending: deque[Message[Any]] = deque()
         self._ids = itertools.count(1)
         self.closed: Closed | None = None
+        #: why ``authenticate`` refused the upgrade (HTTP status and body); None when admitted
+        self.refusal: Refusal | None = None
 
     async def __aenter__(self) -> TestClient:
         await self.connect()
@@ -112,7 +148,16 @@ class TestClient:
         await self.close()
 
     async def connect(self) -> bool:
-        """Open the connection (runs ``on_open``). False when the server refused it."""
+        """Run ``authenticate`` (if given), then open the connection (runs ``on_open``).
+
+        False when ``authenticate`` or ``on_open`` refused it.
+        """
+        if self._authenticate is not None:
+            admitted = await Admission(authenticate=self._authenticate).admit(self.handshake)
+            if isinstance(admitted, Refusal):
+                self.refusal = admitted
+                return False
+            self.transport.connection.data = dict(admitted)
         return await self.transport.open()
 
     @property
@@ -122,17 +167,18 @@ class TestClient:
 
     async def send_raw(self, data: bytes | str) -> None:
         """Send one frame exactly as given (for malformed-input tests)."""
+        self._check_admitted()
         self.transport.send(data)
         await asyncio.sleep(0)
 
     async def send(
         self, schema: MessageSchema[Any], payload: Any = None, *, meta: Mapping[str, Any] | None = None
     ) -> None:
-        """Send a message of ``schema`` (payload: a model instance or a dict)."""
-        envelope: dict[str, Any] = {"type": schema.type, "meta": dict(meta or {})}
+        """Send a message of ``schema`` (payload: a model instance, or a dict that may hold some)."""
+        frame = b'{"type":' + dumps(schema.type) + b',"meta":' + dumps(dict(meta or {}))
         if payload is not None:
-            envelope["payload"] = to_builtins(payload)
-        await self.send_raw(json.dumps(envelope))
+            frame += b',"payload":' + payload_json(payload)
+        await self.send_raw(frame + b"}")
 
     async def request(
         self,
@@ -173,11 +219,13 @@ class TestClient:
         model = schema.payload_model
         if model is None or payload is None:
             return payload  # type: ignore[no-any-return]
-        if hasattr(model, "model_validate"):
-            return model.model_validate(payload)  # type: ignore[attr-defined, no-any-return]
-        import msgspec
+        if hasattr(model, "__struct_fields__"):
+            import msgspec  # a Struct was declared, so msgspec is installed
 
-        return msgspec.convert(payload, model)
+            return msgspec.convert(payload, model)
+        # pydantic models, dataclasses and TypedDicts: pydantic is a core dependency
+        adapter: TypeAdapter[T] = _adapter(cast(Hashable, model))
+        return adapter.validate_python(payload)
 
     async def receive(self, timeout: float = 2.0) -> Message[Any]:
         """The next frame from the server. Raises :class:`ConnectionClosed` once closed."""
@@ -195,7 +243,12 @@ class TestClient:
             return None
         return await self._next_frame()
 
+    def _check_admitted(self) -> None:
+        if self.refusal is not None:
+            raise ConnectionError(f"upgrade refused: {self.refusal.status} {self.refusal.text}")
+
     async def _next_frame(self) -> Message[Any]:
+        self._check_admitted()
         if self.closed is not None:
             raise ConnectionClosed(self.closed.code, self.closed.reason)
         item = await self.transport.inbox.get()
