@@ -312,7 +312,8 @@ def create_router(limits: ChatLimits | None = None) -> Router[Any]:
 
     @router.on_close
     async def gone(ctx: Context[None]) -> None:
-        # the connection has already left its topics; the rooms still list it
+        # on_close runs before the connection leaves its topics (ctx.topics still lists
+        # them) and the rooms still list it: tell each room it left (LEFT)
         for room in state.rooms_of(ctx.client_id):
             await _depart(router, room, ctx.client_id)
 

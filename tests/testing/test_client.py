@@ -185,3 +185,28 @@ def test_data_and_authenticate_together_are_refused() -> None:
     """data= and authenticate= both set the connection data: passing both is a UsageError."""
     with pytest.raises(UsageError, match="authenticate"):
         TestClient(build(), data={"user_id": "u"}, authenticate=by_token)
+
+
+# -- closing ------------------------------------------------------------------------------------
+
+
+async def test_close_waits_for_on_close_which_still_sees_the_topics() -> None:
+    """close() returns after on_close ran; the hook still sees ctx.topics (guide, on_close)."""
+    seen: list[frozenset[str]] = []
+    join = message("JOIN")
+    router = build()
+
+    @router.on(join)
+    async def on_join(ctx: Context[None]) -> None:
+        await ctx.subscribe("room:a")
+
+    @router.on_close
+    async def on_close(ctx: Context[None]) -> None:
+        seen.append(frozenset(ctx.topics))
+
+    client = TestClient(router)
+    async with client:
+        await client.send(join)
+        await client.request(WhoAmI)  # JOIN was handled before this answer
+    assert seen == [frozenset({"room:a"})]
+    assert client.connection.topics == frozenset()
