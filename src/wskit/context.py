@@ -13,7 +13,9 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, cast
+
+from typing_extensions import TypeVar
 
 from wskit.errors import UNSET, CloseCode, ErrorCode, UsageError, WsKitError, _Unset, error_payload
 from wskit.protocol import ERROR_TYPE, PROGRESS_TYPE, RPC_ERROR_TYPE, dumps, frame, type_prefix
@@ -37,6 +39,9 @@ def _position(raw: Any) -> Position | None:
 
 
 P = TypeVar("P")
+#: the connection data's type: ``Context[Payload, AppData]`` types ``ctx.data`` as ``AppData``
+#: (a TypedDict, say); read-only, hence covariant, and a plain mapping when not given
+D = TypeVar("D", covariant=True, default=Mapping[str, Any])
 
 log = logging.getLogger("wskit.context")
 
@@ -86,8 +91,9 @@ async def _close_if_banned(router: Router[Any], conn: Connection, user_id: str) 
         conn.close_soon(CloseCode.POLICY_VIOLATION, "banned")
 
 
-class Context(Generic[P]):
-    """One message's context. ``Context[P]`` types ``payload`` as ``P``.
+class Context(Generic[P, D]):
+    """One message's context. ``Context[P]`` types ``payload`` as ``P``; ``Context[P, AppData]``
+    also types ``data`` as ``AppData``.
 
     Attributes: ``payload``, ``meta`` (strict inbound meta), ``type``, ``client_id``,
     ``received_at`` (ms since the epoch), ``correlation_id`` (None for events without one),
@@ -143,9 +149,12 @@ class Context(Generic[P]):
     # -- connection data -------------------------------------------------------------------
 
     @property
-    def data(self) -> Mapping[str, Any]:
-        """The connection's data (read-only): what ``authenticate`` returned, plus assignments."""
-        return MappingProxyType(self.connection.data)
+    def data(self) -> D:
+        """The connection's data (read-only): what ``authenticate`` returned, plus assignments.
+
+        A read-only view at run time whatever ``D`` says: change it with :meth:`assign_data`.
+        """
+        return cast(D, MappingProxyType(self.connection.data))
 
     def assign_data(self, **changes: Any) -> None:
         """Merge ``changes`` into the connection's data (visible to its later messages).

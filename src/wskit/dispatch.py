@@ -35,17 +35,17 @@ __all__ = ["REFUSED_TYPE", "Dispatcher"]
 log = logging.getLogger("wskit.dispatch")
 
 #: handlers are checked to be coroutine functions at registration, so a pipeline can be stepped
-Pipeline = Callable[[Context[Any]], Coroutine[Any, Any, None]]
+Pipeline = Callable[[Context[Any, Any]], Coroutine[Any, Any, None]]
 
 _INTERNAL_TYPES = (HEARTBEAT_TYPE, CANCEL_TYPE)
 
 
-def _compose(middleware: tuple[Middleware, ...], handler: Callable[[Context[Any]], Awaitable[None]]) -> Pipeline:
+def _compose(middleware: tuple[Middleware, ...], handler: Callable[[Context[Any, Any]], Awaitable[None]]) -> Pipeline:
     if not middleware:
         return cast(Pipeline, handler)  # registration checked it is an async function
     last = len(middleware)
 
-    async def run(ctx: Context[Any]) -> None:
+    async def run(ctx: Context[Any, Any]) -> None:
         async def step(index: int) -> None:
             if index == last:
                 await handler(ctx)
@@ -70,7 +70,7 @@ def _compose(middleware: tuple[Middleware, ...], handler: Callable[[Context[Any]
 REFUSED_TYPE = "$ws:refused"
 
 
-async def _send_refusal(ctx: Context[Any]) -> None:
+async def _send_refusal(ctx: Context[Any, Any]) -> None:
     ctx.connection.send_nowait(ctx.payload)
 
 
@@ -140,7 +140,7 @@ class Dispatcher:
             self._internal(conn, type_name, meta)
             return None
         conn.last_activity = monotonic()
-        ctx: Context[Any] = Context(self.router, conn, type_name, payload, meta, now_ms(), rpc=compiled.rpc)
+        ctx: Context[Any, Any] = Context(self.router, conn, type_name, payload, meta, now_ms(), rpc=compiled.rpc)
         if self.draining:
             ctx.fail(WsKitError(ErrorCode.UNAVAILABLE, "Server shutting down", retry_after_ms=self.retry_after_ms))
             return None
@@ -153,7 +153,7 @@ class Dispatcher:
         ``RESOURCE_EXHAUSTED`` instead: the client is over its budget)."""
         assert self._refusal is not None
         meta = {"correlationId": correlation_id} if correlation_id is not None else {}
-        ctx: Context[Any] = Context(self.router, conn, REFUSED_TYPE, answer, meta, now_ms())
+        ctx: Context[Any, Any] = Context(self.router, conn, REFUSED_TYPE, answer, meta, now_ms())
         try:
             await self._refusal(ctx)
         except WsKitError as exc:
@@ -176,7 +176,7 @@ class Dispatcher:
         if call is not None:
             call.abort(WsKitError(ErrorCode.CANCELLED, "Cancelled by the client"))
 
-    def _run_event(self, compiled: _Compiled, ctx: Context[Any]) -> Awaitable[None] | None:
+    def _run_event(self, compiled: _Compiled, ctx: Context[Any, Any]) -> Awaitable[None] | None:
         """Step the event's pipeline now. None when it finished; else the rest of it, which
         the read loop awaits (so the connection's next frame waits: events stay in order).
 
@@ -198,7 +198,7 @@ class Dispatcher:
             return self._failed(ctx, exc)
         return self._finish_event(coro, yielded, ctx)
 
-    async def _finish_event(self, coro: Coroutine[Any, Any, None], yielded: Any, ctx: Context[Any]) -> None:
+    async def _finish_event(self, coro: Coroutine[Any, Any, None], yielded: Any, ctx: Context[Any, Any]) -> None:
         try:
             await resume(coro, yielded)
         except asyncio.CancelledError as exc:
@@ -208,7 +208,7 @@ class Dispatcher:
         finally:
             self.running -= 1
 
-    async def _cancelled(self, ctx: Context[Any], exc: asyncio.CancelledError) -> None:
+    async def _cancelled(self, ctx: Context[Any, Any], exc: asyncio.CancelledError) -> None:
         """A ``CancelledError`` out of a handler: passed on when its task is being cancelled
         (shutdown, connection gone), else a handler bug (it awaited something that another
         task cancelled) answered like any other exception, so it cannot end the connection."""
@@ -221,7 +221,7 @@ class Dispatcher:
         """Whether any handler or RPC is still running (graceful shutdown waits for this)."""
         return self.running > 0 or any(conn.rpcs for conn in self.router.hub.connections.values())
 
-    def _start_rpc(self, compiled: _Compiled, ctx: Context[Any]) -> Awaitable[bool | None] | None:
+    def _start_rpc(self, compiled: _Compiled, ctx: Context[Any, Any]) -> Awaitable[bool | None] | None:
         conn = ctx.connection
         correlation_id = ctx.correlation_id
         if correlation_id is not None and correlation_id in conn.rpcs:
@@ -243,14 +243,14 @@ class Dispatcher:
         RpcCall.start(self._run_rpc(compiled, ctx), ctx)
         return None
 
-    async def _start_when_free(self, compiled: _Compiled, ctx: Context[Any]) -> None:
+    async def _start_when_free(self, compiled: _Compiled, ctx: Context[Any, Any]) -> None:
         conn = ctx.connection
         while len(conn.rpcs) >= self.max_inflight_rpcs and not conn.closed:
             await asyncio.wait([call.task for call in conn.rpcs.values()], return_when=asyncio.FIRST_COMPLETED)
         if not conn.closed:
             RpcCall.start(self._run_rpc(compiled, ctx), ctx)
 
-    async def _hand_off(self, coro: Coroutine[Any, Any, None], yielded: Any, ctx: Context[Any]) -> bool:
+    async def _hand_off(self, coro: Coroutine[Any, Any, None], yielded: Any, ctx: Context[Any, Any]) -> bool:
         """Finish an RPC whose handler had to wait in this (the reading) task, and hand reading on.
 
         The handler keeps the task it started in (so ``asyncio.timeout`` and cancellation
@@ -274,7 +274,7 @@ class Dispatcher:
                 conn.spawn_reader()
         return True
 
-    async def _run_rpc(self, compiled: _Compiled, ctx: Context[Any]) -> None:
+    async def _run_rpc(self, compiled: _Compiled, ctx: Context[Any, Any]) -> None:
         try:
             await compiled.pipeline(ctx)
         except asyncio.CancelledError as exc:
@@ -289,7 +289,7 @@ class Dispatcher:
             log.warning("RPC handler for %s returned without reply() or error()", ctx.type)
             ctx.fail(WsKitError(ErrorCode.INTERNAL, "The handler finished without an answer"))
 
-    async def _failed(self, ctx: Context[Any], exc: Exception) -> None:
+    async def _failed(self, ctx: Context[Any, Any], exc: Exception) -> None:
         if isinstance(exc, WsKitError):
             log.debug("%s from client %s answered with %s", ctx.type, ctx.client_id, exc.code)
             if not ctx.connection.closed:
@@ -307,7 +307,7 @@ class Dispatcher:
         if not ctx.connection.closed:
             ctx.fail(WsKitError(ErrorCode.INTERNAL))
 
-    async def report(self, ctx: Context[Any], exc: BaseException) -> None:
+    async def report(self, ctx: Context[Any, Any], exc: BaseException) -> None:
         """Give ``exc`` to the router's ``on_error`` hooks (their own failures are logged)."""
         for hook in self.router.error_hooks:
             try:

@@ -38,7 +38,7 @@ def _new_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) 
 _eager: Any = getattr(asyncio, "eager_task_factory", None)
 
 
-def set_deadline(ctx: Context[Any]) -> None:
+def set_deadline(ctx: Context[Any, Any]) -> None:
     """``ctx.deadline`` from the request's ``meta.timeoutMs`` (loop time; clamped)."""
     timeout = ctx.meta.get("timeoutMs")
     if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout == timeout:  # not NaN
@@ -56,7 +56,7 @@ class RpcCall:
 
     __slots__ = ("cancel_requested", "ctx", "finished", "key", "task", "timer")
 
-    def __init__(self, ctx: Context[Any], task: asyncio.Task[Any], key: object) -> None:
+    def __init__(self, ctx: Context[Any, Any], task: asyncio.Task[Any], key: object) -> None:
         self.ctx = ctx
         self.task = task
         self.key = key
@@ -65,7 +65,7 @@ class RpcCall:
         self.cancel_requested = False
 
     @classmethod
-    def adopt(cls, ctx: Context[Any], task: asyncio.Task[Any]) -> RpcCall:
+    def adopt(cls, ctx: Context[Any, Any], task: asyncio.Task[Any]) -> RpcCall:
         """Track an RPC that continues in ``task`` (the current one); call :meth:`finish` after."""
         key: object = ctx.correlation_id if ctx.correlation_id is not None else object()
         call = cls(ctx, task, key)
@@ -82,7 +82,7 @@ class RpcCall:
             self.task.uncancel()  # the cancellation was for the RPC, not for the task
 
     @classmethod
-    def start(cls, coro: Coroutine[Any, Any, None], ctx: Context[Any]) -> RpcCall:
+    def start(cls, coro: Coroutine[Any, Any, None], ctx: Context[Any, Any]) -> RpcCall:
         """Run ``coro`` (the handler pipeline) as a tracked task with ``ctx``'s deadline."""
         loop = asyncio.get_running_loop()
         task = _new_task(loop, coro)

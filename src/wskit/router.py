@@ -35,14 +35,14 @@ __all__ = ["ErrorHook", "Handler", "LifecycleHook", "Middleware", "Route", "Rout
 P = TypeVar("P")
 D = TypeVar("D")
 
-#: ``async def handler(ctx: Context[P]) -> None``
-Handler = Callable[[Context[P]], Awaitable[None]]
+#: ``async def handler(ctx: Context[P]) -> None`` (or ``Context[P, AppData]``: any data type)
+Handler = Callable[[Context[P, Any]], Awaitable[None]]
 #: ``async def middleware(ctx, call_next) -> None``: call ``await call_next()`` to go on.
-Middleware = Callable[[Context[Any], Callable[[], Awaitable[None]]], Awaitable[None]]
+Middleware = Callable[[Context[Any, Any], Callable[[], Awaitable[None]]], Awaitable[None]]
 #: ``on_open`` / ``on_close`` hook (sync or async).
-LifecycleHook = Callable[[Context[Any]], Awaitable[None] | None]
+LifecycleHook = Callable[[Context[Any, Any]], Awaitable[None] | None]
 #: ``on_error(ctx, exc)`` hook (sync or async).
-ErrorHook = Callable[[Context[Any], BaseException], Awaitable[None] | None]
+ErrorHook = Callable[[Context[Any, Any], BaseException], Awaitable[None] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +87,7 @@ def _check_handler(handler: Any, schema: MessageSchema[Any], localns: Mapping[st
     if annotation is None:
         return
     if typing.get_origin(annotation) is Context:
-        (declared,) = typing.get_args(annotation) or (Any,)
+        declared = (typing.get_args(annotation) or (Any,))[0]  # Context[P] or Context[P, AppData]
         expected = schema.payload_model if schema.payload_model is not None else type(None)
         if declared is Any or declared is expected:
             return

@@ -25,7 +25,7 @@ DEFAULT_TOPIC_PATTERN = re.compile(r"^[A-Za-z0-9:_./-]{1,128}$")
 
 TopicAction = Literal["subscribe", "publish"]
 #: ``authorize(ctx, topic, action)`` -> allowed? (sync or async)
-Authorize = Callable[["Context[Any]", str, TopicAction], "bool | Awaitable[bool]"]
+Authorize = Callable[["Context[Any, Any]", str, TopicAction], "bool | Awaitable[bool]"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +54,7 @@ class TopicPolicy:
             )
         return name
 
-    async def check_access(self, ctx: Context[Any], topic: str, action: TopicAction) -> None:
+    async def check_access(self, ctx: Context[Any, Any], topic: str, action: TopicAction) -> None:
         """Raise ``PERMISSION_DENIED`` unless ``authorize`` allows ``action`` on ``topic``."""
         if self.authorize is None:
             return

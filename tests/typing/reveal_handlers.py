@@ -6,7 +6,7 @@ that line with the expectation.
 
 from __future__ import annotations
 
-from typing import reveal_type
+from typing import NotRequired, TypedDict, reveal_type
 
 from pydantic import BaseModel
 
@@ -56,9 +56,29 @@ async def get_user(ctx: Context[UserReq]) -> None:
     await ctx.reply(User(id=ctx.payload.id, name="Ada"))
 
 
-reveal_type(join)  # reveal: def (wskit.context.Context[reveal_handlers.JoinPayload]) -> typing.Awaitable[None]
+reveal_type(join)  # reveal: def (wskit.context.Context[reveal_handlers.JoinPayload, Any]) -> typing.Awaitable[None]
 
 
 async def call(client: TestClient) -> None:
     response = await client.request(GetUser, UserReq(id="1"))
     reveal_type(response.payload)  # reveal: reveal_handlers.User
+
+
+class AppData(TypedDict):
+    user_id: str
+    room: NotRequired[str]
+
+
+typed_router: Router[AppData] = Router()
+
+
+@typed_router.on(Join)
+async def typed_join(ctx: Context[JoinPayload, AppData]) -> None:
+    reveal_type(ctx.data)  # reveal: TypedDict(reveal_handlers.AppData, {'user_id': str, 'room'?: str})
+    reveal_type(ctx.data["user_id"])  # reveal: str
+    reveal_type(ctx.payload)  # reveal: reveal_handlers.JoinPayload
+
+
+@typed_router.on(Ping)
+async def untyped_ping(ctx: Context[None]) -> None:
+    reveal_type(ctx.data)  # reveal: typing.Mapping[str, Any]

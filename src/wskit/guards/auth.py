@@ -98,7 +98,7 @@ class RequireAuth:
         self.leeway_s = leeway_s
         self.exempt = frozenset(exempt)
 
-    async def __call__(self, ctx: Context[Any], call_next: Callable[[], Awaitable[None]]) -> None:
+    async def __call__(self, ctx: Context[Any, Any], call_next: Callable[[], Awaitable[None]]) -> None:
         if ctx.type not in self.exempt:
             data = ctx.data
             if data.get("user_id") is None:
@@ -150,7 +150,7 @@ def auth_routes(verifier: JwtVerifier) -> Router[Any]:
     return router
 
 
-async def _banned(ctx: Context[Any], user_id: str) -> bool:
+async def _banned(ctx: Context[Any, Any], user_id: str) -> bool:
     """Whether the broker's ban list has ``user_id``; False (fail open) when it cannot say."""
     try:
         return await ctx.router.hub.broker.is_banned(user_id)

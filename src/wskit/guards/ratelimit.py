@@ -334,26 +334,26 @@ class RedisRateLimiter:
 # -- keys ------------------------------------------------------------------------------------
 
 #: A function naming the bucket a message is charged to.
-KeyFunc = Callable[[Context[Any]], str]
+KeyFunc = Callable[[Context[Any, Any]], str]
 
 
-def _client_ip(ctx: Context[Any]) -> str | None:
+def _client_ip(ctx: Context[Any, Any]) -> str | None:
     request = ctx.connection.request
     return request.client_ip if request is not None else None
 
 
-def by_connection(ctx: Context[Any]) -> str:
+def by_connection(ctx: Context[Any, Any]) -> str:
     """One bucket per connection: ``conn:<client_id>``."""
     return f"conn:{ctx.client_id}"
 
 
-def by_ip(ctx: Context[Any]) -> str:
+def by_ip(ctx: Context[Any, Any]) -> str:
     """One bucket per client IP (``ip:<address>``); per connection when the IP is unknown."""
     ip = _client_ip(ctx)
     return f"ip:{ip}" if ip else by_connection(ctx)
 
 
-def by_user_or_ip(ctx: Context[Any]) -> str:
+def by_user_or_ip(ctx: Context[Any, Any]) -> str:
     """``user:<user_id>`` when authenticated, else the client IP, else the connection.
 
     The prefixes keep a user named like an address apart from that address.
@@ -362,13 +362,13 @@ def by_user_or_ip(ctx: Context[Any]) -> str:
     return f"user:{user}" if user is not None else by_ip(ctx)
 
 
-def by_user_or_connection(ctx: Context[Any]) -> str:
+def by_user_or_connection(ctx: Context[Any, Any]) -> str:
     """``user:<user_id>`` when authenticated, else the connection (``MESSAGE_RATE_LIMIT``'s rule)."""
     user = ctx.data.get("user_id")
     return f"user:{user}" if user is not None else by_connection(ctx)
 
 
-def by_type(ctx: Context[Any]) -> str:
+def by_type(ctx: Context[Any, Any]) -> str:
     """One bucket per sender (as :func:`by_user_or_ip`) and message type: ``user:u1:SAY``."""
     return f"{by_user_or_ip(ctx)}:{ctx.type}"
 
@@ -392,7 +392,7 @@ class RateLimit:
         limiter: RateLimiter,
         *,
         key: KeyFunc = by_user_or_ip,
-        cost: float | Callable[[Context[Any]], float] = 1.0,
+        cost: float | Callable[[Context[Any, Any]], float] = 1.0,
         fail_open: bool = True,
     ) -> None:
         self.limiter = limiter
@@ -403,7 +403,7 @@ class RateLimit:
         self._last_warning = -math.inf
         self._unchecked_since_warning = 0
 
-    async def __call__(self, ctx: Context[Any], call_next: Callable[[], Awaitable[None]]) -> None:
+    async def __call__(self, ctx: Context[Any, Any], call_next: Callable[[], Awaitable[None]]) -> None:
         cost = self.cost
         charge = cost(ctx) if callable(cost) else cost
         try:
@@ -449,7 +449,7 @@ def rate_limit(
     limiter: RateLimiter,
     *,
     key: KeyFunc = by_user_or_ip,
-    cost: float | Callable[[Context[Any]], float] = 1.0,
+    cost: float | Callable[[Context[Any, Any]], float] = 1.0,
     fail_open: bool = True,
 ) -> RateLimit:
     """Middleware charging each message to ``key(ctx)``'s bucket in ``limiter``.
