@@ -694,15 +694,28 @@ def test_text_with_nan_is_decoded_by_one_parse(decoder: Decoder, monkeypatch: py
         b'{"type":"JOIN","payload":{"room":"r"},"junk":NaN}',
         b'{"type":"JOIN","payload":{"room":"r"},"junk":[-Infinity]}',
         b'{"type":"__heartbeat","meta":{"x":Infinity}}',
+        b'{"type":"JOIN","payload":{"room":"NaN"},"junk":Infinity}',
         b'{"type":"JOIN","payload":{"room":"a\\"NaN"},"junk":NaN}',
         b'{"type":"JOIN","payload":{"room":"a\\\\"},"junk":NaN}',
     ],
-    ids=["ignored-key", "ignored-list", "internal-meta", "after-escaped-quote", "after-escaped-backslash"],
+    ids=[
+        "ignored-key",
+        "ignored-list",
+        "internal-meta",
+        "after-text",
+        "after-escaped-quote",
+        "after-escaped-backslash",
+    ],
 )
 def test_nan_and_infinity_literals_are_invalid_argument(decoder: Decoder, data: bytes) -> None:
     """NaN/Infinity are not JSON: INVALID_ARGUMENT wherever they stand, even under ignored keys."""
     assert failure(decoder, data).error.code is ErrorCode.INVALID_ARGUMENT
     assert failure(decoder, data.decode()).error.code is ErrorCode.INVALID_ARGUMENT
+
+
+def test_nan_word_as_an_ignored_key_is_text(decoder: Decoder) -> None:
+    """A key spelled NaN is a string like any other (unknown root keys are ignored)."""
+    assert decoder.decode(b'{"type":"PING","NaN":1,"Infinity":[2]}') == ("PING", {}, None)
 
 
 def test_escaped_quote_before_nan_word_stays_text(decoder: Decoder) -> None:

@@ -18,7 +18,7 @@ import dataclasses
 import re
 from collections.abc import Collection, Iterator, Sequence
 from functools import partial
-from typing import Annotated, Any, Literal, NotRequired, Union, cast
+from typing import Annotated, Any, AnyStr, Literal, NotRequired, Union, cast
 
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, core_schema, to_json
@@ -173,6 +173,31 @@ def _has_constant(data: bytes | str) -> bool:
     so the protocol's "not JSON" answer needs this check. It is a lexical scan, not a second
     parse, and runs only when the bytes contain the words at all (chat text "Infinity war").
     """
+    if isinstance(data, bytes):
+        found = _bare_word(data, b'"', b"\\", (b"NaN", b"Infinity"))
+    else:
+        found = _bare_word(data, '"', "\\", ("NaN", "Infinity"))
+    return _has_constant_slow(data) if found is None else found
+
+
+def _bare_word(data: AnyStr, quote: AnyStr, slash: AnyStr, words: tuple[AnyStr, ...]) -> bool | None:
+    """In valid JSON a word stands outside strings when an even number of quotes precede it.
+
+    None when a backslash precedes a word (an escaped quote would break the count).
+    """
+    for word in words:
+        at = data.find(word)
+        while at != -1:
+            if data.find(slash, 0, at) != -1:
+                return None
+            if data.count(quote, 0, at) % 2 == 0:
+                return True
+            at = data.find(word, at + 1)
+    return False
+
+
+def _has_constant_slow(data: bytes | str) -> bool:
+    """:func:`_has_constant` for frames with escapes: drop every string, then look."""
     if isinstance(data, bytes):
         rest = _STRING_BYTES.sub(b"", data)
         return b"NaN" in rest or b"Infinity" in rest
