@@ -21,6 +21,7 @@ from wskit.errors import UNSET, CloseCode, ErrorCode, UsageError, WsKitError, _U
 from wskit.protocol import ERROR_TYPE, PROGRESS_TYPE, RPC_ERROR_TYPE, dumps, frame, type_prefix
 from wskit.pubsub.broker import HistoryPolicy, Publication, RecoveryError
 from wskit.schema.declarations import MessageSchema, RpcSchema
+from wskit.schema.validator import payload_json
 
 if TYPE_CHECKING:
     from wskit.connection import Connection
@@ -240,7 +241,8 @@ class Context(Generic[P, D]):
         if self.answered:
             log.warning("RPC %s: progress after the terminal answer dropped", self.type)
             return False
-        body = dumps(payload) if payload is not None else None
+        # no declared schema to encode by: a model, Struct, dataclass or plain data, as JSON
+        body = payload_json(payload) if payload is not None else None
         data = frame(_PROGRESS_PREFIX, _meta_bytes(meta, self.correlation_id), body)
         return self.connection.send_nowait(data)
 
@@ -302,7 +304,14 @@ class Context(Generic[P, D]):
             if not isinstance(offset, int) or isinstance(offset, bool) or not isinstance(epoch, str):
                 raise WsKitError(ErrorCode.INVALID_ARGUMENT, "Recovery needs an integer offset and a string epoch")
         if name in conn.topics and offset is None:
-            return _position(conn.positions.get(name)) if history is not None else None
+            if history is None:
+                return None
+            found = _position(conn.positions.get(name))
+            if found is None and not isinstance(conn.positions.get(name), list):
+                # told of a gap (position dropped) and nothing delivered since: where the topic is now
+                last, current_epoch = await self.router.hub.broker.position(name, history)
+                return last, current_epoch
+            return found
         if name not in conn.topics:
             if len(conn.topics) >= policy.max_topics_per_connection:
                 raise WsKitError(
@@ -339,8 +348,14 @@ class Context(Generic[P, D]):
         # from here to the end nothing awaits, so no publication can slip in between
         position = start
         for pub in [*missed, *buffer]:
-            if pub.epoch == position[0] and pub.offset is not None and pub.offset <= position[1]:
-                continue
+            if pub.epoch == position[0] and pub.offset is not None:
+                if pub.offset <= position[1]:
+                    continue
+                if pub.offset != position[1] + 1:
+                    # the broker's history and the live stream did not meet: say so, as the hub does
+                    # (an ERROR of its own: this subscribe's RPC, if any, is not what failed)
+                    lost = RecoveryError(name, "Messages of this topic were lost; reload")
+                    conn.send_nowait(error_frame(lost.to_payload(), None))
             if pub.exclude != conn.client_id:
                 conn.send_nowait(pub.frame())
             position = (pub.epoch or position[0], pub.offset or position[1])
