@@ -371,9 +371,9 @@ def _not_utf8(data: bytes) -> bool:
 def _classify(obj: dict[str, Any], kind: str, meta: Any, cid: str | None, out: Expectation) -> None:
     payload = obj.get("payload", _MISSING)
     if kind in ("__heartbeat", "$ws:rpc-cancel"):
-        # the framework's own types take any meta object and an optional payload object
+        # the framework's own types take any meta object and an optional (or null) payload object
         if (meta is not _MISSING and not isinstance(meta, dict)) or (
-            payload is not _MISSING and not isinstance(payload, dict)
+            payload is not _MISSING and payload is not None and not isinstance(payload, dict)
         ):
             out.slots.append(frozenset([_issues(cid)]))
         elif kind == "__heartbeat":
