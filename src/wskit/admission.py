@@ -176,14 +176,15 @@ class Admission:
         if self.authenticate is None:
             return {}
         try:
-            result = self.authenticate(request)
+            result: object = self.authenticate(request)
             if inspect.isawaitable(result):
                 result = await result
         except Exception:  # a crashing hook is a 500 for this client, not a dead server
             log.exception("authenticate() raised for %s %s", request.client_ip, request.path)
             return Refusal(500, "Internal Server Error")
-        if result is None:
-            return self._refuse(401, "Unauthorized", request, "authenticate() returned None")
+        if result is None or result is False:
+            # False reads as "not authenticated" too; anything else that is not a mapping is a bug
+            return self._refuse(401, "Unauthorized", request, f"authenticate() returned {result}")
         if not isinstance(result, Mapping):
             log.error("authenticate() must return a mapping or None, got %r", type(result).__name__)
             return Refusal(500, "Internal Server Error")

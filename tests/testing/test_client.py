@@ -144,9 +144,17 @@ async def test_authenticate_returning_none_refuses_with_401() -> None:
     assert opened == []
 
 
-@pytest.mark.parametrize("result", [False, 0, "", "user", ["user_id"]], ids=["false", "zero", "empty", "str", "list"])
+async def test_authenticate_returning_false_refuses_with_401() -> None:
+    """False reads as "not authenticated", like None: 401 Unauthorized."""
+    client = TestClient(build(), authenticate=lambda request: False)  # type: ignore[arg-type, return-value]
+    assert await client.connect() is False
+    assert client.refusal is not None
+    assert (client.refusal.status, client.refusal.text) == (401, "Unauthorized")
+
+
+@pytest.mark.parametrize("result", [0, "", "user", ["user_id"]], ids=["zero", "empty", "str", "list"])
 async def test_authenticate_returning_a_non_mapping_refuses(result: object) -> None:
-    """A non-mapping result (falsy or not) refuses the connection, as serve() answers 500."""
+    """Any other non-mapping result (falsy or not) is a bug in the hook: refused, as serve() answers 500."""
     client = TestClient(build(), authenticate=lambda request: result)  # type: ignore[arg-type, return-value]
     assert await client.connect() is False
     assert client.refusal is not None and client.refusal.status == 500

@@ -354,6 +354,27 @@ class Session:
             if not self.ended.done():
                 self.ended.set_result(None)
 
+    def release(self) -> None:
+        """Break the reference cycles a finished connection leaves, so reference counting frees
+        it at once instead of the cycle collector much later.
+
+        Left to the collector, every closed connection is ~80 objects of cyclic garbage (its
+        exception tracebacks hold frames that hold the socket), and after a few thousand
+        connections a full collection stops the loop for hundreds of milliseconds.
+        """
+        self.conn.spawn_reader = None  # Connection -> bound method -> Session -> Connection
+        _drop_tracebacks(self.ws.exception())
+
+
+def _drop_tracebacks(exc: BaseException | None) -> None:
+    # the error aiohttp keeps for ws.exception() (writing the close frame to a dead transport,
+    # usually) stays available; only its tracebacks, whose frames refer back to the socket, go
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        exc.__traceback__ = None
+        exc = exc.__context__ or exc.__cause__
+
 
 def build_app(t: Transport) -> web.Application:
     """An aiohttp application serving ``t.router`` (WebSocket upgrades) plus the HTTP routes."""
@@ -400,8 +421,10 @@ def build_app(t: Transport) -> web.Application:
             return ws
         finally:
             t.admission.release(ip)
-            if session is not None and (session.ended is None or not session.ended.done()):
-                await session.finish(None, "")  # cancelled (server stopping): still clean up
+            if session is not None:
+                if session.ended is None or not session.ended.done():
+                    await session.finish(None, "")  # cancelled (server stopping): still clean up
+                session.release()
 
     async def plain_http(request: web.Request) -> web.StreamResponse:
         if request.method == "GET" and request.path in t.http_routes:
