@@ -265,6 +265,20 @@ OPTIONS: tuple[Option, ...] = (
         1001,
         "close code of a graceful shutdown: 1001 (going away) or 1012 (service restart)",
     ),
+    Option(
+        "gc_freeze_interval_s",
+        "GC_FREEZE_INTERVAL_S",
+        _seconds,
+        1.0,
+        "freeze surviving objects this often so full GC passes skip open connections (0: CPython's default GC)",
+    ),
+    Option(
+        "gc_unfreeze_interval_s",
+        "GC_UNFREEZE_INTERVAL_S",
+        _seconds,
+        600.0,
+        "give frozen objects back to the collector this often, for application reference cycles (0: never)",
+    ),
     Option("tls_cert_file", "TLS_CERT_FILE", _file, None, "PEM certificate: serve wss:// (needs TLS_KEY_FILE)"),
     Option("tls_key_file", "TLS_KEY_FILE", _file, None, "PEM private key of TLS_CERT_FILE"),
 )
@@ -302,6 +316,8 @@ class Settings:
     shutdown_grace_ms: int = 10_000
     shutdown_retry_after_ms: int = 1000
     shutdown_close_code: int = 1001
+    gc_freeze_interval_s: float = 1.0
+    gc_unfreeze_interval_s: float = 600.0
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
 

@@ -26,6 +26,7 @@ from wskit.admission import Admission, Authenticate
 from wskit.config import ConfigError, Settings, explicit_settings, load_settings
 from wskit.connection import OverflowPolicy, QueueLimits
 from wskit.dispatch import Dispatcher
+from wskit.gcpolicy import GcFreezer
 from wskit.lifetime import Watchdog
 from wskit.logs import configure_logging
 from wskit.protocol import dumps, frame, type_prefix
@@ -93,6 +94,8 @@ class Server:
         )
         self.watchdog = Watchdog(idle_ms=s.idle_timeout_ms, auth_ms=s.auth_timeout_ms, token_leeway_s=s.jwt_leeway_s)
         self._rate_guards: list[Middleware] = []
+        #: this server holds a share of the process's GC freezing timer (see wskit.gcpolicy)
+        self._gc_frozen = False
         self.transport: Transport | None = None
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
@@ -173,6 +176,7 @@ class Server:
         self._listener = await loop.create_server(guard, sock=sock, ssl=_tls(s), backlog=1024)
         self._port = sock.getsockname()[1]
         log.info("wskit listening on %s", self.url)
+        self._gc_frozen = GcFreezer.acquire(s.gc_freeze_interval_s, s.gc_unfreeze_interval_s)
 
     async def shutdown(
         self, *, grace_ms: int | None = None, code: int | None = None, reason: str = "server shutting down"
@@ -236,6 +240,9 @@ class Server:
                 await closer()
         self._rate_guards = []
         await self.router.hub.close()
+        if self._gc_frozen:
+            self._gc_frozen = False
+            GcFreezer.release()
         log.info("wskit stopped")
 
     async def __aenter__(self) -> Server:

@@ -83,7 +83,7 @@ async def test_closed_connections_leave_no_cyclic_garbage() -> None:
     """Clients that close cleanly, vanish (TCP abort) or are closed by the server: nothing left for gc."""
     router = build()
     with collector_off():
-        async with Server(router, port=0, env={}, ping_interval=0) as server:
+        async with Server(router, port=0, env={}, ping_interval=0, gc_freeze_interval_s=0) as server:
             for _ in range(5):
                 async with connect(server.url) as ws:  # closes with a close frame
                     await ws.send(json.dumps({"type": "SAY", "payload": {"text": "hi"}}))

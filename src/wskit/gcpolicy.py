@@ -1,0 +1,85 @@
+"""Keep CPython's full garbage collections from stalling a server that holds many connections.
+
+CPython runs a full collection each time the objects that survived younger collections grow
+by a quarter, and a full collection walks every tracked object: ~70 per open connection
+(aiohttp's request, response, reader, tasks and coroutines, plus ours). Measured here, with
+5,000 connections that is ~360k objects and a 250-400 ms stop of the event loop, during
+which no frame is read or written; it happens again and again while connections pile up.
+
+The remedy is :func:`gc.freeze`: once a second the young generations are collected (so
+cyclic garbage made meanwhile is freed, not frozen) and what survives moves to the permanent
+generation, which full collections skip. Frozen objects are still freed by reference
+counting the moment nothing refers to them, and wskit's own per-connection objects form no
+reference cycles (``tests/protocol/test_no_cyclic_garbage.py`` holds it to that), so a
+closed connection's memory comes back at once. Only a reference cycle created by the
+application in long-lived data and dropped after it was frozen waits for the next
+unfreeze (every ``GC_UNFREEZE_INTERVAL_S``), when CPython's next full collection sees
+everything again.
+
+The policy is process-wide (the collector is), so servers in one process share one timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+
+__all__ = ["GcFreezer"]
+
+log = logging.getLogger("wskit.gc")
+
+
+class GcFreezer:
+    """The process's freezing timer, shared by the servers that run in it."""
+
+    _users = 0
+    _handle: asyncio.TimerHandle | None = None
+    _interval_s = 1.0
+    _unfreeze_s = 600.0
+    _last_unfreeze = 0.0
+    _counts = {"freezes": 0, "unfreezes": 0}
+
+    @classmethod
+    def acquire(cls, interval_s: float, unfreeze_s: float) -> bool:
+        """Start freezing every ``interval_s`` seconds (0: do nothing). True when this call uses it."""
+        if interval_s <= 0:
+            return False
+        cls._users += 1
+        if cls._users == 1:
+            cls._interval_s, cls._unfreeze_s = interval_s, unfreeze_s
+            cls._last_unfreeze = time.monotonic()
+            cls._handle = asyncio.get_running_loop().call_later(interval_s, cls._tick)
+        return True
+
+    @classmethod
+    def release(cls) -> None:
+        """One user less; the last one stops the timer and gives frozen objects back."""
+        cls._users = max(cls._users - 1, 0)
+        if cls._users == 0:
+            if cls._handle is not None:
+                cls._handle.cancel()
+                cls._handle = None
+            gc.unfreeze()
+
+    @classmethod
+    def _tick(cls) -> None:
+        now = time.monotonic()
+        try:
+            if cls._unfreeze_s > 0 and now - cls._last_unfreeze >= cls._unfreeze_s:
+                # let the collector see everything again once in a while (application cycles)
+                cls._last_unfreeze = now
+                gc.unfreeze()
+                cls._counts["unfreezes"] += 1
+            else:
+                gc.collect(1)
+                gc.freeze()
+                cls._counts["freezes"] += 1
+        finally:
+            cls._handle = asyncio.get_running_loop().call_later(cls._interval_s, cls._tick) if cls._users else None
+
+    @classmethod
+    def statistics(cls) -> dict[str, int]:
+        """Objects frozen now, servers sharing the timer, and freezes and unfreezes so far."""
+        return {"frozen": gc.get_freeze_count(), "users": cls._users, **cls._counts}

@@ -1,0 +1,55 @@
+"""GC_FREEZE_INTERVAL_S: a running server freezes surviving objects (full collections skip
+them) and gives them back when it stops; 0 leaves CPython's collector as it is."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from typing import Any
+
+from wskit import Router, Server
+from wskit.gcpolicy import GcFreezer
+
+
+async def test_a_running_server_freezes_and_gives_back_on_stop() -> None:
+    """After one interval objects are frozen; after stop nothing is."""
+    gc.unfreeze()
+    router: Router[Any] = Router()
+    async with Server(router, port=0, env={"GC_FREEZE_INTERVAL_S": "0.1"}):
+        await asyncio.sleep(0.35)
+        assert gc.get_freeze_count() > 0
+        assert GcFreezer.statistics()["users"] == 1
+    assert gc.get_freeze_count() == 0
+    assert GcFreezer.statistics()["users"] == 0
+
+
+async def test_two_servers_share_one_timer() -> None:
+    """The policy is process-wide: the second server joins the first one's timer; both must stop."""
+    gc.unfreeze()
+    async with Server(Router(), port=0, gc_freeze_interval_s=0.1, env={}):
+        async with Server(Router(), port=0, gc_freeze_interval_s=0.1, env={}):
+            assert GcFreezer.statistics()["users"] == 2
+        assert GcFreezer.statistics()["users"] == 1
+        await asyncio.sleep(0.25)
+        assert gc.get_freeze_count() > 0
+    assert GcFreezer.statistics()["users"] == 0
+
+
+async def test_zero_leaves_the_collector_alone() -> None:
+    """GC_FREEZE_INTERVAL_S=0: nothing is ever frozen."""
+    gc.unfreeze()
+    async with Server(Router(), port=0, env={"GC_FREEZE_INTERVAL_S": "0"}):
+        await asyncio.sleep(0.3)
+        assert gc.get_freeze_count() == 0
+        assert GcFreezer.statistics()["users"] == 0
+
+
+async def test_unfreeze_interval_gives_objects_back_periodically() -> None:
+    """With a short unfreeze interval the frozen set is handed back to the collector on schedule."""
+    gc.unfreeze()
+    before = GcFreezer.statistics()
+    async with Server(Router(), port=0, gc_freeze_interval_s=0.05, gc_unfreeze_interval_s=0.2, env={}):
+        await asyncio.sleep(1.0)
+        after = GcFreezer.statistics()
+    assert after["unfreezes"] - before["unfreezes"] >= 2  # every ~0.25 s: about four in the second
+    assert after["freezes"] - before["freezes"] >= 5  # and frozen again between them
