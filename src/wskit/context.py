@@ -264,6 +264,8 @@ class Context(Generic[P, D]):
         return self._send_error(payload, meta)
 
     def _send_error(self, payload: dict[str, Any], meta: Mapping[str, Any] | None = None) -> bool:
+        # encoded first: details that are not JSON raise here, before the RPC counts as answered
+        data = error_frame(payload, self.correlation_id, meta)
         if self.rpc is not None:
             if self.answered:
                 log.warning(
@@ -274,7 +276,7 @@ class Context(Generic[P, D]):
                 )
                 return False
             self.answered = True
-        return self.connection.send_nowait(error_frame(payload, self.correlation_id, meta))
+        return self.connection.send_nowait(data)
 
     def fail(self, error: WsKitError) -> bool:
         """Send ``error`` as this message's answer (what raising it in a handler does)."""
@@ -310,6 +312,10 @@ class Context(Generic[P, D]):
             if found is None and not isinstance(conn.positions.get(name), list):
                 # told of a gap (position dropped) and nothing delivered since: where the topic is now
                 last, current_epoch = await self.router.hub.broker.position(name, history)
+                delivered = _position(conn.positions.get(name))
+                if delivered is not None:
+                    return delivered  # a publication arrived meanwhile: it is the position
+                conn.positions[name] = (current_epoch, last)
                 return last, current_epoch
             return found
         if name not in conn.topics:

@@ -293,7 +293,11 @@ class Dispatcher:
         if isinstance(exc, WsKitError):
             log.debug("%s from client %s answered with %s", ctx.type, ctx.client_id, exc.code)
             if not ctx.connection.closed:
-                ctx.fail(exc)
+                try:
+                    ctx.fail(exc)
+                except Exception as bad:
+                    log.error("handler for %s raised a WsKitError that cannot be sent", ctx.type, exc_info=bad)
+                    ctx.fail(WsKitError(ErrorCode.INTERNAL))
             return
         if isinstance(exc, OutboundValidationError):
             log.error("handler for %s (client %s): %s", ctx.type, ctx.client_id, exc)

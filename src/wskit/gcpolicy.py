@@ -13,8 +13,9 @@ counting the moment nothing refers to them, and wskit's own per-connection objec
 reference cycles (``tests/protocol/test_no_cyclic_garbage.py`` holds it to that), so a
 closed connection's memory comes back at once. Only a reference cycle created by the
 application in long-lived data and dropped after it was frozen waits for the next
-unfreeze (every ``GC_UNFREEZE_INTERVAL_S``), when CPython's next full collection sees
-everything again.
+unfreeze (every ``GC_UNFREEZE_INTERVAL_S``), which gives everything back to the collector
+and runs one full collection: the one pause of that length the policy keeps, once per
+interval instead of each time the live objects grow by a quarter.
 
 The policy is process-wide (the collector is), so servers in one process share one timer.
 """
@@ -36,6 +37,7 @@ class GcFreezer:
 
     _users = 0
     _handle: asyncio.TimerHandle | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
     _interval_s = 1.0
     _unfreeze_s = 600.0
     _last_unfreeze = 0.0
@@ -46,11 +48,17 @@ class GcFreezer:
         """Start freezing every ``interval_s`` seconds (0: do nothing). True when this call uses it."""
         if interval_s <= 0:
             return False
+        loop = asyncio.get_running_loop()
+        if cls._users and (cls._loop is None or cls._loop.is_closed()):
+            # servers of a loop that ended without stopping them: their shares end with it
+            cls._users, cls._handle = 0, None
+            gc.unfreeze()
         cls._users += 1
         if cls._users == 1:
             cls._interval_s, cls._unfreeze_s = interval_s, unfreeze_s
             cls._last_unfreeze = time.monotonic()
-            cls._handle = asyncio.get_running_loop().call_later(interval_s, cls._tick)
+            cls._loop = loop
+            cls._handle = loop.call_later(interval_s, cls._tick)
         return True
 
     @classmethod
@@ -69,8 +77,10 @@ class GcFreezer:
         try:
             if cls._unfreeze_s > 0 and now - cls._last_unfreeze >= cls._unfreeze_s:
                 # let the collector see everything again once in a while (application cycles)
+                # a full pass now: the next tick would freeze again before CPython ran one
                 cls._last_unfreeze = now
                 gc.unfreeze()
+                gc.collect()
                 cls._counts["unfreezes"] += 1
             else:
                 gc.collect(1)

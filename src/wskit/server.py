@@ -216,6 +216,15 @@ class Server:
         """Close every connection with ``code`` (default ``SHUTDOWN_CLOSE_CODE``) now and stop listening."""
         if self.transport is None:
             return
+        try:
+            await self._stop(code, reason)
+        finally:
+            if self._gc_frozen:  # even when closing failed or was cancelled
+                self._gc_frozen = False
+                GcFreezer.release()
+
+    async def _stop(self, code: int | None, reason: str) -> None:
+        assert self.transport is not None
         if code is None:
             code = self.settings.shutdown_close_code
         self.admission.closed = True
@@ -240,9 +249,6 @@ class Server:
                 await closer()
         self._rate_guards = []
         await self.router.hub.close()
-        if self._gc_frozen:
-            self._gc_frozen = False
-            GcFreezer.release()
         log.info("wskit stopped")
 
     async def __aenter__(self) -> Server:

@@ -53,3 +53,39 @@ async def test_unfreeze_interval_gives_objects_back_periodically() -> None:
         after = GcFreezer.statistics()
     assert after["unfreezes"] - before["unfreezes"] >= 2  # every ~0.25 s: about four in the second
     assert after["freezes"] - before["freezes"] >= 5  # and frozen again between them
+
+
+def test_a_loop_that_ended_without_stopping_its_server_does_not_block_the_next() -> None:
+    """A share left held when its loop ended is dropped: the next loop's server freezes and stops cleanly."""
+
+    async def leave_running() -> None:
+        assert GcFreezer.acquire(0.05, 600.0)  # what a server that is never stopped holds
+
+    async def next_one() -> int:
+        async with Server(Router(), port=0, gc_freeze_interval_s=0.05, env={}):
+            await asyncio.sleep(0.3)
+            return GcFreezer.statistics()["users"]
+
+    asyncio.run(leave_running())
+    assert asyncio.run(next_one()) == 1
+    assert GcFreezer.statistics()["users"] == 0 and gc.get_freeze_count() == 0
+
+
+async def test_unfreeze_frees_a_cycle_dropped_after_it_was_frozen() -> None:
+    """Application cycles frozen while alive and dropped later are freed at the next unfreeze."""
+    import weakref
+
+    class Node:
+        def __init__(self) -> None:
+            self.me = self
+
+    gc.unfreeze()
+    async with Server(Router(), port=0, gc_freeze_interval_s=0.05, gc_unfreeze_interval_s=0.5, env={}):
+        node = Node()
+        alive = weakref.ref(node)
+        await asyncio.sleep(0.15)  # frozen while alive
+        del node
+        await asyncio.sleep(0.1)
+        assert alive() is not None  # frozen: the collector does not see it
+        await asyncio.sleep(0.6)  # an unfreeze (with its full pass) came by
+        assert alive() is None

@@ -88,3 +88,32 @@ async def test_stray_cancellation_in_an_event_over_a_socket(wait_first: bool) ->
             reply = json.loads(await ws.recv())
         assert reply == {"type": "ECHO_OK", "meta": {"correlationId": "e"}, "payload": {"text": "ok"}}
     assert len(errors) == 1
+
+
+Unsendable = rpc("UNSENDABLE", Mode, "UNSENDABLE_OK", Text)
+
+
+async def test_error_with_details_that_are_not_json_is_internal_and_keeps_what_was_sent() -> None:
+    """A handler sends a frame, then raises WsKitError with non-JSON details: the frame and an
+    INTERNAL answer arrive, and the connection goes on."""
+    from wskit import ErrorCode, WsKitError
+
+    errors: list[BaseException] = []
+    router = build(errors)
+    note = message("NOTE", Text)
+
+    @router.rpc(Unsendable)
+    async def unsendable(ctx: Context[Mode]) -> None:
+        await ctx.send(note, {"text": "before"})
+        raise WsKitError(ErrorCode.NOT_FOUND, "gone", details={"what": object()})
+
+    async with Server(router, port=0, env={}) as server, connect(server.url) as ws:
+        request = {"type": "UNSENDABLE", "meta": {"correlationId": "u"}, "payload": {"wait_first": False}}
+        await ws.send(json.dumps(request))
+        async with asyncio.timeout(3):
+            first, second = json.loads(await ws.recv()), json.loads(await ws.recv())
+        assert first == {"type": "NOTE", "meta": {}, "payload": {"text": "before"}}
+        assert second["type"] == "RPC_ERROR" and second["payload"]["code"] == "INTERNAL"
+        await ws.send(json.dumps({"type": "ECHO", "meta": {"correlationId": "e"}, "payload": {"text": "ok"}}))
+        async with asyncio.timeout(3):
+            assert json.loads(await ws.recv())["payload"] == {"text": "ok"}

@@ -160,3 +160,25 @@ async def test_lone_requests_are_each_answered_by_their_own_write() -> None:
             assert json.loads(frame)["payload"] == {"n": i}
         assert len(counting.writes) == 5
         writer.close()
+
+
+async def test_answers_to_frames_that_came_with_the_close_go_before_it() -> None:
+    """PING and a close frame in one segment: the PONG arrives, then the close."""
+    router = build()
+    async with Server(router, port=0, env={}) as server:
+        reader, writer = await _open(server.port)
+        await _counted(router, set())
+        close = b"\x88\x82\x00\x00\x00\x00\x03\xe8"  # masked close 1000
+        writer.write(_frame({"type": "PING", "payload": {"n": 7}}) + close)
+        buffer = b""
+        async with asyncio.timeout(WAIT):
+            while b"\x88" not in buffer[-4:]:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    break
+                buffer += chunk
+        assert buffer[0] == 0x81, buffer[:40]  # the PONG first ...
+        size = buffer[1]
+        assert json.loads(buffer[2 : 2 + size])["payload"] == {"n": 7}
+        assert buffer[2 + size] == 0x88  # ... then the close
+        writer.close()

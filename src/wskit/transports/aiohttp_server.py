@@ -303,7 +303,11 @@ class Session:
                 kind = msg.type
                 if kind is _TEXT or kind is WSMsgType.BINARY:
                     sock.reading = True
-                    pending = receive(conn, msg.data)
+                    try:
+                        pending = receive(conn, msg.data)
+                    except BaseException:
+                        sock.settle(True)  # what was sent before the failure still goes out
+                        raise
                     if pending is not None:
                         # the handler has to wait: what it sent so far leaves now, and what
                         # it sends while it waits goes by the end-of-tick flush
@@ -320,6 +324,7 @@ class Session:
                     # answered 1000, since 1005 may not be sent
                     code, reason = int(msg.data) or CloseCode.NO_STATUS, msg.extra or ""
                     echo = CloseCode.NORMAL if code in UNSENDABLE_CLOSE_CODES else code
+                    sock.flush()  # answers to frames that came with the close go before it
                     await ws.close(code=echo, message=clip_close_reason(reason))
                     break
                 elif kind is WSMsgType.ERROR:
@@ -346,6 +351,9 @@ class Session:
                 # a close we started (ctx.close, watchdog, slow consumer) keeps its own code
                 code = conn.close_code if conn.close_code is not None else ws.close_code
             await t.dispatcher.disconnect(conn, code, reason or conn.close_reason)
+            sock = conn.socket
+            if isinstance(sock, AiohttpSocket):
+                sock.flush()  # frames still waiting for the end of the tick go before the close
             if not ws.closed:
                 await ws.close(code=code if code and code != CloseCode.ABNORMAL else CloseCode.GOING_AWAY)
         finally:
