@@ -96,6 +96,7 @@ class Server:
         self._rate_guards: list[Middleware] = []
         #: this server holds a share of the process's GC freezing timer (see wskit.gcpolicy)
         self._gc_frozen = False
+        self._stopping: asyncio.Future[None] | None = None
         self.transport: Transport | None = None
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
@@ -216,9 +217,17 @@ class Server:
         """Close every connection with ``code`` (default ``SHUTDOWN_CLOSE_CODE``) now and stop listening."""
         if self.transport is None:
             return
+        if self._stopping is None:
+            # one stop at a time: a second signal during a graceful shutdown, or two callers,
+            # wait for the same one instead of tearing the runner down twice
+            self._stopping = asyncio.ensure_future(self._stop_once(code, reason))
+        await asyncio.shield(self._stopping)
+
+    async def _stop_once(self, code: int | None, reason: str) -> None:
         try:
             await self._stop(code, reason)
         finally:
+            self._stopping = None
             if self._gc_frozen:  # even when closing failed or was cancelled
                 self._gc_frozen = False
                 GcFreezer.release()

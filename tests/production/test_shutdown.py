@@ -212,3 +212,41 @@ async def test_broker_is_flushed_and_closed_on_shutdown(redis_url: str) -> None:
     finally:
         reap(proc)
         await other.stop()
+
+
+async def test_two_signals_at_once_stop_once_and_exit_0() -> None:
+    """SIGTERM twice back to back (Ctrl-C pressed twice, or make and its child both signalled):
+    the forced stop and the graceful one share one teardown; exit 0 with no error logged."""
+    for connected in (False, True):
+        proc, port = _start(grace_ms=5000)
+        try:
+            async with ws_client(f"ws://127.0.0.1:{port}/") as ws:
+                if not connected:
+                    await ws.close()
+                    await asyncio.sleep(0.1)
+                os.kill(proc.pid, signal.SIGTERM)
+                os.kill(proc.pid, signal.SIGTERM)
+                try:
+                    async with asyncio.timeout(10):
+                        while connected:  # bounded by the timeout: frames until the close
+                            await ws.recv()
+                except ConnectionClosed:
+                    pass
+            assert await asyncio.to_thread(proc.wait, 10) == 0
+            assert proc.stdout is not None
+            output = proc.stdout.read().decode()
+            assert "Traceback" not in output and "ERROR" not in output, output
+        finally:
+            reap(proc)
+
+
+async def test_concurrent_stops_share_one_teardown() -> None:
+    """stop(), stop() and shutdown() at once (a second signal during a graceful shutdown): each
+    returns normally; before, the later ones tore the runner down again and raised."""
+    from wskit import Router, Server
+
+    server = Server(Router(), port=0, env={})
+    await server.start()
+    results = await asyncio.gather(server.stop(), server.stop(), server.shutdown(grace_ms=0), return_exceptions=True)
+    assert results == [None, None, None]
+    assert server.connection_count == 0
