@@ -19,7 +19,7 @@ from typing_extensions import TypeVar
 
 from wskit.errors import UNSET, CloseCode, ErrorCode, UsageError, WsKitError, _Unset, error_payload
 from wskit.protocol import ERROR_TYPE, PROGRESS_TYPE, RPC_ERROR_TYPE, dumps, frame, type_prefix
-from wskit.pubsub.broker import HistoryPolicy, Publication, RecoveryError
+from wskit.pubsub.broker import HistoryPolicy, Publication, RecoveryError, lost_frame
 from wskit.schema.declarations import MessageSchema, RpcSchema
 from wskit.schema.validator import payload_json
 
@@ -360,8 +360,7 @@ class Context(Generic[P, D]):
                 if pub.offset != position[1] + 1:
                     # the broker's history and the live stream did not meet: say so, as the hub does
                     # (an ERROR of its own: this subscribe's RPC, if any, is not what failed)
-                    lost = RecoveryError(name, "Messages of this topic were lost; reload")
-                    conn.send_nowait(error_frame(lost.to_payload(), None))
+                    conn.send_nowait(lost_frame(name))
             if pub.exclude != conn.client_id:
                 conn.send_nowait(pub.frame())
             position = (pub.epoch or position[0], pub.offset or position[1])

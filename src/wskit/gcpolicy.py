@@ -24,12 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 import time
 
 __all__ = ["GcFreezer"]
-
-log = logging.getLogger("wskit.gc")
 
 
 class GcFreezer:
@@ -76,8 +73,8 @@ class GcFreezer:
         now = time.monotonic()
         try:
             if cls._unfreeze_s > 0 and now - cls._last_unfreeze >= cls._unfreeze_s:
-                # let the collector see everything again once in a while (application cycles)
-                # a full pass now: the next tick would freeze again before CPython ran one
+                # give everything back to the collector, with a full pass now (the next tick
+                # would freeze again before CPython ran one): application cycles are freed
                 cls._last_unfreeze = now
                 gc.unfreeze()
                 gc.collect()

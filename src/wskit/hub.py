@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from wskit.connection import Connection, OverflowPolicy
-from wskit.protocol import ERROR_TYPE, PRESENCE_TYPE, dumps, frame, type_prefix
-from wskit.pubsub.broker import Broker, HistoryPolicy, Member, Publication, RecoveryError
+from wskit.protocol import PRESENCE_TYPE, dumps, type_prefix
+from wskit.pubsub.broker import Broker, HistoryPolicy, Member, Publication, lost_frame
 from wskit.pubsub.memory import MemoryBroker
 
 __all__ = ["Hub"]
@@ -197,7 +197,7 @@ class Hub:
             if offset != position[1] + 1:
                 # the wire carries the error; one line per connection would flood a big topic's log
                 log.debug("client %s missed offsets %d-%d of %s", conn.client_id, position[1] + 1, offset - 1, topic)
-                conn.send_nowait(_lost_frame(topic))
+                conn.send_nowait(lost_frame(topic))
         conn.positions[topic] = (epoch, offset)
         return True
 
@@ -214,7 +214,7 @@ class Hub:
         members = self.members.get(topic)
         if not members:
             return
-        data = _lost_frame(topic)
+        data = lost_frame(topic)
         for conn in members:
             position = conn.positions.get(topic)
             if position is None:
@@ -239,12 +239,6 @@ class Hub:
 
 
 _PRESENCE_PREFIX = type_prefix(PRESENCE_TYPE)
-_ERROR_PREFIX = type_prefix(ERROR_TYPE)
-
-
-def _lost_frame(topic: str) -> bytes:
-    error = RecoveryError(topic, "Messages of this topic were lost and its history no longer holds them; reload")
-    return frame(_ERROR_PREFIX, b"{}", dumps(error.to_payload()))
 
 
 def _presence_event(topic: str, event: str, member: Member) -> Publication:

@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from wskit.errors import ErrorCode, WsKitError
+from wskit.protocol import ERROR_TYPE, dumps, frame, type_prefix
 
 __all__ = [
     "Broker",
@@ -31,6 +32,7 @@ __all__ = [
     "Member",
     "Publication",
     "RecoveryError",
+    "lost_frame",
 ]
 
 
@@ -60,6 +62,16 @@ class RecoveryError(WsKitError):
 
     def __init__(self, topic: str, message: str = "History does not cover the requested offset") -> None:
         super().__init__(ErrorCode.FAILED_PRECONDITION, message, details={"reason": "recovery", "topic": topic})
+
+
+_ERROR_PREFIX = type_prefix(ERROR_TYPE)
+
+
+def lost_frame(topic: str) -> bytes:
+    """The ``ERROR`` frame telling a member that publications of ``topic`` were lost (a gap
+    the history no longer covers): the recovery error, unprompted, so the client reloads."""
+    error = RecoveryError(topic, "Messages of this topic were lost and its history no longer holds them; reload")
+    return frame(_ERROR_PREFIX, b"{}", dumps(error.to_payload()))
 
 
 class Publication:
