@@ -45,14 +45,17 @@ async def test_zero_leaves_the_collector_alone() -> None:
 
 
 async def test_unfreeze_interval_gives_objects_back_periodically() -> None:
-    """With a short unfreeze interval the frozen set is handed back to the collector on schedule."""
+    """With a short unfreeze interval the frozen set is handed back to the collector on schedule,
+    and frozen again in between. (Polled, bounded: each unfreeze runs a full collection, whose
+    length depends on how many objects the test process holds.)"""
     gc.unfreeze()
     before = GcFreezer.statistics()
     async with Server(Router(), port=0, gc_freeze_interval_s=0.05, gc_unfreeze_interval_s=0.2, env={}):
-        await asyncio.sleep(1.0)
+        async with asyncio.timeout(15):
+            while GcFreezer.statistics()["unfreezes"] - before["unfreezes"] < 2:  # noqa: ASYNC110 - a timer's count
+                await asyncio.sleep(0.05)
         after = GcFreezer.statistics()
-    assert after["unfreezes"] - before["unfreezes"] >= 2  # every ~0.25 s: about four in the second
-    assert after["freezes"] - before["freezes"] >= 5  # and frozen again between them
+    assert after["freezes"] - before["freezes"] >= 2  # frozen again between the unfreezes
 
 
 def test_a_loop_that_ended_without_stopping_its_server_does_not_block_the_next() -> None:
@@ -87,5 +90,6 @@ async def test_unfreeze_frees_a_cycle_dropped_after_it_was_frozen() -> None:
         del node
         await asyncio.sleep(0.1)
         assert alive() is not None  # frozen: the collector does not see it
-        await asyncio.sleep(0.6)  # an unfreeze (with its full pass) came by
-        assert alive() is None
+        async with asyncio.timeout(10):  # the next unfreeze (with its full pass) frees it
+            while alive() is not None:  # noqa: ASYNC110 - waiting on the collector, not an event
+                await asyncio.sleep(0.05)
