@@ -7,13 +7,13 @@ depends on the machine, so no figure is asserted.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tests.support.ci import in_ci, require_module
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "run.py"
 PEERS = ["wskit_msgspec", "wskit_pydantic", "raw_aiohttp"]
@@ -23,10 +23,10 @@ SCENARIOS = ["idle_5000", "echo_c1", "echo_c50", "pipelined", "fanout_1000", "fa
 @pytest.mark.timeout(90)
 def test_smoke_run_writes_numbers_for_every_scenario(tmp_path: Path) -> None:
     """--smoke exits 0 and writes results.md, results.json and chart.png with a figure per scenario and peer."""
-    pytest.importorskip("picows", reason="the load generator needs picows (test extra)")
+    require_module("picows", reason="the load generator needs it (test extra)")
     scenarios = list(SCENARIOS)
     if shutil.which("redis-server") is None:
-        if os.environ.get("CI") == "true":
+        if in_ci():
             pytest.fail("the redis scenario needs redis-server on PATH (make test installs it)")
         scenarios.remove("redis")
     proc = subprocess.run(

@@ -12,6 +12,7 @@ from typing import Any
 import jwt
 import pytest
 from tests.guards.conftest import OTHER_SECRET, SECRET, make_token
+from tests.support.ci import unavailable
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
@@ -158,7 +159,7 @@ def test_misconfiguration_fails_at_construction(key: str, options: dict[str, Any
 def test_hmac_and_public_key_algorithms_do_not_mix() -> None:
     """HS256 with RS256 in one verifier is refused (algorithm confusion)."""
     if "RS256" not in jwt.algorithms.get_default_algorithms():
-        pytest.skip("cryptography is not installed")
+        unavailable("cryptography is not installed: PyJWT needs it for RS256 (test extra: PyJWT[crypto])")
     with pytest.raises(UsageError, match="mix"):
         JwtVerifier(SECRET, algorithms=("HS256", "RS256"))
 

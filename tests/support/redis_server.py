@@ -5,7 +5,8 @@ be subjected to. Without ``redis-server`` on PATH, tests that only need *a* Redi
 to ``REDIS_URL`` (never flushed: each test works in its own namespace), and tests that need
 their own server cannot run. Either way a Redis test that cannot run is skipped, except
 under ``CI=true`` (any case) where it fails: a green CI run must have exercised Redis, and
-``make test`` installs ``redis-server``. Every Redis fixture decides through :func:`no_redis`.
+``make test`` installs ``redis-server`` (the rule of :mod:`tests.support.ci`). Every Redis
+fixture decides through :func:`no_redis`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
-import pytest
+from tests.support.ci import in_ci, unavailable
 
 __all__ = ["REDIS_SERVER", "RedisServer", "free_port", "in_ci", "no_redis", "redis_or_skip", "redis_url_for_tests"]
 
@@ -33,16 +34,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def in_ci() -> bool:
-    """Whether this is a CI run (``CI=true``, ``CI=True``, ``CI=TRUE``...)."""
-    return os.environ.get("CI", "").strip().lower() == "true"
-
-
 def no_redis(reason: str) -> NoReturn:
-    """Skip the test for want of Redis; under CI, fail it instead."""
-    if in_ci():
-        pytest.fail(f"{reason} (CI=true: Redis is required; make test installs redis-server)")
-    pytest.skip(reason)
+    """Skip the test for want of Redis; under CI, fail it instead (:func:`tests.support.ci.unavailable`)."""
+    unavailable(f"{reason}; Redis is required under CI")
 
 
 class RedisServer:
