@@ -1,0 +1,184 @@
+"""The outbound queue at its bounds: which bound applies, and exactly which frames survive.
+
+Each test stalls a fake socket on its first frame so that the frames after it go to the
+connection's backlog, fills the backlog, then lets the socket drain and reads what reached
+it, in order. Asserting the surviving frames (not only that "something was dropped") is
+what tells ``drop-new`` from ``drop-oldest``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from wskit.connection import STATS, Connection, OverflowPolicy, QueueLimits
+from wskit.errors import CloseCode
+
+
+class StallingSocket:
+    """Takes every frame; the first one (and any after :meth:`stall`) makes the sender wait
+    until :meth:`release`, as a transport with a full write buffer does."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.closed: tuple[int, str] | None = None
+        self._stall_next = True
+        self._pending: asyncio.Future[None] | None = None
+
+    def send_frame(self, data: bytes) -> asyncio.Future[None] | None:
+        if self.closed is not None:
+            raise ConnectionError("closed")
+        self.frames.append(data)
+        if self._stall_next:
+            self._stall_next = False
+            self._pending = asyncio.get_running_loop().create_future()
+            return self._pending
+        return None
+
+    def stall(self) -> None:
+        self._stall_next = True
+
+    def release(self) -> None:
+        if self._pending is not None and not self._pending.done():
+            self._pending.set_result(None)
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+        self.release()
+
+
+async def _stalled(limits: QueueLimits) -> tuple[Connection, StallingSocket]:
+    """A connection whose socket took frame ``A`` and now pushes back."""
+    socket = StallingSocket()
+    conn = Connection("c1", socket, limits=limits)
+    assert conn.send_nowait(b"A")
+    return conn, socket
+
+
+async def _drained(conn: Connection, socket: StallingSocket) -> list[bytes]:
+    socket.release()
+    await conn.flush(timeout=5.0)
+    assert conn.backlog == 0
+    return socket.frames
+
+
+# -- the byte bound ----------------------------------------------------------------------------
+
+
+async def test_byte_bound_refuses_a_frame_before_the_message_bound() -> None:
+    """max_bytes=10, max_messages=100: two 5-byte frames fill the backlog exactly; a third is
+    refused (drop-new) although only 2 of 100 messages are queued."""
+    conn, socket = await _stalled(QueueLimits(max_messages=100, max_bytes=10, policy="drop-new"))
+    assert conn.send_nowait(b"11111")
+    assert conn.send_nowait(b"22222")
+    assert not conn.send_nowait(b"33333")
+    assert conn.backlog == 2 and conn.dropped == 1
+    assert await _drained(conn, socket) == [b"A", b"11111", b"22222"]
+
+
+async def test_byte_bound_is_inclusive() -> None:
+    """A backlog may hold exactly ``max_bytes``: 4 + 6 bytes with max_bytes=10 are both queued."""
+    conn, socket = await _stalled(QueueLimits(max_messages=100, max_bytes=10, policy="drop-new"))
+    assert conn.send_nowait(b"1111")
+    assert conn.send_nowait(b"222222")
+    assert conn.dropped == 0
+    assert await _drained(conn, socket) == [b"A", b"1111", b"222222"]
+
+
+async def test_byte_bound_closes_a_slow_consumer_with_the_close_policy() -> None:
+    """Policy close: the frame that would exceed max_bytes closes the connection with 1013."""
+    conn, socket = await _stalled(QueueLimits(max_messages=100, max_bytes=10))
+    assert conn.send_nowait(b"1234567890")
+    assert not conn.send_nowait(b"x")
+    assert conn.close_code == CloseCode.TRY_AGAIN_LATER
+    await asyncio.wait_for(conn.flush(), 5.0)
+    for _ in range(10):  # the close task runs on the next loop turns
+        if socket.closed is not None:
+            break
+        await asyncio.sleep(0)
+    assert socket.closed is not None and socket.closed[0] == CloseCode.TRY_AGAIN_LATER
+
+
+async def test_drop_oldest_by_bytes_drops_just_enough_of_the_oldest() -> None:
+    """max_bytes=10 holding 4+4 bytes; a 4-byte frame needs room for 2 more: only the oldest
+    frame goes, the newer one stays."""
+    conn, socket = await _stalled(QueueLimits(max_messages=100, max_bytes=10, policy="drop-oldest"))
+    for frame in (b"1111", b"2222", b"3333"):
+        assert conn.send_nowait(frame)
+    assert conn.dropped == 1
+    assert await _drained(conn, socket) == [b"A", b"2222", b"3333"]
+
+
+async def test_drained_frames_free_their_bytes() -> None:
+    """While the backlog drains into a socket that stalls again, what already left no longer
+    counts against max_bytes: a new frame that fits next to what is still queued is kept."""
+    conn, socket = await _stalled(QueueLimits(max_messages=100, max_bytes=10, policy="drop-new"))
+    assert conn.send_nowait(b"11111")
+    assert conn.send_nowait(b"22222")
+    socket.stall()  # the socket takes 11111, then pushes back again
+    socket.release()
+    for _ in range(50):
+        if socket.frames[-1] == b"11111":
+            break
+        await asyncio.sleep(0)
+    assert socket.frames[-1] == b"11111" and conn.backlog == 1
+    assert conn.send_nowait(b"33333")  # 22222 + 33333 = 10 bytes: fits
+    assert conn.dropped == 0
+    assert await _drained(conn, socket) == [b"A", b"11111", b"22222", b"33333"]
+
+
+# -- which frames survive ------------------------------------------------------------------------
+
+
+async def test_drop_new_keeps_the_queued_frames_and_refuses_the_new_one() -> None:
+    """max_messages=3, drop-new: B C D queued, E refused; the socket gets A B C D."""
+    conn, socket = await _stalled(QueueLimits(max_messages=3, policy=OverflowPolicy.DROP_NEW))
+    for frame in (b"B", b"C", b"D"):
+        assert conn.send_nowait(frame)
+    assert not conn.send_nowait(b"E")
+    assert conn.dropped == 1
+    assert await _drained(conn, socket) == [b"A", b"B", b"C", b"D"]
+
+
+async def test_drop_oldest_drops_the_oldest_queued_frame_and_keeps_the_new_one() -> None:
+    """max_messages=3, drop-oldest: B C D queued, E accepted in place of B; the socket gets A C D E."""
+    conn, socket = await _stalled(QueueLimits(max_messages=3, policy=OverflowPolicy.DROP_OLDEST))
+    for frame in (b"B", b"C", b"D"):
+        assert conn.send_nowait(frame)
+    assert conn.send_nowait(b"E")
+    assert conn.dropped == 1
+    assert await _drained(conn, socket) == [b"A", b"C", b"D", b"E"]
+
+
+async def test_a_frame_policy_overrides_the_connection_policy() -> None:
+    """A connection whose policy is close, given a frame with drop-new at the bound: that frame
+    is dropped, the connection stays open, and the queued frames are kept."""
+    conn, socket = await _stalled(QueueLimits(max_messages=2))
+    assert conn.send_nowait(b"B")
+    assert conn.send_nowait(b"C")
+    assert not conn.send_nowait(b"D", OverflowPolicy.DROP_NEW)
+    assert conn.close_code is None
+    assert await _drained(conn, socket) == [b"A", b"B", b"C"]
+
+
+async def test_drops_are_counted_per_connection_and_process_wide() -> None:
+    """Three frames dropped with drop-new: ``dropped`` and ``STATS["dropped"]`` both grow by three."""
+    before = STATS["dropped"]
+    conn, socket = await _stalled(QueueLimits(max_messages=1, policy="drop-new"))
+    assert conn.send_nowait(b"B")
+    for frame in (b"C", b"D", b"E"):
+        assert not conn.send_nowait(frame)
+    assert conn.dropped == 3
+    assert STATS["dropped"] - before == 3
+    assert await _drained(conn, socket) == [b"A", b"B"]
+
+
+@pytest.mark.parametrize("policy", ["drop-new", "drop-oldest"])
+async def test_the_message_bound_is_inclusive(policy: str) -> None:
+    """max_messages=2: two frames queue without any drop, whatever the drop policy."""
+    conn, socket = await _stalled(QueueLimits(max_messages=2, policy=policy))
+    assert conn.send_nowait(b"B")
+    assert conn.send_nowait(b"C")
+    assert conn.dropped == 0
+    assert await _drained(conn, socket) == [b"A", b"B", b"C"]
