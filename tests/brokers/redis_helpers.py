@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import redis.asyncio as aioredis
+from tests.support.waiting import PATIENCE_S, eventually
 
 from wskit.pubsub.broker import BrokerState, HistoryPolicy, Publication
 from wskit.pubsub.redis import RedisBroker
@@ -40,11 +39,8 @@ async def admin(url: str, *args: Any) -> Any:
         return await client.execute_command(*args)
 
 
-async def wait_state(broker: RedisBroker, state: BrokerState, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while broker.state is not state:
-        assert time.monotonic() < deadline, f"broker stayed {broker.state}, expected {state}"
-        await asyncio.sleep(0.01)
+async def wait_state(broker: RedisBroker, state: BrokerState, timeout: float = 2 * PATIENCE_S) -> None:
+    await eventually(lambda: broker.state is state, timeout=timeout, what=f"broker {state}")
 
 
 async def start_broker(url: str, namespace: str, **options: Any) -> tuple[RedisBroker, RecordingListener]:

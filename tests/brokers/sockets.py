@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
-__all__ = ["RecordingSocket", "until"]
+__all__ = ["RecordingSocket"]
 
 
 class RecordingSocket:
@@ -45,11 +43,3 @@ class RecordingSocket:
     def messages(self) -> list[dict[str, Any]]:
         """The frames, decoded."""
         return [json.loads(f) for f in self.frames]
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait (polling, bounded) until ``predicate()`` holds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tests.brokers.sockets import RecordingSocket, until
+from tests.brokers.sockets import RecordingSocket
+from tests.support.waiting import eventually
 
 from wskit.connection import Connection, OverflowPolicy, QueueLimits
 from wskit.hub import Hub
@@ -52,7 +53,7 @@ async def test_overflow_survives_the_redis_echo_to_local_subscribers(redis_url: 
             pub.overflow = OverflowPolicy.DROP_OLDEST
             await hub.publish(pub)
         # frame 0 went to the stalled socket, 1 and 2 to the backlog; 3 and 4 push out 1 and 2
-        await until(lambda: conn.dropped >= 2 or conn.close_code is not None)
+        await eventually(lambda: conn.dropped >= 2 or conn.close_code is not None)
         assert conn.close_code is None
         assert conn.dropped == 2
     finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
@@ -11,6 +10,8 @@ from typing import Any
 
 import pytest
 from tests.brokers.redis_helpers import HISTORY, Pair, admin, ns, pub, start_broker, wait_state
+from tests.conftest import TIME_SCALE
+from tests.support.waiting import consistently, eventually
 
 from wskit.errors import ErrorCode, WsKitError
 from wskit.pubsub.broker import BrokerState, Member, RecoveryError
@@ -36,7 +37,7 @@ async def test_redis_restart_goes_down_fails_fast_and_recovers(
         started = time.monotonic()
         with pytest.raises(WsKitError) as caught:
             await a.publish(pub("room", 1))
-        assert time.monotonic() - started < a.publish_timeout_s + 0.5
+        assert time.monotonic() - started < a.publish_timeout_s + 2 * TIME_SCALE  # bounded, not hung
         assert caught.value.code is ErrorCode.UNAVAILABLE
         assert ns(listener_a.on("room")) == [1]  # delivered locally before the error, which says so
         assert caught.value.details == {"delivered": "local"}
@@ -58,7 +59,7 @@ async def test_redis_restart_goes_down_fails_fast_and_recovers(
         await a.publish(pub("room", 2))
         await listener_b.wait_for("room", 1)
         await listener_a.wait_for("room", 2)
-        await asyncio.sleep(0.1)
+        await consistently(lambda: len(listener_a.on("room")) == 2 and len(listener_b.on("room")) == 1)
         assert ns(listener_b.on("room")) == [2]
         assert ns(listener_a.on("room")) == [1, 2]
         # the presence entry lost with Redis's memory was written again on reconnect
@@ -87,8 +88,8 @@ async def test_history_continues_after_restart_with_persistence(
         await wait_state(b, BrokerState.READY)
         for n in range(4, 6):
             await b.publish(pub("h:room", n), HISTORY)
-        got = await listener_a.wait_for("h:room", 5)
-        await asyncio.sleep(0.1)
+        await listener_a.wait_for("h:room", 5)
+        await consistently(lambda: len(listener_a.on("h:room")) == 5, what="no duplicate after the restart")
         got = listener_a.on("h:room")
         assert [p.offset for p in got] == [1, 2, 3, 4, 5]
         assert len({p.epoch for p in got}) == 1
@@ -168,7 +169,7 @@ async def test_publication_of_the_old_epoch_during_reconnect_is_dropped(
         for n in range(7, 9):
             await b.publish(pub("h:room", n), HISTORY)
         await listener.wait_for("h:room", 8)
-        await asyncio.sleep(0.2)
+        await consistently(lambda: len(listener.on("h:room")) == 8, what="nothing delivered twice")
         after = listener.on("h:room")[6:]
         assert ns(after) == [7, 8]
         assert old_epoch not in {p.epoch for p in after}
@@ -196,7 +197,7 @@ async def test_missed_history_is_delivered_after_the_link_comes_back(pair: Pair)
     for n in range(9, 11):
         await b.publish(pub("h:room", n), HISTORY)
     await listener_a.wait_for("h:room", 10)
-    await asyncio.sleep(0.2)
+    await consistently(lambda: len(listener_a.on("h:room")) == 10, what="nothing delivered twice")
     got = listener_a.on("h:room")
     assert [p.offset for p in got] == list(range(1, 11))
     assert ns(got) == list(range(1, 11))
@@ -215,7 +216,8 @@ async def test_publish_gives_up_when_redis_hangs(redis_server: Callable[..., Any
         with pytest.raises(WsKitError) as caught:
             await a.publish(pub("room", 1))
         assert caught.value.code is ErrorCode.UNAVAILABLE
-        assert time.monotonic() - started < 0.5 + 0.4
+        # bounded by publish_timeout_s, not hung: the margin is for a loaded machine, not a target
+        assert time.monotonic() - started < 0.5 + 2 * TIME_SCALE
     finally:
         os.kill(pid, signal.SIGCONT)
         await a.close()
@@ -238,11 +240,12 @@ async def test_one_subscriber_connection_and_channels_follow_local_members(
         assert sorted(channels) == sorted(f"{namespace}:t:{t}" for t in topics)
         for topic in topics[:15]:
             await a.unsubscribe(topic)
-        deadline = time.monotonic() + 5
-        while len(channels) != 5:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
-            channels = await admin(server.url, "PUBSUB", "CHANNELS", f"{namespace}:t:*")
+
+        async def five_left() -> list[str] | None:
+            found: list[str] = await admin(server.url, "PUBSUB", "CHANNELS", f"{namespace}:t:*")
+            return found if len(found) == 5 else None
+
+        channels = await eventually(five_left)
         assert sorted(channels) == sorted(f"{namespace}:t:{t}" for t in topics[15:])
         numsub = await admin(server.url, "PUBSUB", "NUMSUB", f"{namespace}:t:room:19", f"{namespace}:ctl")
         assert numsub == [f"{namespace}:t:room:19", 1, f"{namespace}:ctl", 1]

@@ -9,7 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.brokers.redis_helpers import pub
-from tests.brokers.sockets import RecordingSocket, until
+from tests.brokers.sockets import RecordingSocket
+from tests.conftest import TIME_SCALE
+from tests.support.waiting import eventually
 
 from wskit.connection import Connection
 from wskit.hub import Hub
@@ -27,7 +29,8 @@ async def test_a_timed_out_subscribe_does_not_silence_a_member_that_joined_meanw
     receives what is published afterwards (before the fix: the second became a member of a topic
     the broker had dropped, and received nothing)."""
     server = redis_server()
-    hub = Hub(RedisBroker(server.url, namespace=namespace, publish_timeout_s=1.0))
+    timeout = 1.0 * TIME_SCALE
+    hub = Hub(RedisBroker(server.url, namespace=namespace, publish_timeout_s=timeout))
     await hub.start()
     assert server.process is not None
     pid = server.process.pid
@@ -39,9 +42,9 @@ async def test_a_timed_out_subscribe_does_not_silence_a_member_that_joined_meanw
         os.kill(pid, signal.SIGSTOP)
         try:
             first = asyncio.ensure_future(hub.subscribe(conns[0], "room"))
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(timeout / 2)  # staggered: the second's deadline comes half a timeout later
             second = asyncio.ensure_future(hub.subscribe(conns[1], "room"))
-            await asyncio.sleep(0.75)  # the first one's deadline (1 s) has passed, not the second's
+            await eventually(first.done, timeout=10 * timeout)  # its deadline passed (not, likely, the second's)
         finally:
             os.kill(pid, signal.SIGCONT)
         results = await asyncio.gather(first, second, return_exceptions=True)
@@ -53,7 +56,7 @@ async def test_a_timed_out_subscribe_does_not_silence_a_member_that_joined_meanw
         assert await hub.subscribe(third, "room")
         await hub.publish(pub("room", 1))
         members = [*joined, third]
-        await until(lambda: all(len(c.socket.frames) == 1 for c in members))  # type: ignore[attr-defined]
+        await eventually(lambda: all(len(c.socket.frames) == 1 for c in members))  # type: ignore[attr-defined]
     finally:
         await hub.close()
 
@@ -71,8 +74,9 @@ async def test_concurrent_subscribes_share_one_outcome(redis_server: Callable[..
         os.kill(pid, signal.SIGSTOP)
         try:
             first = asyncio.ensure_future(broker.subscribe("room"))
-            await asyncio.sleep(0.25)
-            second = asyncio.ensure_future(broker.subscribe("room"))
+            await asyncio.sleep(0)  # the first is sent to (hung) Redis
+            assert not first.done()
+            second = asyncio.ensure_future(broker.subscribe("room"))  # while the first is in flight
             results = await asyncio.gather(first, second, return_exceptions=True)
         finally:
             os.kill(pid, signal.SIGCONT)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from tests.production.conftest import build_router, http_status, request, ws_client
+from tests.support.waiting import QUIET_S, eventually
 
 from wskit import Server
 
@@ -32,7 +33,7 @@ async def test_global_connection_cap_answers_503(make_server: Any) -> None:
     server: Server = await make_server(max_connections=2)
     async with ws_client(server.url), ws_client(server.url):
         assert (await http_status(server.port))[0] == 503
-    await asyncio.sleep(0.1)
+    await eventually(lambda: server.connection_count == 0, what="the server saw both clients go")
     async with ws_client(server.url) as ws:
         assert (await request(ws, "ECHO", {"text": "again"}))["type"] == "ECHO_OK"
 
@@ -44,8 +45,7 @@ async def test_per_ip_cap_answers_429_and_is_released(make_server: Any) -> None:
         statuses = await asyncio.gather(*[http_status(server.port) for _ in range(20)])
         assert {status for status, _ in statuses} == {429}
         assert server.admission.per_ip == {"127.0.0.1": 3}
-    await asyncio.sleep(0.1)
-    assert server.admission.per_ip == {}
+    await eventually(lambda: server.admission.per_ip == {}, what="the three slots released")
     async with ws_client(server.url) as ws:
         assert (await request(ws, "ECHO", {"text": "ok"}))["type"] == "ECHO_OK"
 
@@ -163,7 +163,7 @@ async def test_a_complete_handshake_is_not_cut_by_the_guard(make_server: Any) ->
     """The handshake timer stops once the request arrived: the connection lives on."""
     server: Server = await make_server(handshake_timeout_ms=200)
     async with ws_client(server.url) as ws:
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(0.2 + QUIET_S)  # past the handshake timeout: the guard would have cut by now
         assert (await request(ws, "ECHO", {"text": "still here"}))["payload"] == {"text": "still here"}
 
 

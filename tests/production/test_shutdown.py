@@ -15,6 +15,8 @@ from pathlib import Path
 
 from tests.production.conftest import build_router, reap, start_server_process, ws_client
 from tests.support.redis_server import free_port
+from tests.support.waiting import PATIENCE_S
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 APP = textwrap.dedent(
@@ -28,7 +30,8 @@ APP = textwrap.dedent(
 )
 
 
-#: the app of APP plus LATE_SAY: waits ``ms``, then publishes to "all" (an in-flight publish)
+#: the app of APP plus LATE_SAY: says "started" to its sender, waits ``ms``, then publishes to
+#: "all" (an in-flight publish)
 REDIS_APP = textwrap.dedent(
     """
     import asyncio, sys
@@ -39,12 +42,22 @@ REDIS_APP = textwrap.dedent(
 
     @router.on(message("LATE_SAY", Slow))
     async def late_say(ctx: Context[Slow]) -> None:
+        await ctx.send(Heard, {{"text": "started"}})  # the test signals only once the handler runs
         await asyncio.sleep(ctx.payload.ms / 1000)
         await ctx.publish("all", Heard, {{"text": "published during the grace period"}})
 
     serve(router, host="127.0.0.1", port={port}, shutdown_grace_ms={grace})
     """
 )
+
+
+async def _served(ws: ClientConnection) -> None:
+    """Round-trip an ECHO on ``ws``: the server has read every frame sent before it (an RPC sent
+    earlier is in flight), and the connection is open on its side too."""
+    await ws.send(json.dumps({"type": "ECHO", "meta": {"correlationId": "probe"}, "payload": {"text": "probe"}}))
+    async with asyncio.timeout(PATIENCE_S):
+        answer = json.loads(await ws.recv())
+    assert answer["meta"]["correlationId"] == "probe", answer
 
 
 def _start(grace_ms: int, env: dict[str, str] | None = None, app: str = APP) -> tuple[subprocess.Popen[bytes], int]:
@@ -60,10 +73,10 @@ async def test_sigterm_drains_in_flight_rpcs_then_closes_1001_and_exits_0() -> N
     try:
         async with ws_client(f"ws://127.0.0.1:{port}/") as ws:
             await ws.send(json.dumps({"type": "SLEEP", "meta": {"correlationId": "slow"}, "payload": {"ms": 600}}))
-            await asyncio.sleep(0.1)
+            await _served(ws)
             os.kill(proc.pid, signal.SIGTERM)
             seen: list[dict[str, object]] = []
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(PATIENCE_S):
                 notice = json.loads(await ws.recv())
                 assert notice["type"] == "SERVER_SHUTDOWN"
                 assert notice["payload"]["retryAfterMs"] == 2500
@@ -88,11 +101,12 @@ async def test_grace_period_is_bounded() -> None:
     try:
         async with ws_client(f"ws://127.0.0.1:{port}/") as ws:
             await ws.send(json.dumps({"type": "SLEEP", "meta": {"correlationId": "s"}, "payload": {"ms": 20000}}))
-            await asyncio.sleep(0.1)
+            await _served(ws)
             started = time.monotonic()
             os.kill(proc.pid, signal.SIGTERM)
-            assert await asyncio.to_thread(proc.wait, 10) == 0
-            assert time.monotonic() - started < 5
+            assert await asyncio.to_thread(proc.wait, 15) == 0
+            # the handler would hold it 20 s: this bound tells "grace is bounded" from "waited it out"
+            assert time.monotonic() - started < 10
     finally:
         reap(proc)
 
@@ -103,9 +117,11 @@ async def test_new_connections_are_refused_while_draining(make_server: object) -
     try:
         async with ws_client(f"ws://127.0.0.1:{port}/") as ws:
             await ws.send(json.dumps({"type": "SLEEP", "meta": {"correlationId": "s"}, "payload": {"ms": 1000}}))
-            await asyncio.sleep(0.1)
+            await _served(ws)
             os.kill(proc.pid, signal.SIGTERM)
-            await asyncio.sleep(0.3)
+            async with asyncio.timeout(PATIENCE_S):
+                # sent once the listener is closed, while the SLEEP keeps the process draining
+                assert json.loads(await ws.recv())["type"] == "SERVER_SHUTDOWN"
             refused = False
             try:
                 async with ws_client(f"ws://127.0.0.1:{port}/"):
@@ -120,9 +136,9 @@ async def test_new_connections_are_refused_while_draining(make_server: object) -
 
 async def _close_code_after(proc: subprocess.Popen[bytes], port: int, sig: signal.Signals) -> int | None:
     async with ws_client(f"ws://127.0.0.1:{port}/") as ws:
-        await asyncio.sleep(0.1)
+        await _served(ws)
         os.kill(proc.pid, sig)
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(PATIENCE_S):
             try:
                 while True:
                     await ws.recv()
@@ -200,9 +216,10 @@ async def test_broker_is_flushed_and_closed_on_shutdown(redis_url: str) -> None:
                 assert json.loads(await listener.recv())["payload"]["text"] == "join"
             theirs = await _wait_for_keys(redis_url, lambda keys: bool(keys - before)) - before
             await ws.send(json.dumps({"type": "LATE_SAY", "payload": {"ms": 700}}))
-            await asyncio.sleep(0.1)
+            async with asyncio.timeout(PATIENCE_S):
+                assert json.loads(await ws.recv())["payload"]["text"] == "started"
             os.kill(proc.pid, signal.SIGTERM)
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(PATIENCE_S):
                 heard = json.loads(await listener.recv())
             assert heard["payload"]["text"] == "published during the grace period"
             assert await asyncio.to_thread(proc.wait, 10) == 0
