@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 from wskit.connection import Connection
 from wskit.context import Context, error_frame
 from wskit.errors import CloseCode, ErrorCode, UsageError, WsKitError
-from wskit.inflight import RpcCall, set_deadline
+from wskit.inflight import RpcCall, inflight_bytes, set_deadline
 from wskit.protocol import CANCEL_TYPE, HEARTBEAT_TYPE, heartbeat_ack, now_ms
 from wskit.schema.validator import DecodeFailure, OutboundValidationError
 from wskit.stepping import resume
@@ -94,6 +94,7 @@ class Dispatcher:
         unknown or invalid), so junk costs a client the same budget as messages do."""
         self.router = router
         self.max_inflight_rpcs = router.max_inflight_rpcs
+        self.max_inflight_bytes = router.max_inflight_bytes
         #: set during a graceful shutdown: new messages are answered UNAVAILABLE
         self.draining = False
         self.retry_after_ms = 1000
@@ -146,7 +147,7 @@ class Dispatcher:
             return None
         if compiled.rpc is None:
             return self._run_event(compiled, ctx)
-        return self._start_rpc(compiled, ctx)
+        return self._start_rpc(compiled, ctx, len(data))
 
     async def _refuse(self, conn: Connection, answer: bytes, correlation_id: str | None) -> None:
         """Send ``answer`` to a refused frame through the frame guards (which may answer
@@ -221,7 +222,26 @@ class Dispatcher:
         """Whether any handler or RPC is still running (graceful shutdown waits for this)."""
         return self.running > 0 or any(conn.rpcs for conn in self.router.hub.connections.values())
 
-    def _start_rpc(self, compiled: _Compiled, ctx: Context[Any, Any]) -> Awaitable[bool | None] | None:
+    def abort_rpcs(self, error: WsKitError) -> int:
+        """Answer every RPC still in flight with ``error`` and cancel its handler; how many.
+
+        For a shutdown whose grace period is over: each request still gets its one terminal
+        answer (PROTOCOL.md) before its connection closes, instead of none.
+        """
+        aborted = 0
+        for conn in list(self.router.hub.connections.values()):
+            for call in list(conn.rpcs.values()):
+                if not (call.ctx.answered or call.finished or call.task.done()):
+                    call.abort(error)
+                    aborted += 1
+        return aborted
+
+    def _has_room(self, conn: Connection) -> bool:
+        """Whether another RPC may run on ``conn`` (both in-flight bounds have room)."""
+        rpcs = conn.rpcs
+        return len(rpcs) < self.max_inflight_rpcs and (not rpcs or inflight_bytes(rpcs) < self.max_inflight_bytes)
+
+    def _start_rpc(self, compiled: _Compiled, ctx: Context[Any, Any], size: int) -> Awaitable[bool | None] | None:
         conn = ctx.connection
         correlation_id = ctx.correlation_id
         if correlation_id is not None and correlation_id in conn.rpcs:
@@ -237,20 +257,20 @@ class Dispatcher:
                 yielded = coro.send(None)
             except StopIteration:
                 return None
-            return self._hand_off(coro, yielded, ctx)
-        if len(conn.rpcs) >= self.max_inflight_rpcs:
-            return self._start_when_free(compiled, ctx)
-        RpcCall.start(self._run_rpc(compiled, ctx), ctx)
+            return self._hand_off(coro, yielded, ctx, size)
+        if not self._has_room(conn):
+            return self._start_when_free(compiled, ctx, size)
+        RpcCall.start(self._run_rpc(compiled, ctx), ctx, size)
         return None
 
-    async def _start_when_free(self, compiled: _Compiled, ctx: Context[Any, Any]) -> None:
+    async def _start_when_free(self, compiled: _Compiled, ctx: Context[Any, Any], size: int) -> None:
         conn = ctx.connection
-        while len(conn.rpcs) >= self.max_inflight_rpcs and not conn.closed:
+        while not self._has_room(conn) and not conn.closed:
             await asyncio.wait([call.task for call in conn.rpcs.values()], return_when=asyncio.FIRST_COMPLETED)
         if not conn.closed:
-            RpcCall.start(self._run_rpc(compiled, ctx), ctx)
+            RpcCall.start(self._run_rpc(compiled, ctx), ctx, size)
 
-    async def _hand_off(self, coro: Coroutine[Any, Any, None], yielded: Any, ctx: Context[Any, Any]) -> bool:
+    async def _hand_off(self, coro: Coroutine[Any, Any, None], yielded: Any, ctx: Context[Any, Any], size: int) -> bool:
         """Finish an RPC whose handler had to wait in this (the reading) task, and hand reading on.
 
         The handler keeps the task it started in (so ``asyncio.timeout`` and cancellation
@@ -260,16 +280,16 @@ class Dispatcher:
         conn = ctx.connection
         task = asyncio.current_task()
         assert task is not None and conn.spawn_reader is not None
-        call = RpcCall.adopt(ctx, task)
-        if len(conn.rpcs) < self.max_inflight_rpcs:
+        call = RpcCall.adopt(ctx, task, size)
+        if self._has_room(conn):
             conn.spawn_reader()
         else:
-            conn.reader_waiting = True  # at the bound: reading resumes when an RPC finishes
+            conn.reader_waiting = True  # at a bound: reading resumes when an RPC finishes
         try:
             await resume(coro, yielded)
         finally:
             call.finish()
-            if conn.reader_waiting and not conn.closed and len(conn.rpcs) < self.max_inflight_rpcs:
+            if conn.reader_waiting and not conn.closed and self._has_room(conn):
                 conn.reader_waiting = False
                 conn.spawn_reader()
         return True

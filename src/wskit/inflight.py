@@ -18,7 +18,7 @@ from wskit.errors import ErrorCode, WsKitError
 if TYPE_CHECKING:
     from wskit.context import Context
 
-__all__ = ["MAX_TIMEOUT_MS", "RpcCall", "set_deadline"]
+__all__ = ["MAX_TIMEOUT_MS", "RpcCall", "inflight_bytes", "set_deadline"]
 
 #: Deadlines further away than this are clamped (a day): timers are bounded like the rest.
 MAX_TIMEOUT_MS = 86_400_000
@@ -46,6 +46,11 @@ def set_deadline(ctx: Context[Any, Any]) -> None:
         ctx.deadline = loop.time() + min(max(float(timeout), 0.0), MAX_TIMEOUT_MS) / 1000.0
 
 
+def inflight_bytes(rpcs: dict[object, Any]) -> int:
+    """Frame bytes held by a connection's RPCs in flight (summed when one starts waiting)."""
+    return sum(call.size for call in rpcs.values())
+
+
 class RpcCall:
     """One RPC in flight: its context, task and deadline timer.
 
@@ -54,21 +59,23 @@ class RpcCall:
     outlives the call, so "finished" is tracked here rather than read from the task.
     """
 
-    __slots__ = ("cancel_requested", "ctx", "finished", "key", "task", "timer")
+    __slots__ = ("cancel_requested", "ctx", "finished", "key", "size", "task", "timer")
 
-    def __init__(self, ctx: Context[Any, Any], task: asyncio.Task[Any], key: object) -> None:
+    def __init__(self, ctx: Context[Any, Any], task: asyncio.Task[Any], key: object, size: int = 0) -> None:
         self.ctx = ctx
         self.task = task
         self.key = key
+        #: bytes of the request frame: what this call holds while it runs (see inflight_bytes)
+        self.size = size
         self.timer: asyncio.TimerHandle | None = None
         self.finished = False
         self.cancel_requested = False
 
     @classmethod
-    def adopt(cls, ctx: Context[Any, Any], task: asyncio.Task[Any]) -> RpcCall:
+    def adopt(cls, ctx: Context[Any, Any], task: asyncio.Task[Any], size: int = 0) -> RpcCall:
         """Track an RPC that continues in ``task`` (the current one); call :meth:`finish` after."""
         key: object = ctx.correlation_id if ctx.correlation_id is not None else object()
-        call = cls(ctx, task, key)
+        call = cls(ctx, task, key, size)
         ctx.connection.rpcs[key] = call
         if ctx.deadline is not None:
             loop = asyncio.get_running_loop()
@@ -82,12 +89,12 @@ class RpcCall:
             self.task.uncancel()  # the cancellation was for the RPC, not for the task
 
     @classmethod
-    def start(cls, coro: Coroutine[Any, Any, None], ctx: Context[Any, Any]) -> RpcCall:
+    def start(cls, coro: Coroutine[Any, Any, None], ctx: Context[Any, Any], size: int = 0) -> RpcCall:
         """Run ``coro`` (the handler pipeline) as a tracked task with ``ctx``'s deadline."""
         loop = asyncio.get_running_loop()
         task = _new_task(loop, coro)
         key: object = ctx.correlation_id if ctx.correlation_id is not None else object()
-        call = cls(ctx, task, key)
+        call = cls(ctx, task, key, size)
         if task.done():
             return call  # finished in its eager first step: nothing left to track
         ctx.connection.rpcs[key] = call

@@ -55,7 +55,7 @@ def is_reserved_type(name: str) -> bool:
 
 def valid_type_name(name: str) -> bool:
     """Whether ``name`` may be declared as an application message type."""
-    return bool(_TYPE_NAME.match(name)) and not is_reserved_type(name)
+    return bool(_TYPE_NAME.fullmatch(name)) and not is_reserved_type(name)
 
 
 def dumps(value: Any) -> bytes:

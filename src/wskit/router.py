@@ -113,6 +113,10 @@ class Router(Generic[D]):
     ``topic_policy``: names, normalisation, limits and authorisation of topics.
     ``max_inflight_rpcs`` (default 64): RPCs one connection may have running at once;
     at the limit the connection's reading pauses until one finishes.
+    ``max_inflight_bytes`` (default 4 MiB): the same bound on the frame bytes of those RPCs
+    (each holds its decoded request), so a connection's inbound memory is bounded by about
+    this plus one frame (``MAX_PAYLOAD_BYTES``), not 64 largest frames. An RPC may always
+    start when none is running.
     ``send_queue``: this application's default bound and policy for each connection's
     outbound queue, e.g. ``QueueLimits(256, policy=OverflowPolicy.DROP_OLDEST)`` for a live
     ticker (None: the server's defaults). The server's own settings win field by field when
@@ -128,13 +132,17 @@ class Router(Generic[D]):
         validate_outbound: bool = True,
         topic_policy: TopicPolicy | None = None,
         max_inflight_rpcs: int = 64,
+        max_inflight_bytes: int = 4 * 1024 * 1024,
         send_queue: QueueLimits | None = None,
     ) -> None:
         if max_inflight_rpcs < 1:
             raise UsageError("max_inflight_rpcs must be >= 1")
+        if max_inflight_bytes < 1:
+            raise UsageError("max_inflight_bytes must be >= 1")
         if send_queue is not None and not isinstance(send_queue, QueueLimits):
             raise UsageError(f"send_queue must be a QueueLimits, got {send_queue!r}")
         self.max_inflight_rpcs = max_inflight_rpcs
+        self.max_inflight_bytes = max_inflight_bytes
         self.send_queue = send_queue
         self._validator_choice = validator
         self.validate_outbound = validate_outbound

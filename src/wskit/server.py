@@ -26,6 +26,7 @@ from wskit.admission import Admission, Authenticate
 from wskit.config import ConfigError, Settings, explicit_settings, load_settings
 from wskit.connection import OverflowPolicy, QueueLimits
 from wskit.dispatch import Dispatcher
+from wskit.errors import ErrorCode, WsKitError
 from wskit.gcpolicy import GcFreezer
 from wskit.lifetime import Watchdog
 from wskit.logs import configure_logging
@@ -93,6 +94,14 @@ class Server:
             broker=lambda: router.hub.broker,
         )
         self.watchdog = Watchdog(idle_ms=s.idle_timeout_ms, auth_ms=s.auth_timeout_ms, token_leeway_s=s.jwt_leeway_s)
+        if authenticate is not None and s.jwt_secret:
+            # the application's authenticate decides who connects; wskit does not also
+            # verify tokens behind its back, and says so rather than ignore the secret quietly
+            log.warning(
+                "JWT_SECRET is set but authenticate= was given, which replaces wskit's JWT check: tokens "
+                "are verified only if your authenticate does it (wskit.guards.jwt_authenticate), and no AUTH "
+                "route is added; unset JWT_SECRET to silence this"
+            )
         self._rate_guards: list[Middleware] = []
         #: this server holds a share of the process's GC freezing timer (see wskit.gcpolicy)
         self._gc_frozen = False
@@ -239,6 +248,14 @@ class Server:
         self.admission.closed = True
         if self._listener is not None:
             self._listener.close()
+        # RPCs still running (the grace period is over, or there was none) get their one
+        # terminal answer before the close: retry elsewhere
+        unfinished = WsKitError(
+            ErrorCode.UNAVAILABLE, "Server shutting down", retry_after_ms=self.settings.shutdown_retry_after_ms
+        )
+        aborted = self.transport.dispatcher.abort_rpcs(unfinished)
+        if aborted:
+            log.info("shutdown: answered %d unfinished RPC(s) with UNAVAILABLE", aborted)
         conns = list(self.transport.connections.values())
         closes = [conn.close(code, reason) for conn in conns]
         for outcome in await asyncio.gather(*closes, return_exceptions=True):

@@ -32,7 +32,8 @@ Authorize = Callable[["Context[Any, Any]", str, TopicAction], "bool | Awaitable[
 class TopicPolicy:
     """Name pattern, normalisation, per-connection limit and authorisation for topics.
 
-    ``normalize`` runs before the pattern check (e.g. ``str.lower``). ``authorize`` decides
+    ``normalize`` runs before the pattern check (e.g. ``str.lower``); the pattern must match
+    the whole name (``fullmatch``, whatever anchors it has). ``authorize`` decides
     for a connection's own subscribe/publish; server-side ``router.publish`` is not asked.
     """
 
@@ -46,7 +47,9 @@ class TopicPolicy:
         if not isinstance(topic, str):
             raise WsKitError(ErrorCode.INVALID_ARGUMENT, "Topic must be a string")
         name = self.normalize(topic) if self.normalize is not None else topic
-        if not self.pattern.match(name):
+        # fullmatch: with match(), a pattern ending in ``$`` also accepts a trailing newline
+        # ("lobby\n" would be a topic of its own)
+        if not self.pattern.fullmatch(name):
             raise WsKitError(
                 ErrorCode.INVALID_ARGUMENT,
                 "Invalid topic name",

@@ -281,8 +281,18 @@ def _meta(v: Any) -> dict[str, Any]:
     if "timeoutMs" in v:
         _number(v["timeoutMs"])
     if "correlationId" in v:
-        _str(v["correlationId"])
+        _str(v["correlationId"], hi=MAX_CORRELATION_ID)
     return v
+
+
+#: the server's bounds on client input quoted back or kept (wskit.schema.validator)
+MAX_CORRELATION_ID = 128
+_MAX_QUOTED = 64
+
+
+def _quoted(text: str) -> str:
+    """A type name as an answer quotes it: clipped, with an ellipsis."""
+    return text if len(text) <= _MAX_QUOTED else text[: _MAX_QUOTED - 1] + "\u2026"
 
 
 #: type -> (payload check or None for "no payload", is_rpc)
@@ -383,12 +393,14 @@ def _classify(obj: dict[str, Any], kind: str, meta: Any, cid: str | None, out: E
         else:
             out.cancel_cid = cid  # nothing to answer when no RPC of that id is in flight
         return
+    if cid is not None and len(cid) > MAX_CORRELATION_ID:
+        cid = None  # too long to be echoed: answered with ERROR (and invalid meta, if routed)
     if kind.startswith(("__", "$")):
-        out.slots.append(frozenset([_error(cid, "INVALID_ARGUMENT", {"type": kind})]))
+        out.slots.append(frozenset([_error(cid, "INVALID_ARGUMENT", {"type": _quoted(kind)})]))
         return
     route = ROUTES.get(kind)
     if route is None:
-        out.slots.append(frozenset([_error(cid, "UNIMPLEMENTED", {"type": kind})]))
+        out.slots.append(frozenset([_error(cid, "UNIMPLEMENTED", {"type": _quoted(kind)})]))
         return
     check, is_rpc = route
     try:

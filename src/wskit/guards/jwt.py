@@ -55,6 +55,8 @@ DEFAULT_LEEWAY_S: Final = 30.0
 MAX_TOKEN_LENGTH: Final = 8192
 
 _SUBPROTOCOL_PREFIX = "bearer."
+#: claims holding a time, which RFC 7519 says are numbers
+_NUMERIC_DATES: Final = ("exp", "nbf", "iat")
 
 
 def _import_jwt() -> ModuleType:
@@ -151,7 +153,9 @@ class JwtVerifier:
                 audience=self.audience,
                 issuer=self.issuer,
                 leeway=self.leeway_s,
-                options={"require": list(self.require)},
+                # the user claim is checked below: an integer ``sub`` is accepted, which
+                # PyJWT >= 2.10 refuses on its own
+                options={"require": list(self.require), "verify_sub": False},
             )
         except errors.ExpiredSignatureError:
             raise _refusal("expired", "Token expired") from None
@@ -174,6 +178,12 @@ class JwtVerifier:
             raise _refusal("invalid", "Token could not be verified") from None
         except errors.InvalidTokenError as exc:
             raise _refusal("invalid", f"Invalid token: {exc}") from None
+        for claim in _NUMERIC_DATES:
+            value = claims.get(claim)
+            # RFC 7519 §2: a NumericDate is a JSON number. PyJWT reads "exp": "1796..." as an
+            # int, but wskit's own expiry watch would not, and the connection would outlive it
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise _refusal("malformed", f"Token claim {claim!r} must be a number (seconds since the epoch)")
         user = claims.get(self.user_claim)
         if not (isinstance(user, str) and user) and not (isinstance(user, int) and not isinstance(user, bool)):
             raise _refusal("missing_claim", f"Token claim {self.user_claim!r} must be a non-empty string or an integer")

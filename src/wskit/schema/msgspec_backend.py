@@ -14,11 +14,12 @@ import dataclasses
 import re
 from collections.abc import Callable, Collection, Sequence
 from functools import partial
-from typing import Any, Union
+from typing import Annotated, Any, Union
 
 from wskit.errors import UsageError
 from wskit.schema.declarations import MessageSchema
 from wskit.schema.validator import (
+    MAX_CORRELATION_ID_LENGTH,
     Inbound,
     Issue,
     OutboundValidationError,
@@ -96,10 +97,13 @@ _UNSET = msgspec.UNSET
 _to_builtins = msgspec.to_builtins
 
 
+_CorrelationId = Annotated[str, msgspec.Meta(max_length=MAX_CORRELATION_ID_LENGTH)]
+
+
 def _meta_struct(name: str, extra: dict[str, Any]) -> type[Any]:
     fields: list[Any] = [
         ("timestamp", Union[int, float, msgspec.UnsetType], _UNSET),
-        ("correlationId", Union[str, msgspec.UnsetType], _UNSET),
+        ("correlationId", Union[_CorrelationId, msgspec.UnsetType], _UNSET),
         ("timeoutMs", Union[int, float, msgspec.UnsetType], _UNSET),
     ]
     fields += [(key, Union[tp, msgspec.UnsetType], _UNSET) for key, tp in extra.items()]

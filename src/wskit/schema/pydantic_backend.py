@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import re
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from functools import partial
 from typing import Annotated, Any, AnyStr, Literal, NotRequired, Union, cast
 
-from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, StringConstraints, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, core_schema, to_json
 from typing_extensions import TypedDict
 
 from wskit.schema.declarations import MessageSchema
 from wskit.schema.validator import (
+    MAX_CORRELATION_ID_LENGTH,
+    MAX_ISSUES,
     Inbound,
     Issue,
     OutboundValidationError,
@@ -133,8 +136,11 @@ class _Number:
         )
 
 
+_CorrelationId = Annotated[str, StringConstraints(max_length=MAX_CORRELATION_ID_LENGTH)]
+
+
 def _meta_type(name: str, extra: dict[str, Any]) -> type:
-    fields: dict[str, Any] = {"timestamp": _Number, "correlationId": str, "timeoutMs": _Number}
+    fields: dict[str, Any] = {"timestamp": _Number, "correlationId": _CorrelationId, "timeoutMs": _Number}
     fields.update(extra)
     meta = TypedDict(f"{name}Meta", fields, total=False)  # type: ignore[misc]
     meta.__pydantic_config__ = _STRICT_META  # type: ignore[attr-defined]
@@ -155,10 +161,32 @@ def _make_envelope(type_name: str, payload: Any, meta: Any, *, required: bool) -
 
 
 def _issues(error: ValidationError, *, skip: int) -> list[Issue]:
-    out: list[Issue] = []
-    for item in error.errors(include_url=False, include_context=False, include_input=False):
-        out.append({"path": list(item["loc"][skip:]), "message": item["msg"]})
-    return out
+    """The first :data:`MAX_ISSUES` issues of ``error`` (the answer lists no more).
+
+    ``errors()`` builds Python objects for every issue: 90 ms for a 1 MB payload of 90k
+    unknown keys, a cost the client chooses. ``json()`` renders them all in Rust (~10x less)
+    and only the first few are parsed back.
+    """
+    if error.error_count() <= MAX_ISSUES:
+        items: Iterable[Any] = error.errors(include_url=False, include_context=False, include_input=False)
+    else:
+        items = _first_items(error.json(include_url=False, include_context=False, include_input=False), MAX_ISSUES)
+    return [{"path": list(item["loc"][skip:]), "message": item["msg"]} for item in items]
+
+
+_JSON = json.JSONDecoder()
+
+
+def _first_items(text: str, count: int) -> Iterator[Any]:
+    """The first ``count`` elements of the JSON array ``text``, without parsing the rest."""
+    at = text.index("[") + 1
+    for _ in range(count):
+        while text[at] in " \n,":
+            at += 1
+        if text[at] == "]":
+            return
+        item, at = _JSON.raw_decode(text, at)
+        yield item
 
 
 # A JSON string (escapes included), matched possessively so a long one cannot backtrack.
@@ -218,7 +246,8 @@ class _Decoder:
         try:
             env = self._adapter.validate_json(data)
         except ValidationError as error:
-            raise classify_failure(data, self._known, partial(_issues, error, skip=self._skip)) from None
+            issues = partial(_issues, error, skip=self._skip)
+            raise classify_failure(data, self._known, issues, issue_count=error.error_count) from None
         if (
             (b"NaN" in data or b"Infinity" in data)
             if isinstance(data, bytes)

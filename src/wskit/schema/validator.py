@@ -23,6 +23,8 @@ from wskit.protocol import is_reserved_type
 from wskit.schema.declarations import MessageSchema
 
 __all__ = [
+    "MAX_CORRELATION_ID_LENGTH",
+    "MAX_ISSUES",
     "DecodeFailure",
     "Decoder",
     "Inbound",
@@ -30,7 +32,9 @@ __all__ = [
     "OutboundValidationError",
     "PayloadEncoder",
     "Validator",
+    "bounded_issues",
     "classify_failure",
+    "clip",
     "payload_json",
     "strict_json",
     "to_builtins",
@@ -38,6 +42,54 @@ __all__ = [
 
 #: One validation problem, as sent in ``details.issues``: ``{"path": [...], "message": "..."}``.
 Issue = dict[str, Any]
+
+# Everything a client sends comes back in an answer at most this large: an error is not a
+# way to make the server write more than it read (a payload of 90k unknown keys once earned a
+# 6.5 MB answer) nor to store what it should not (a 1 MiB correlationId repeated in every
+# progress frame of 64 RPCs in flight).
+
+#: Longest ``meta.correlationId`` accepted (a UUID is 36): longer ones are INVALID_ARGUMENT,
+#: answered with ``ERROR`` since such an id is not echoed.
+MAX_CORRELATION_ID_LENGTH = 128
+#: Issues listed in ``details.issues``; ``details.omitted`` counts the rest.
+MAX_ISSUES = 16
+#: Path elements per issue (deeper paths keep their start and end an ``"..."``).
+MAX_PATH_DEPTH = 16
+#: Characters of a client-supplied string (a key in a path, a type name) quoted in an answer.
+MAX_QUOTED = 64
+#: Characters of one issue's message.
+MAX_MESSAGE = 256
+
+
+def clip(text: str, limit: int = MAX_QUOTED) -> str:
+    """``text`` cut to ``limit`` characters (marked with an ellipsis) for quoting in an answer."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _clip_step(step: Any) -> Any:
+    return clip(step) if isinstance(step, str) else step
+
+
+def bounded_issues(issues: Sequence[Issue], total: int | None = None) -> dict[str, Any]:
+    """``details`` for an invalid message: at most :data:`MAX_ISSUES` issues, each path and
+    message clipped, and ``omitted`` (how many more there were) when some were left out.
+
+    ``total`` is the backend's count of issues when it listed fewer than it found.
+    """
+    shown: list[Issue] = []
+    for issue in issues[:MAX_ISSUES]:
+        path = list(issue.get("path", ()))
+        if len(path) > MAX_PATH_DEPTH:
+            path = [*path[: MAX_PATH_DEPTH - 1], "..."]
+        shown.append(
+            {"path": [_clip_step(step) for step in path], "message": clip(str(issue.get("message", "")), MAX_MESSAGE)}
+        )
+    details: dict[str, Any] = {"issues": shown}
+    omitted = max(len(issues), total or 0) - len(shown)
+    if omitted > 0:
+        details["omitted"] = omitted
+    return details
+
 
 #: Validates (when asked) and serialises one outbound payload to JSON bytes.
 PayloadEncoder = Callable[[Any], bytes]
@@ -138,14 +190,18 @@ def classify_failure(
     data: bytes | str,
     known: Collection[str],
     issues: Callable[[], list[Issue]],
+    *,
+    issue_count: Callable[[], int] | None = None,
 ) -> DecodeFailure:
     """Turn a failed decode into the error PROTOCOL.md prescribes.
 
     ``issues`` is called only when the frame was a well-formed envelope of a known type, so a
-    backend's error formatting costs nothing for garbage. The ``correlationId`` (when the
-    frame had a string one) decides between ERROR and RPC_ERROR.
+    backend's error formatting costs nothing for garbage; it may list only the first
+    :data:`MAX_ISSUES` when ``issue_count`` tells how many there were. The ``correlationId``
+    (when the frame had a string one, at most :data:`MAX_CORRELATION_ID_LENGTH` long) decides
+    between ERROR and RPC_ERROR. Quoted client input is clipped (see :func:`bounded_issues`).
     """
-    error, correlation_id = _classify(data, known, issues)
+    error, correlation_id = _classify(data, known, issues, issue_count)
     return DecodeFailure(error, correlation_id)
 
 
@@ -164,7 +220,10 @@ def strict_json(data: bytes | str) -> Any:
 
 
 def _classify(
-    data: bytes | str, known: Collection[str], issues: Callable[[], list[Issue]]
+    data: bytes | str,
+    known: Collection[str],
+    issues: Callable[[], list[Issue]],
+    issue_count: Callable[[], int] | None,
 ) -> tuple[WsKitError, str | None]:
     try:
         obj = strict_json(data)
@@ -177,16 +236,16 @@ def _classify(
         return WsKitError(ErrorCode.INVALID_ARGUMENT, "Frame needs a string 'type'"), None
     meta = obj.get("meta")
     correlation_id = meta.get("correlationId") if isinstance(meta, dict) else None
-    if not isinstance(correlation_id, str):
+    if not isinstance(correlation_id, str) or len(correlation_id) > MAX_CORRELATION_ID_LENGTH:
         correlation_id = None
     if is_reserved_type(type_name) and type_name not in known:
-        message = f"Type {type_name!r} is reserved for the framework"
-        return WsKitError(ErrorCode.INVALID_ARGUMENT, message, details={"type": type_name}), correlation_id
+        quoted = clip(type_name)
+        message = f"Type {quoted!r} is reserved for the framework"
+        return WsKitError(ErrorCode.INVALID_ARGUMENT, message, details={"type": quoted}), correlation_id
     if type_name not in known:
-        message = f"No handler for type {type_name!r}"
-        return WsKitError(ErrorCode.UNIMPLEMENTED, message, details={"type": type_name}), correlation_id
+        quoted = clip(type_name)
+        message = f"No handler for type {quoted!r}"
+        return WsKitError(ErrorCode.UNIMPLEMENTED, message, details={"type": quoted}), correlation_id
     found = issues()
-    return (
-        WsKitError(ErrorCode.INVALID_ARGUMENT, "Invalid message", details={"issues": found}),
-        correlation_id,
-    )
+    details = bounded_issues(found, issue_count() if issue_count is not None else None)
+    return WsKitError(ErrorCode.INVALID_ARGUMENT, "Invalid message", details=details), correlation_id
