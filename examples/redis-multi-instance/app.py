@@ -19,6 +19,12 @@ The protocol (all payloads JSON objects):
   instance}]}``: the room's members on all instances (``router.presence``).
 * ``$ws:presence`` frames ``{topic, event: "join"|"leave", clientId, userId, data}`` are
   sent to a room's members when someone joins or leaves it, on any instance.
+
+Not for production as it is: there is no authentication. ``JOIN`` takes the nick the client
+claims and makes it the connection's ``user_id``, so any client can speak as anyone, and
+``router.send_to_user``/``disconnect_user``/``ban_user`` by nick would reach impostors too. A
+real app takes the user from a verified token (``JWT_SECRET``, or ``authenticate=``; see
+docs/production.md) and never from the payload.
 """
 
 from __future__ import annotations
