@@ -1,14 +1,20 @@
-"""How long a connection may live: idle timeout, auth timeout, token expiry.
+"""How long a connection may live: idle timeout, auth timeout, token expiry, dead peers.
 
 One timer per connection (not one per rule): it fires at the earliest deadline, checks all
 of them, and re-arms itself. Reading a message only stores a timestamp, so the hot path
 pays nothing for these guards. Each close says why, in its reason.
+
+Transport pings are one sweep over all connections, not a timer per connection: every
+``ping_interval`` seconds each open connection is pinged, and half an interval later those
+from which nothing came back (no pong, no frame at all) are closed. A host that can ping
+turns it on with :meth:`Watchdog.enable_pings`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from wskit.connection import Connection
@@ -24,6 +30,8 @@ class Watchdog:
     ``auth_ms``: no ``user_id`` in the connection's data that long after opening -> 1008.
     Token expiry: ``data["token_exp"]`` (seconds since the epoch) passed -> 1008, unless a
     re-authentication moved it.
+    Dead peers (once :meth:`enable_pings` is called): nothing received within half a ping
+    interval of a ping -> close 1011 "ping timeout".
     """
 
     def __init__(self, *, idle_ms: int = 0, auth_ms: int = 0, token_leeway_s: float = 30.0) -> None:
@@ -32,7 +40,25 @@ class Watchdog:
         #: the same clock-skew allowance the JWT verifier and require_auth grant
         self.token_leeway_s = token_leeway_s
         self._timers: dict[Connection, asyncio.TimerHandle] = {}
-        self.closed: dict[str, int] = {"idle": 0, "auth": 0, "token": 0}
+        self.closed: dict[str, int] = {"idle": 0, "auth": 0, "token": 0, "ping": 0}
+        self.ping_interval_s = 0.0
+        self._ping: Callable[[Connection], None] | None = None
+        #: connections the ping sweep covers (insertion-ordered; values unused)
+        self._live: dict[Connection, None] = {}
+        self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_loop: asyncio.AbstractEventLoop | None = None
+
+    def enable_pings(self, interval_s: float, ping: Callable[[Connection], None]) -> None:
+        """Ping every watched connection each ``interval_s`` seconds with ``ping(conn)``; close
+        (1011) those that sent nothing back within ``interval_s / 2``. The host calls
+        :meth:`alive` whenever a frame (a pong or anything else) arrives. 0: off."""
+        self.ping_interval_s = interval_s
+        self._ping = ping if interval_s > 0 else None
+
+    @staticmethod
+    def alive(conn: Connection) -> None:
+        """Something arrived from ``conn``'s peer: it answered the last ping."""
+        conn.awaiting_pong = False
 
     def watch(self, conn: Connection) -> None:
         """Start watching ``conn`` (call when it opens)."""
@@ -40,6 +66,12 @@ class Watchdog:
         conn.opened_at = conn.last_activity
         conn.watchdog = self
         self._arm(conn)
+        if self._ping is not None:
+            self._live[conn] = None
+            loop = asyncio.get_running_loop()
+            if self._sweep is None or self._sweep_loop is not loop:  # not running, or on an ended loop
+                self._sweep_loop = loop
+                self._sweep = loop.call_later(self.ping_interval_s, self._send_pings)
 
     def rearm(self, conn: Connection) -> None:
         """A deadline of ``conn`` changed (AUTH set a token expiry): look again."""
@@ -52,9 +84,29 @@ class Watchdog:
 
     def forget(self, conn: Connection) -> None:
         conn.watchdog = None
+        self._live.pop(conn, None)
         timer = self._timers.pop(conn, None)
         if timer is not None:
             timer.cancel()
+
+    def _send_pings(self) -> None:
+        self._sweep = None
+        ping = self._ping
+        if ping is None or not self._live:
+            return  # the sweep stops while nobody is connected; watch() restarts it
+        for conn in list(self._live):
+            if not conn.closed and conn.close_code is None:
+                conn.awaiting_pong = True
+                ping(conn)
+        self._sweep = asyncio.get_running_loop().call_later(self.ping_interval_s / 2, self._check_pongs)
+
+    def _check_pongs(self) -> None:
+        half = self.ping_interval_s / 2
+        for conn in list(self._live):
+            if conn.awaiting_pong and not conn.closed and conn.close_code is None:
+                self.closed["ping"] += 1
+                conn.close_soon(CloseCode.INTERNAL_ERROR, f"ping timeout: no pong within {half:g} s")
+        self._sweep = asyncio.get_running_loop().call_later(half, self._send_pings)
 
     def _next_deadline(self, conn: Connection, now: float) -> float | None:
         deadlines: list[float] = []

@@ -27,6 +27,7 @@ from wskit.errors import UNSENDABLE_CLOSE_CODES, CloseCode, clip_close_reason
 from wskit.lifetime import Watchdog
 from wskit.pubsub.broker import BrokerState
 from wskit.router import Router
+from wskit.transports.aiohttp_internals import break_transport_cycle, drain_waiter, inbound_frames
 from wskit.transports.base import HandshakeRequest
 
 __all__ = ["AiohttpSocket", "Flusher", "HandshakeGuard", "Session", "Transport", "build_app", "handshake_request"]
@@ -34,6 +35,10 @@ __all__ = ["AiohttpSocket", "Flusher", "HandshakeGuard", "Session", "Transport",
 log = logging.getLogger("wskit.server")
 
 _TEXT = WSMsgType.TEXT
+_PING = WSMsgType.PING
+_PONG = WSMsgType.PONG
+#: a server's ping frame: final, opcode 0x9, unmasked, empty
+_PING_FRAME = b"\x89\x00"
 _BEARER = "bearer."
 
 HttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -138,8 +143,24 @@ class AiohttpSocket:
         if self._pending_bytes >= FLUSH_BYTES:
             self.flush()
         if self.protocol.writing_paused:
-            return self.protocol._drain_helper()
+            return drain_waiter(self.protocol)
         return None
+
+    def ping(self) -> None:
+        """Write a ping frame now (the Watchdog's sweep; a dead peer's transport is skipped)."""
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(_PING_FRAME)
+
+    def pong(self, payload: bytes) -> None:
+        """Answer a ping with its payload (aiohttp's parser caps control payloads at 125 bytes).
+
+        Written to the transport directly: no task per ping, and nothing to fail when the peer
+        is gone (a closing transport is skipped).
+        """
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(bytes((0x8A, len(payload))) + payload)
 
     def settle(self, now: bool) -> None:
         """The read loop is done with a frame: write what it sent ``now`` (it is about to
@@ -252,16 +273,6 @@ def _echo_protocols(offered: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(p for p in offered if not p.lower().startswith(_BEARER))
 
 
-class _AlwaysMore:
-    """Stands in for aiohttp's frame queue where it has none we can see: never empty, so
-    replies wait for the end-of-tick flush as before."""
-
-    def __len__(self) -> int:
-        return 1
-
-
-_ALWAYS_MORE = _AlwaysMore()
-
 #: reader tasks started by hand-offs (referenced so they are not garbage-collected)
 _READERS: set[asyncio.Task[bool]] = set()
 
@@ -294,12 +305,13 @@ class Session:
         # to wait, so the replies are written now rather than at the end of the loop tick (a
         # write from inside the tick costs half as much; frames that arrived together still
         # leave in one write)
-        inbound: Sized = getattr(ws._reader, "_buffer", _ALWAYS_MORE)
+        inbound: Sized = inbound_frames(ws)
         code: int | None = None
         reason = ""
         try:
             while True:
                 msg = await ws.receive()
+                conn.awaiting_pong = False  # any frame answers the Watchdog's ping
                 kind = msg.type
                 if kind is _TEXT or kind is WSMsgType.BINARY:
                     sock.reading = True
@@ -318,6 +330,10 @@ class Session:
                             return True
                     else:
                         sock.settle(not inbound)
+                elif kind is _PING:
+                    sock.pong(msg.data)  # autoping is off: aiohttp would answer with a task per ping
+                elif kind is _PONG:
+                    pass
                 elif kind is WSMsgType.CLOSE:
                     # echo the peer's code and reason, as RFC 6455 suggests and WS-Kit does; a
                     # close without a status code (aiohttp reports 0) is 1005 to on_close and
@@ -335,6 +351,9 @@ class Session:
                     break
                 else:  # CLOSING / CLOSED: we closed it (ctx.close, shutdown, watchdog, slow consumer)
                     break
+        except ConnectionError as exc:
+            # the peer went away while we wrote to it: its doing, not ours, so no traceback
+            log.debug("client %s: connection lost while reading: %r", conn.client_id, exc)
         except Exception:
             log.exception("client %s: reading failed", conn.client_id)
         # the reader that saw the end cleans up (RPCs still running are cancelled there)
@@ -372,6 +391,15 @@ class Session:
         """
         self.conn.spawn_reader = None  # Connection -> bound method -> Session -> Connection
         _drop_tracebacks(self.ws.exception())
+        sock = self.conn.socket
+        if isinstance(sock, AiohttpSocket):
+            break_transport_cycle(sock.transport)  # asyncio's selector transport -> itself
+
+
+def _ping(conn: Connection) -> None:
+    sock = conn.socket
+    if isinstance(sock, AiohttpSocket):
+        sock.ping()
 
 
 def _drop_tracebacks(exc: BaseException | None) -> None:
@@ -406,7 +434,10 @@ def build_app(t: Transport) -> web.Application:
             client_id = str(uuid.uuid4())
             ws = web.WebSocketResponse(
                 max_msg_size=t.max_payload_bytes + 1,  # aiohttp refuses sizes >= its limit
-                heartbeat=t.ping_interval,
+                # pings are the Watchdog's sweep (see enable_pings below): aiohttp's heartbeat
+                # re-arms a timer on every read and leaves a reference cycle per connection
+                heartbeat=None,
+                autoping=False,
                 compress=False,
                 decode_text=False,
                 autoclose=False,
@@ -450,6 +481,8 @@ def build_app(t: Transport) -> web.Application:
             return web.Response(status=404, text="Not Found")
         return web.Response(status=400, text="Expected a WebSocket upgrade (Upgrade: websocket)")
 
+    if t.ping_interval:
+        t.watchdog.enable_pings(t.ping_interval, _ping)
     app = web.Application(client_max_size=t.max_payload_bytes)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
