@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from wskit.connection import OverflowPolicy, QueueLimits
 from wskit.context import Context
-from wskit.errors import CloseCode, ErrorCode, UsageError, WsKitError
+from wskit.errors import CloseCode, ErrorCode, UsageError, WsKitError, WsKitException
 from wskit.router import Router
 from wskit.schema.declarations import MessageSchema, RpcSchema, message, rpc
 from wskit.schema.validator import OutboundValidationError
@@ -34,6 +34,7 @@ __all__ = [
     "TopicPolicy",
     "UsageError",
     "WsKitError",
+    "WsKitException",
     "__version__",
     "message",
     "rpc",

@@ -16,15 +16,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from wskit.errors import UsageError
+from wskit.errors import ConfigError
 
 __all__ = ["OPTIONS", "ConfigError", "Option", "Settings", "explicit_settings", "load_settings"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class ConfigError(UsageError, ValueError):
-    """A setting (keyword or environment variable) has a value wskit cannot use."""
 
 
 def _int(minimum: int = 0) -> Callable[[Any], int]:

@@ -4,9 +4,25 @@ Everything that decides how a failure looks on the wire lives here, so the route
 transports and the clients cannot drift apart::
 
     Exception
-    ├── WsKitError          an error meant for the peer: becomes ERROR / RPC_ERROR
-    └── UsageError          the application misused the API (a bug in *our user's* code);
-        (TypeError)         raised at registration time or from ctx methods, never sent
+    └── WsKitException              the root: ``except WsKitException`` catches all of wskit's
+        ├── WsKitError              an error meant for the peer: becomes ERROR / RPC_ERROR
+        │   ├── RecoveryError       history no longer covers a gap (FAILED_PRECONDITION)
+        │   └── RpcError            the server answered a TestClient request with an error
+        │                           (wskit.testing)
+        ├── UsageError (TypeError)  the application misused the API (a bug in *our user's*
+        │   │                       code): raised at registration time or from ctx methods,
+        │   │                       never sent
+        │   ├── ConfigError         a setting (keyword or environment variable) is unusable
+        │   │   (ValueError)
+        │   └── OutboundValidationError   an outbound payload fails its schema (not sent)
+        │                           (wskit.schema.validator)
+        ├── DecodeFailure           a frame that cannot be routed, carrying the WsKitError to
+        │                           answer (wskit.schema.validator; the dispatcher's own)
+        └── ConnectionClosed        the server closed a TestClient's connection
+            (ConnectionError)       (wskit.testing)
+
+The classes whose module is named live beside the code that raises them (each is a subclass
+of one defined here); the rest are defined in this module.
 
 Codes follow the gRPC-style set WS-Kit uses. Applications may use their own codes
 (``"ROOM_FULL"``); those pass through unchanged and have no catalog defaults.
@@ -24,10 +40,13 @@ __all__ = [
     "UNSENDABLE_CLOSE_CODES",
     "UNSET",
     "CloseCode",
+    "ConfigError",
     "ErrorCode",
     "ErrorSpec",
+    "RecoveryError",
     "UsageError",
     "WsKitError",
+    "WsKitException",
     "clip_close_reason",
     "error_payload",
 ]
@@ -175,7 +194,11 @@ def error_payload(
     return out
 
 
-class WsKitError(Exception):
+class WsKitException(Exception):
+    """The root of every exception wskit raises on purpose (see the tree above)."""
+
+
+class WsKitError(WsKitException):
     """An error for the peer. Raise it in a handler or middleware to answer with it.
 
     ``code`` is an :class:`ErrorCode` or an application code string (``"ROOM_FULL"``).
@@ -216,9 +239,20 @@ class WsKitError(Exception):
         return f"WsKitError({str(self.code)!r}, {self.message!r}, details={self.details!r})"
 
 
-class UsageError(TypeError):
+class RecoveryError(WsKitError):
+    """History no longer covers what a re-subscribing client missed (``FAILED_PRECONDITION``)."""
+
+    def __init__(self, topic: str, message: str = "History does not cover the requested offset") -> None:
+        super().__init__(ErrorCode.FAILED_PRECONDITION, message, details={"reason": "recovery", "topic": topic})
+
+
+class UsageError(WsKitException, TypeError):
     """The application used wskit wrongly (duplicate route, bad schema, reply in an event...).
 
     Raised to the application, never sent to a client as such: inside a handler it becomes an
     ``INTERNAL`` answer plus a log line naming the mistake.
     """
+
+
+class ConfigError(UsageError, ValueError):
+    """A setting (keyword or environment variable) has a value wskit cannot use."""

@@ -181,3 +181,34 @@ def test_error_frame_is_error_without_correlation_id() -> None:
 def test_close_code_values(member: str, value: int) -> None:
     """CloseCode members have the RFC 6455 / PROTOCOL.md values."""
     assert CloseCode[member] == value
+
+
+def test_every_exception_of_wskit_has_one_root() -> None:
+    """Every exception class defined anywhere in wskit derives from WsKitException and is
+    drawn in errors.py's tree."""
+    import importlib
+    import pkgutil
+
+    import wskit
+    import wskit.errors
+    from wskit import WsKitException
+
+    found = []
+    for info in pkgutil.walk_packages(wskit.__path__, "wskit."):
+        module = importlib.import_module(info.name)
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, BaseException) and value.__module__ == info.name:
+                found.append(value)
+    assert len(found) >= 8, found  # the walk sees them (guards against checking nothing)
+    for cls in found:
+        assert issubclass(cls, WsKitException), f"{cls.__module__}.{cls.__name__} is outside the tree"
+        assert cls.__name__ in (wskit.errors.__doc__ or ""), f"{cls.__name__} is missing from the tree in errors.py"
+
+
+def test_the_standard_bases_users_catch_are_kept() -> None:
+    """ConfigError is still a ValueError and a TypeError; ConnectionClosed a ConnectionError."""
+    from wskit.config import ConfigError
+    from wskit.testing.client import ConnectionClosed
+
+    assert issubclass(ConfigError, ValueError) and issubclass(ConfigError, TypeError)
+    assert issubclass(ConnectionClosed, ConnectionError)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from wskit.errors import ErrorCode, WsKitError
+from wskit.errors import RecoveryError
 from wskit.protocol import ERROR_TYPE, dumps, frame, type_prefix
 
 __all__ = [
@@ -55,13 +55,6 @@ class HistoryPolicy:
 
     def matches(self, topic: str) -> bool:
         return fnmatch.fnmatchcase(topic, self.pattern)
-
-
-class RecoveryError(WsKitError):
-    """History no longer covers what a re-subscribing client missed (``FAILED_PRECONDITION``)."""
-
-    def __init__(self, topic: str, message: str = "History does not cover the requested offset") -> None:
-        super().__init__(ErrorCode.FAILED_PRECONDITION, message, details={"reason": "recovery", "topic": topic})
 
 
 _ERROR_PREFIX = type_prefix(ERROR_TYPE)

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from pydantic_core import to_json
 
-from wskit.errors import ErrorCode, UsageError, WsKitError
+from wskit.errors import ErrorCode, UsageError, WsKitError, WsKitException
 from wskit.protocol import is_reserved_type
 from wskit.schema.declarations import MessageSchema
 
@@ -177,7 +177,7 @@ def payload_json(value: Any) -> bytes:
     return to_json(value, fallback=_struct_builtins)
 
 
-class DecodeFailure(Exception):
+class DecodeFailure(WsKitException):
     """A frame that cannot be routed: the error to answer and the correlationId to answer to."""
 
     def __init__(self, error: WsKitError, correlation_id: str | None) -> None:

@@ -31,7 +31,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from pydantic import TypeAdapter
 
 from wskit.admission import Admission, Authenticate, Refusal
-from wskit.errors import UsageError, WsKitError
+from wskit.errors import UsageError, WsKitError, WsKitException
 from wskit.protocol import CANCEL_TYPE, ERROR_TYPE, PROGRESS_TYPE, RPC_ERROR_TYPE, dumps
 from wskit.router import Router
 from wskit.schema.declarations import MessageSchema, RpcSchema
@@ -69,7 +69,7 @@ class RpcError(WsKitError):
         self.meta = dict(meta or {})
 
 
-class ConnectionClosed(ConnectionError):
+class ConnectionClosed(WsKitException, ConnectionError):
     """The server closed the connection (``code``, ``reason``)."""
 
     def __init__(self, code: int, reason: str) -> None:
