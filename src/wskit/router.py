@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
-import sys
 import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -61,8 +60,14 @@ class Route:
         return self.schema.type
 
 
-def _annotation_of(handler: Callable[..., Any], localns: Mapping[str, Any] | None) -> Any:
-    """The resolved annotation of the handler's first parameter (None when unknowable)."""
+def _annotation_of(handler: Callable[..., Any], schema: MessageSchema[Any]) -> Any:
+    """The resolved annotation of the handler's first parameter (None when unknowable).
+
+    Annotations are resolved in the handler's module. A handler defined inside a function
+    may name a class local to it (under ``from __future__ import annotations`` that is only
+    a string), which cannot be resolved there: its own name then stands in when it is the
+    name of the declared payload model, and nothing is checked otherwise.
+    """
     try:
         params = list(inspect.signature(handler).parameters.values())
     except (TypeError, ValueError):
@@ -70,20 +75,32 @@ def _annotation_of(handler: Callable[..., Any], localns: Mapping[str, Any] | Non
     if not params:
         raise UsageError(f"handler {handler.__qualname__} must take the context as its first argument")
     try:
-        hints = typing.get_type_hints(handler, localns=dict(localns) if localns else None)
-    except Exception:  # noqa: BLE001 - unresolvable forward references: nothing to check
-        return None
+        hints = typing.get_type_hints(handler)
+    except Exception:  # noqa: BLE001 - unresolvable forward references: see below
+        return _named_annotation(params[0].annotation, schema)
     return hints.get(params[0].name)
 
 
-def _check_handler(handler: Any, schema: MessageSchema[Any], localns: Mapping[str, Any] | None) -> None:
+def _named_annotation(text: object, schema: MessageSchema[Any]) -> Any:
+    """``Context[Model]`` when the unresolved annotation ``text`` names the declared model."""
+    if not isinstance(text, str):
+        return None
+    head, _, rest = text.replace(" ", "").partition("[")
+    first = rest.rstrip("]").split(",")[0]
+    model = schema.payload_model
+    if head.rpartition(".")[2] == "Context" and model is not None and first == getattr(model, "__name__", None):
+        return Context[model]  # type: ignore[valid-type]
+    return None
+
+
+def _check_handler(handler: Any, schema: MessageSchema[Any]) -> None:
     if not callable(handler):
         raise UsageError(f"handler for {schema.type!r} must be callable, got {handler!r}")
     if not inspect.iscoroutinefunction(handler) and not inspect.iscoroutinefunction(
         getattr(handler, "__call__", None)  # noqa: B004
     ):
         raise UsageError(f"handler for {schema.type!r} must be an async function (async def)")
-    annotation = _annotation_of(handler, localns)
+    annotation = _annotation_of(handler, schema)
     if annotation is None:
         return
     if typing.get_origin(annotation) is Context:
@@ -178,13 +195,12 @@ class Router(Generic[D]):
             raise UsageError(f"{schema!r} is an RPC: register it with router.rpc(...)")
         if not isinstance(schema, MessageSchema):
             raise UsageError(f"router.on() takes a message(...) declaration, got {schema!r}")
-        localns = sys._getframe(1).f_locals
         if handler is not None:
-            self._add(Route(schema, handler, tuple(middleware)), localns)
+            self._add(Route(schema, handler, tuple(middleware)))
             return handler
 
         def decorate(fn: Handler[P]) -> Handler[P]:
-            self._add(Route(schema, fn, tuple(middleware)), sys._getframe(1).f_locals)
+            self._add(Route(schema, fn, tuple(middleware)))
             return fn
 
         return decorate
@@ -203,19 +219,18 @@ class Router(Generic[D]):
         """Register the handler of an RPC declared with :func:`wskit.rpc`."""
         if not isinstance(schema, RpcSchema):
             raise UsageError(f"router.rpc() takes an rpc(...) declaration, got {schema!r}")
-        localns = sys._getframe(1).f_locals
         if handler is not None:
-            self._add(Route(schema.request, handler, tuple(middleware), schema), localns)
+            self._add(Route(schema.request, handler, tuple(middleware), schema))
             return handler
 
         def decorate(fn: Handler[P]) -> Handler[P]:
-            self._add(Route(schema.request, fn, tuple(middleware), schema), sys._getframe(1).f_locals)
+            self._add(Route(schema.request, fn, tuple(middleware), schema))
             return fn
 
         return decorate
 
-    def _add(self, route: Route, localns: Mapping[str, Any] | None) -> None:
-        _check_handler(route.handler, route.schema, localns)
+    def _add(self, route: Route) -> None:
+        _check_handler(route.handler, route.schema)
         for mw in route.middleware:
             if not callable(mw):
                 raise UsageError(f"middleware of {route.type!r} must be callable, got {mw!r}")

@@ -194,6 +194,29 @@ def test_mismatched_context_annotation_is_refused() -> None:
     assert "SayPayload" in text and "JoinPayload" in text and "JOIN" in text
 
 
+def test_handlers_defined_in_a_function_are_checked_without_its_frame() -> None:
+    """A handler inside a function, naming a model local to it (a string under ``from
+    __future__ import annotations``), is accepted when that is the declared model's name;
+    one naming a module-level model of another message is refused as before."""
+
+    class LocalPayload(BaseModel):
+        x: int
+
+    local = message("LOCAL", LocalPayload)
+    router: Router[Any] = Router()
+
+    @router.on(local)
+    async def accepted(ctx: Context[LocalPayload]) -> None:
+        return None
+
+    assert router.routes["LOCAL"].handler is accepted
+    with pytest.raises(UsageError, match="SayPayload"):
+
+        @router.on(message("OTHER", LocalPayload))  # type: ignore[arg-type]
+        async def refused(ctx: Context[SayPayload]) -> None:
+            return None
+
+
 def test_rpc_handler_annotated_with_response_model_is_refused() -> None:
     """An RPC handler annotated with the response model instead of the request model is refused."""
     router: Router[Any] = Router()
