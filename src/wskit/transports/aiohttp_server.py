@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMsgType, hdrs, web
 from aiohttp.web_protocol import RequestHandler
+from multidict import CIMultiDict
 
 from wskit.admission import Admission, Refusal
 from wskit.connection import Connection, QueueLimits
@@ -268,9 +269,26 @@ def _is_upgrade(request: web.Request) -> bool:
     return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
-def _echo_protocols(offered: tuple[str, ...]) -> tuple[str, ...]:
-    # the bearer.<token> "subprotocol" carries a credential: never echo it back
-    return tuple(p for p in offered if not p.lower().startswith(_BEARER))
+def _chosen_protocol(offered: tuple[str, ...]) -> str | None:
+    """The subprotocol the 101 names: the first one offered that is not a ``bearer.<token>``
+    credential (never echoed), or None."""
+    for protocol in offered:
+        if not protocol.lower().startswith(_BEARER):
+            return protocol
+    return None
+
+
+def _without_protocols(request: web.Request) -> web.Request:
+    """``request`` without its ``Sec-WebSocket-Protocol`` header, for ``prepare()``.
+
+    When none of the offered subprotocols is chosen (only a ``bearer.<token>`` was offered),
+    aiohttp would log the offered list, token included, as a warning ("Client protocols ...
+    don't overlap"); handed nothing to choose from, it logs nothing and answers without the
+    header, as RFC 6455 asks. Only those connections pay for the copy of the request.
+    """
+    headers = CIMultiDict(request.headers)
+    headers.popall(hdrs.SEC_WEBSOCKET_PROTOCOL, None)
+    return request.clone(headers=headers)
 
 
 #: reader tasks started by hand-offs (referenced so they are not garbage-collected)
@@ -430,6 +448,7 @@ def build_app(t: Transport) -> web.Application:
         if isinstance(outcome, Refusal):
             return web.Response(status=outcome.status, text=outcome.text, headers=dict(outcome.headers))
         session: Session | None = None
+        chosen = _chosen_protocol(hs.subprotocols)
         try:
             client_id = str(uuid.uuid4())
             ws = web.WebSocketResponse(
@@ -441,10 +460,13 @@ def build_app(t: Transport) -> web.Application:
                 compress=False,
                 decode_text=False,
                 autoclose=False,
-                protocols=_echo_protocols(hs.subprotocols),
+                protocols=() if chosen is None else (chosen,),
             )
             ws.headers["x-client-id"] = client_id
-            await ws.prepare(request)
+            # we choose the subprotocol, so aiohttp never has a reason to log the offered list
+            # (which may hold a bearer.<token>)
+            offered = hdrs.SEC_WEBSOCKET_PROTOCOL in request.headers
+            await ws.prepare(_without_protocols(request) if offered and chosen is None else request)
             conn = Connection(client_id, AiohttpSocket(ws, request, t.flusher), data=outcome, request=hs,
                               limits=t.queue_limits)  # fmt: skip
             session = Session(t, ws, conn)
