@@ -3,7 +3,8 @@
 Frames come from hypothesis (:mod:`tests.fuzz.frames`); the answer each must get comes from
 an independent oracle (:mod:`tests.fuzz.oracle`, PROTOCOL.md's errors table). Several fuzzing
 connections pipeline batches of frames and match the answers to the oracle's; meanwhile a
-well-behaved client calls an echo RPC every 50 ms and must be answered within a second.
+well-behaved client calls an echo RPC every 50 ms and must get every answer. How long those
+answers take is measured, not asserted, by ``bench/under_abuse.py`` (hostile-frames, conn-flood).
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
+from tests.conftest import TIME_SCALE
 from tests.fuzz.app import Deliberate, build_router
 from tests.fuzz.frames import Frame, examples, mutations
 from tests.fuzz.oracle import Expectation, canonical, expect
 from tests.production.conftest import http_status
+from tests.support.waiting import PATIENCE_S, eventually
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -432,7 +435,7 @@ class Witness:
 
 
 async def witness(url: str, stop: asyncio.Event, out: Witness) -> None:
-    """An echo RPC every 50 ms; each must be answered within 1 s."""
+    """An echo RPC every 50 ms; each must be answered (the wait is bounded only to stop a hang)."""
     async with _client(url) as ws:
         while not stop.is_set():
             out.calls += 1
@@ -441,7 +444,7 @@ async def witness(url: str, stop: asyncio.Event, out: Witness) -> None:
             request = {"type": "ECHO", "meta": {"correlationId": cid}, "payload": {"text": "still there?"}}
             try:
                 await ws.send(json.dumps(request))
-                async with asyncio.timeout(1.0):
+                async with asyncio.timeout(PATIENCE_S):
                     answer = json.loads(await ws.recv())
                 if answer != {
                     "type": "ECHO_OK",
@@ -558,16 +561,14 @@ async def test_hostile_frames_are_all_answered_per_protocol() -> None:
             stop = asyncio.Event()
             good = Witness()
             witness_task = asyncio.create_task(witness(server.url, stop, good))
-            await asyncio.sleep(0.1)
+            await eventually(lambda: good.calls > 0 or witness_task.done(), what="the witness started")
             deadline = asyncio.get_running_loop().time() + 120
             await asyncio.gather(*(fuzz(run, deadline) for _ in range(FUZZERS)))
             oversize = await _oversize(server.url, run.findings)
             stop.set()
             await witness_task
-            for _ in range(100):  # the server notices the clients' closes within a moment
-                if server.connection_count == 0:
-                    break
-                await asyncio.sleep(0.02)
+            with contextlib.suppress(AssertionError):  # reported below, with the findings
+                await eventually(lambda: server.connection_count == 0)  # it notices the closes
             still_open = server.connection_count
         fuzzed_in = time.monotonic() - started - generated_in
     findings = run.findings
@@ -594,7 +595,6 @@ async def test_hostile_frames_are_all_answered_per_protocol() -> None:
     assert not findings, f"{summary}\nfindings:\n{findings.report()}"
     assert total >= TARGET_FRAMES, summary
     assert good.calls >= 20 and not good.failures, f"well-behaved client: {good.failures[:SHOWN]}"
-    assert good.slowest < 1.0
     assert still_open == 0, f"{still_open} connections still open after every client closed"
 
 
@@ -622,17 +622,13 @@ async def test_connection_flood_from_one_ip_is_capped() -> None:
         statuses = Counter(status for status, _ in outcomes)
         assert statuses == {101: 20, 429: 180}
         assert server.admission.per_ip == {"127.0.0.1": 20}
-        started = time.monotonic()
         assert await http_status(server.port, "/healthz", upgrade=False) == (200, "ok")
-        assert time.monotonic() - started < 1.0
         for _, writer in outcomes:
             writer.close()
-        async with asyncio.timeout(5):
-            while server.admission.per_ip:  # noqa: ASYNC110 - the server releases slots as sockets end
-                await asyncio.sleep(0.02)
+        await eventually(lambda: not server.admission.per_ip, what="the 20 slots released")
         async with _client(server.url) as ws:
             await ws.send(json.dumps({"type": "ECHO", "meta": {"correlationId": "after"}, "payload": {"text": "hi"}}))
-            async with asyncio.timeout(1):
+            async with asyncio.timeout(PATIENCE_S):
                 assert json.loads(await ws.recv())["type"] == "ECHO_OK"
 
 
@@ -658,20 +654,28 @@ async def _trickle(port: int) -> float:
     return time.monotonic() - started
 
 
+#: the handshake timeout of the slowloris test: long enough for a normal client to be served
+#: while the trickling sockets still hang, on a loaded machine too
+SLOWLORIS_TIMEOUT_S = 1.5 * TIME_SCALE
+
+
 @pytest.mark.timeout(60)
 async def test_slowloris_sockets_are_cut_while_others_connect() -> None:
-    """Several sockets trickling header bytes are cut around HANDSHAKE_TIMEOUT_MS=500, and a
-    normal client connects and is served in the meantime."""
-    async with Server(build_router([]), port=0, env={}, handshake_timeout_ms=500) as server:
+    """Several sockets trickling header bytes are cut after HANDSHAKE_TIMEOUT_MS (not before,
+    nor left to trickle on), and a normal client connects and is served in the meantime."""
+    timeout_ms = int(SLOWLORIS_TIMEOUT_S * 1000)
+    async with Server(build_router([]), port=0, env={}, handshake_timeout_ms=timeout_ms) as server:
         trickles = [asyncio.ensure_future(_trickle(server.port)) for _ in range(8)]
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # the trickles connect first
         async with _client(server.url) as ws:
             await ws.send(json.dumps({"type": "ECHO", "meta": {"correlationId": "ok"}, "payload": {"text": "hi"}}))
-            async with asyncio.timeout(1):
+            async with asyncio.timeout(PATIENCE_S):
                 assert json.loads(await ws.recv())["type"] == "ECHO_OK"
             assert not any(t.done() for t in trickles), "the slow sockets should still be trickling"
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(SLOWLORIS_TIMEOUT_S + PATIENCE_S):
                 lifetimes = await asyncio.gather(*trickles)
-        assert all(0.45 <= t <= 1.0 for t in lifetimes), lifetimes
+        # a trickle left alone would go on for ~30 s (one byte every 100 ms)
+        cut = [0.9 * SLOWLORIS_TIMEOUT_S <= t <= SLOWLORIS_TIMEOUT_S + 1.5 * TIME_SCALE for t in lifetimes]
+        assert all(cut), lifetimes
         assert server.transport is not None and server.transport.guard is not None
         assert server.transport.guard.expired == 8

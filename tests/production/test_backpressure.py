@@ -1,4 +1,8 @@
-"""A client that stops reading cannot make the server's memory grow or slow the others."""
+"""A client that stops reading cannot make the server's queues grow or keep the others waiting.
+
+Behaviour only: what is delivered, dropped or closed, and that the others are answered. How
+fast and how much memory is measured by ``bench/under_abuse.py`` (the flood scenarios).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,11 @@ import asyncio
 import base64
 import os
 import socket
-import time
 from typing import Any
 
 import pytest
 from tests.production.conftest import Heard, request, ws_client
+from tests.support.waiting import PATIENCE_S, eventually
 
 from wskit import Server
 
@@ -44,20 +48,23 @@ async def _stalled_client(port: int) -> socket.socket:
     return sock
 
 
-async def _flood(server: Server) -> float:
+async def _flood(server: Server) -> None:
     """Publish FLOOD messages to "all"; the publisher never waits on a socket."""
-    started = time.perf_counter()
     for i in range(FLOOD):
         await server.router.publish("all", Heard, PAYLOAD)
         if i % 50 == 0:
             await asyncio.sleep(0)  # the reading client lives in this loop too: let it read
-    return time.perf_counter() - started
+
+
+async def _members(server: Server, count: int) -> None:
+    """Wait until ``count`` clients have subscribed to "all" (their SAY was handled)."""
+    await eventually(lambda: len(server.router.hub.members.get("all", ())) == count, what=f"{count} members")
 
 
 @pytest.mark.timeout(90)
-async def test_slow_consumer_is_closed_1013_and_memory_stays_bounded(make_server: Any) -> None:
+async def test_slow_consumer_is_closed_1013_and_its_queue_stays_bounded(make_server: Any) -> None:
     """Policy close: the stalled reader's queue never passes its bound; it is closed with 1013,
-    while a reading client gets every message and keeps answering quickly."""
+    while a reading client gets every message and its RPC is still answered."""
     closed: list[int | None] = []
     server: Server = await make_server(send_queue_messages=200, send_queue_bytes=256 * 1024)
 
@@ -68,7 +75,7 @@ async def test_slow_consumer_is_closed_1013_and_memory_stays_bounded(make_server
     stalled = await _stalled_client(server.port)
     async with ws_client(server.url, max_size=2**20) as fast:
         await fast.send('{"type":"SAY","payload":{"text":"join"}}')
-        await asyncio.sleep(0.2)
+        await _members(server, 2)
         assert server.transport is not None
         conns = list(server.transport.connections.values())
         peak = 0
@@ -94,12 +101,8 @@ async def test_slow_consumer_is_closed_1013_and_memory_stays_bounded(make_server
             await reader
         watcher.cancel()
         assert peak <= 256 * 1024 + 2048, f"a send queue grew past its bound: {peak}"
-        started = time.perf_counter()
-        assert (await request(fast, "ECHO", {"text": "ping"}))["type"] == "ECHO_OK"
-        assert time.perf_counter() - started < 1.0
-    async with asyncio.timeout(5):
-        while 1013 not in closed:  # noqa: ASYNC110 - the hook appends from another task
-            await asyncio.sleep(0.05)
+        assert (await request(fast, "ECHO", {"text": "ping"}, timeout=PATIENCE_S))["type"] == "ECHO_OK"
+    await eventually(lambda: 1013 in closed, what="the stalled reader closed 1013")
     stalled.close()
 
 
@@ -109,7 +112,7 @@ async def test_drop_oldest_keeps_the_slow_client_and_counts_drops(make_server: A
     every dropped frame is counted."""
     server: Server = await make_server(send_queue_messages=100, send_queue_bytes=10**7, backpressure="drop-oldest")
     stalled = await _stalled_client(server.port)
-    await asyncio.sleep(0.2)
+    await _members(server, 1)
     assert server.transport is not None
     (conn,) = list(server.transport.connections.values())
     await _flood(server)
@@ -123,7 +126,7 @@ async def test_per_publish_policy_overrides_the_connection_default(make_server: 
     """router.publish(..., overflow="drop-new") keeps a slow client connected under policy close."""
     server: Server = await make_server(send_queue_messages=50, send_queue_bytes=10**7)
     stalled = await _stalled_client(server.port)
-    await asyncio.sleep(0.2)
+    await _members(server, 1)
     assert server.transport is not None
     (conn,) = list(server.transport.connections.values())
     for i in range(FLOOD):
@@ -148,7 +151,7 @@ async def test_router_send_queue_is_the_default_and_settings_win(make_server: An
     limits = QueueLimits(max_messages=64, max_bytes=10**6, policy=OverflowPolicy.DROP_NEW)
     default: Server = await make_server(router=build_router(send_queue=limits))
     stalled = await _stalled_client(default.port)
-    await asyncio.sleep(0.2)
+    await _members(default, 1)
     assert default.transport is not None
     (conn,) = list(default.transport.connections.values())
     assert conn.limits == limits
@@ -180,18 +183,10 @@ def test_queue_limits_take_policy_strings_and_refuse_bad_bounds() -> None:
         QueueLimits(policy="drop-everything")  # type: ignore[arg-type]
 
 
+#: the flood: 20,000 frames of ~1 KiB, ~20 MiB for each subscriber: far more than a send queue
+#: (SEND_QUEUE_BYTES, 4 MiB) plus the socket buffers between the server and a stalled reader
+BIG_FLOOD, BIG_SIZE = 20_000, 1000
 MIB = 1024 * 1024
-#: the measured flood: 50,000 frames of ~1 KiB, ~50 MiB for each subscriber
-BIG_FLOOD, BIG_SIZE = 50_000, 1000
-
-
-def _rss(pid: int) -> int:
-    """Resident memory of process ``pid`` in bytes (Linux /proc)."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
 
 
 def _start_flood_server(mode: str, env: dict[str, str]) -> tuple[Any, int]:
@@ -212,11 +207,12 @@ def _start_flood_server(mode: str, env: dict[str, str]) -> tuple[Any, int]:
     ],
     ids=["close-by-keyword", "drop-oldest-by-router", "drop-new-by-env"],
 )
-async def test_flood_keeps_server_memory_bounded_and_others_fast(mode: str, env: dict[str, str]) -> None:
-    """Two clients stop reading while ~50 MiB per subscriber is published: the server process's
-    RSS grows by far less than the flood, a reading subscriber gets every frame, and another
-    client's ECHO round trips, measured throughout the flood, keep a p99 under 200 ms. The
-    policy reaches the connections from each source (keyword, router default, environment)."""
+async def test_flood_keeps_send_queues_bounded_and_others_served(mode: str, env: dict[str, str]) -> None:
+    """Two clients stop reading while ~20 MiB per subscriber is published by a server in its own
+    process: no send queue passes SEND_QUEUE_BYTES, a reading subscriber gets every frame, another
+    client's ECHO calls made throughout the flood are all answered, and the stalled clients are
+    closed or lose frames as the policy says. The policy reaches the connections from each source
+    (keyword, router default, environment)."""
     policy = mode.split(":")[1]
     proc, port = _start_flood_server(mode, env)
     url = f"ws://127.0.0.1:{port}/"
@@ -234,49 +230,27 @@ async def test_flood_keeps_server_memory_bounded_and_others_fast(mode: str, env:
                         got += 1
 
             reading = asyncio.ensure_future(read_flood())
-            # warm up (allocator, queues of the stalled clients at their bound), then measure
-            warm = await request(control, "FLOOD", {"count": 2000, "size": 10}, cid="warm", timeout=30)
-            assert warm["type"] == "FLOODED"
-            await asyncio.sleep(0.5)
             stats = await request(control, "STATS", {}, cid="s0")
             assert stats["payload"]["policies"] == [policy]
-            baseline = peak = _rss(proc.pid)
             flood = asyncio.ensure_future(
                 request(control, "FLOOD", {"count": BIG_FLOOD, "size": BIG_SIZE}, cid="big", timeout=90)
             )
-            latencies: list[float] = []
+            answered = 0
             for i in range(5000):  # bounded; ends with the flood
                 if flood.done():
                     break
-                peak = max(peak, _rss(proc.pid))
-                started = time.perf_counter()
-                assert (await request(echo, "ECHO", {"text": "ping"}, cid=f"e{i}"))["type"] == "ECHO_OK"
-                latencies.append(time.perf_counter() - started)
+                reply = await request(echo, "ECHO", {"text": "ping"}, cid=f"e{i}", timeout=PATIENCE_S)
+                assert reply["type"] == "ECHO_OK"
+                answered += 1
                 await asyncio.sleep(0.01)
             done = await flood
-            peak = max(peak, _rss(proc.pid))
             async with asyncio.timeout(30):
                 await reading
             stats = await request(control, "STATS", {}, cid="s1")
-        growth = peak - baseline
-        latencies.sort()
-        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-        flood_bytes = BIG_FLOOD * BIG_SIZE
-        print(
-            f"\n[{mode}] flood {flood_bytes / MIB:.0f} MiB/subscriber in {done['payload']['ms']:.0f} ms; "
-            f"RSS {baseline / MIB:.1f} -> peak {peak / MIB:.1f} MiB (+{growth / MIB:.1f}); "
-            f"peak backlog {done['payload']['peak_backlog_bytes'] / 1024:.0f} KiB; "
-            f"ECHO n={len(latencies)} p50={latencies[len(latencies) // 2] * 1000:.1f} ms "
-            f"p99={p99 * 1000:.1f} ms max={latencies[-1] * 1000:.1f} ms; stats {stats['payload']}"
-        )
         assert got == BIG_FLOOD, "the reading subscriber missed frames"
-        assert len(latencies) >= 20, "the flood ended before latency could be measured"
-        assert p99 < 0.2, f"ECHO p99 {p99 * 1000:.0f} ms during the flood"
-        # the two stalled clients may hold 2 x SEND_QUEUE_BYTES (4 MiB each) at most; without a
-        # bound each would hold the whole flood (2 x 50 MiB)
-        assert growth < 24 * MIB, (
-            f"server RSS grew by {growth / MIB:.1f} MiB during a {flood_bytes / MIB:.0f} MiB flood"
-        )
+        assert answered >= 5, "the flood ended before the other client could call during it"
+        # the bound of each stalled client's queue (SEND_QUEUE_BYTES); unbounded, each would
+        # hold most of the flood
         assert done["payload"]["peak_backlog_bytes"] <= 4 * MIB
         if policy == "close":
             assert stats["payload"]["closed_slow"] >= 2
