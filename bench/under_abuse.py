@@ -432,12 +432,15 @@ def machine_facts() -> str:
     load = "unknown"
     with contextlib.suppress(OSError), open("/proc/loadavg") as f:
         load = " ".join(f.read().split()[:3])
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    git = ["git", "-C", str(ROOT)]
+    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+    dirty = subprocess.run([*git, "status", "--porcelain", "--", "src"], capture_output=True, text=True, check=False)
+    revision = (commit.stdout.strip() or "?") + (" + uncommitted changes in src/" if dirty.stdout.strip() else "")
     import wskit
 
     return (
         f"- CPU: {model}, {os.cpu_count()} logical CPUs; Linux {platform.release()}; load average before: {load}\n"
-        f"- Python {platform.python_version()}, wskit {wskit.__version__} (git {commit.stdout.strip() or '?'})"
+        f"- Python {platform.python_version()}, wskit {wskit.__version__} (git {revision})"
     )
 
 
