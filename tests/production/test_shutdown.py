@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tests.production.conftest import build_router, reap, start_server_process, ws_client
 from tests.support.redis_server import free_port
-from tests.support.waiting import PATIENCE_S
+from tests.support.waiting import PATIENCE_S, eventually
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
@@ -188,12 +188,15 @@ def _instance_keys(url: str) -> set[bytes]:
 
 
 async def _wait_for_keys(url: str, present: Callable[[set[bytes]], bool]) -> set[bytes]:
-    for _ in range(100):  # bounded: 5 s (instances register with their first heartbeat)
-        keys = await asyncio.to_thread(_instance_keys, url)
-        if present(keys):
-            return keys
-        await asyncio.sleep(0.05)
-    raise AssertionError("instance keys never appeared")
+    """The instance keys once ``present`` holds (instances register with their first heartbeat)."""
+
+    async def keys() -> set[bytes] | None:
+        found = await asyncio.to_thread(_instance_keys, url)
+        return found if present(found) else None
+
+    found = await eventually(keys, what="the instance keys")
+    assert found is not None
+    return found
 
 
 async def test_broker_is_flushed_and_closed_on_shutdown(redis_url: str) -> None:
