@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, cast
 from typing_extensions import TypeVar
 
 from wskit.errors import UNSET, CloseCode, ErrorCode, UsageError, WsKitError, _Unset, error_payload
-from wskit.protocol import ERROR_TYPE, PROGRESS_TYPE, RPC_ERROR_TYPE, dumps, frame, type_prefix
+from wskit.protocol import ERROR_TYPE, PROGRESS_TYPE, RPC_ERROR_TYPE, Position, Step, dumps, frame, step, type_prefix
 from wskit.pubsub.broker import HistoryPolicy, Publication, RecoveryError, lost_frame
 from wskit.schema.declarations import MessageSchema, RpcSchema
 from wskit.schema.validator import payload_json
@@ -29,14 +29,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Context", "Position", "error_frame"]
 
-#: A history position as clients see it: ``(offset, epoch)``.
-Position = tuple[int, str]
-
 
 def _position(raw: Any) -> Position | None:
-    if isinstance(raw, tuple):
-        return raw[1], raw[0]
-    return None
+    """A connection's position in a topic, None while it is recovering or has none."""
+    return raw if isinstance(raw, Position) else None
 
 
 P = TypeVar("P")
@@ -315,8 +311,8 @@ class Context(Generic[P, D]):
                 delivered = _position(conn.positions.get(name))
                 if delivered is not None:
                     return delivered  # a publication arrived meanwhile: it is the position
-                conn.positions[name] = (current_epoch, last)
-                return last, current_epoch
+                current = conn.positions[name] = Position(last, current_epoch)
+                return current
             return found
         if name not in conn.topics:
             if len(conn.topics) >= policy.max_topics_per_connection:
@@ -343,10 +339,10 @@ class Context(Generic[P, D]):
             if offset is None or epoch is None:
                 last, current_epoch = await hub.broker.position(name, history)
                 missed: list[Publication] = []
-                start: tuple[str, int] = (current_epoch, last)
+                start = Position(last, current_epoch)
             else:
                 missed = await hub.broker.recover(name, offset, epoch, history)
-                start = (epoch, offset)
+                start = Position(offset, epoch)
         except BaseException:
             conn.positions.pop(name, None)
             await hub.unsubscribe(conn, name)
@@ -354,18 +350,19 @@ class Context(Generic[P, D]):
         # from here to the end nothing awaits, so no publication can slip in between
         position = start
         for pub in [*missed, *buffer]:
-            if pub.epoch == position[0] and pub.offset is not None:
-                if pub.offset <= position[1]:
-                    continue
-                if pub.offset != position[1] + 1:
-                    # the broker's history and the live stream did not meet: say so, as the hub does
-                    # (an ERROR of its own: this subscribe's RPC, if any, is not what failed)
-                    conn.send_nowait(lost_frame(name))
+            assert pub.offset is not None and pub.epoch is not None  # a history topic's
+            seen = step(position, pub.offset, pub.epoch)
+            if seen is Step.DUPLICATE:
+                continue
+            if seen is Step.GAP:
+                # the broker's history and the live stream did not meet: say so, as the hub does
+                # (an ERROR of its own: this subscribe's RPC, if any, is not what failed)
+                conn.send_nowait(lost_frame(name))
             if pub.exclude != conn.client_id:
                 conn.send_nowait(pub.frame())
-            position = (pub.epoch or position[0], pub.offset or position[1])
+            position = Position(pub.offset, pub.epoch)
         conn.positions[name] = position
-        return position[1], position[0]
+        return position
 
     async def unsubscribe(self, topic: str) -> None:
         """Leave ``topic`` (nothing happens when not subscribed)."""

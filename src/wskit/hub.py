@@ -16,17 +16,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from wskit.connection import Connection, OverflowPolicy
-from wskit.protocol import PRESENCE_TYPE, dumps, type_prefix
+from wskit.protocol import PRESENCE_TYPE, Position, Step, dumps, step, type_prefix
 from wskit.pubsub.broker import Broker, HistoryPolicy, Member, Publication, lost_frame
 from wskit.pubsub.memory import MemoryBroker
 
 __all__ = ["Hub"]
 
 log = logging.getLogger("wskit.hub")
-
-#: A connection's position in a history topic: (epoch, last offset delivered), or the list
-#: buffering live publications while its recovery is being fetched.
-Position = tuple[str, int] | list[Publication]
 
 
 def _default_public(data: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -191,14 +187,15 @@ class Hub:
             return False
         epoch, offset = publication.epoch, publication.offset
         assert epoch is not None and offset is not None
-        if position is not None and position[0] == epoch:
-            if offset <= position[1]:
-                return False
-            if offset != position[1] + 1:
-                # the wire carries the error; one line per connection would flood a big topic's log
-                log.debug("client %s missed offsets %d-%d of %s", conn.client_id, position[1] + 1, offset - 1, topic)
-                conn.send_nowait(lost_frame(topic))
-        conn.positions[topic] = (epoch, offset)
+        seen = step(position, offset, epoch)
+        if seen is Step.DUPLICATE:
+            return False
+        if seen is Step.GAP:
+            assert position is not None
+            # the wire carries the error; one line per connection would flood a big topic's log
+            log.debug("client %s missed offsets %d-%d of %s", conn.client_id, position.offset + 1, offset - 1, topic)
+            conn.send_nowait(lost_frame(topic))
+        conn.positions[topic] = Position(offset, epoch)
         return True
 
     def lost(self, topic: str) -> None:

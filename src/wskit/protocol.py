@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Any, Final
+from enum import Enum
+from typing import Any, Final, NamedTuple
 
 __all__ = [
     "CANCEL_TYPE",
@@ -21,11 +22,14 @@ __all__ = [
     "PROGRESS_TYPE",
     "RPC_ERROR_TYPE",
     "SERVER_META_KEYS",
+    "Position",
+    "Step",
     "dumps",
     "frame",
     "heartbeat_ack",
     "is_reserved_type",
     "now_ms",
+    "step",
     "type_prefix",
     "valid_type_name",
 ]
@@ -100,3 +104,44 @@ _ACK_PREFIX: Final = type_prefix(HEARTBEAT_ACK_TYPE)
 def heartbeat_ack() -> bytes:
     """``{"type":"__heartbeat_ack","meta":{"ts":<ms>}}``."""
     return frame(_ACK_PREFIX, b'{"ts":%d}' % now_ms(), None)
+
+
+# -- history positions (PROTOCOL.md, "Topics") ----------------------------------------------
+
+
+class Position(NamedTuple):
+    """A place in a history topic: the last ``offset`` delivered, in ``epoch``.
+
+    The order is the one clients see (``offset, epoch = await ctx.subscribe(...)``).
+    """
+
+    offset: int
+    epoch: str
+
+
+class Step(Enum):
+    """What a publication at ``(offset, epoch)`` is to a reader at some :class:`Position`."""
+
+    #: the reader had no position: this one starts it
+    FIRST = "first"
+    #: the very next offset of the same epoch
+    NEXT = "next"
+    #: an offset the reader already has (a catch-up and the live stream overlapped)
+    DUPLICATE = "duplicate"
+    #: offsets of the same epoch were skipped: publications were lost on the way
+    GAP = "gap"
+    #: the history was reset: offsets start over in a new epoch
+    NEW_EPOCH = "new-epoch"
+
+
+def step(position: Position | None, offset: int, epoch: str) -> Step:
+    """How a publication at ``offset``/``epoch`` follows ``position``: the one rule of history
+    sequencing, shared by the hub's live deliveries, a subscriber's recovery splice and the
+    Redis broker's catch-up."""
+    if position is None:
+        return Step.FIRST
+    if epoch != position.epoch:
+        return Step.NEW_EPOCH
+    if offset <= position.offset:
+        return Step.DUPLICATE
+    return Step.NEXT if offset == position.offset + 1 else Step.GAP

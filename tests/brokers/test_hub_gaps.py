@@ -8,6 +8,7 @@ from tests.brokers.sockets import RecordingSocket
 
 from wskit.connection import Connection
 from wskit.hub import Hub
+from wskit.protocol import Position
 from wskit.pubsub.broker import HistoryPolicy, Publication
 
 __all__: list[str] = []
@@ -25,7 +26,7 @@ async def _member(hub: Hub) -> tuple[Connection, RecordingSocket]:
     conn = Connection("c1", socket)
     hub.add(conn)
     await hub.subscribe(conn, "h:room", HISTORY)
-    conn.positions["h:room"] = ("e1", 1)  # as ctx.subscribe leaves it after offset 1
+    conn.positions["h:room"] = Position(1, "e1")  # as ctx.subscribe leaves it after offset 1
     return conn, socket
 
 
@@ -47,7 +48,7 @@ async def test_a_skipped_offset_is_announced_before_the_later_one() -> None:
     for offset in (4, 5):
         hub.deliver(_at(offset))
     assert _summary(socket) == [("FAILED_PRECONDITION", RECOVERY), 4, 5]
-    assert conn.positions["h:room"] == ("e1", 5)
+    assert conn.positions["h:room"] == Position(5, "e1")
 
 
 async def test_consecutive_offsets_and_duplicates_send_no_error() -> None:

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from wskit import Context, Router, message, rpc
 from wskit.connection import Connection
 from wskit.hub import Hub
+from wskit.protocol import Position
 from wskit.pubsub.broker import HistoryPolicy, Publication, RecoveryError
 from wskit.pubsub.memory import MemoryBroker
 from wskit.testing import TestClient
@@ -59,7 +60,7 @@ async def _member_at(hub: Hub, offset: int) -> tuple[Connection, FrameSocket]:
     conn = Connection("c1", socket)
     hub.add(conn)
     await hub.subscribe(conn, "h:room", HISTORY)
-    conn.positions["h:room"] = ("e1", offset)
+    conn.positions["h:room"] = Position(offset, "e1")
     return conn, socket
 
 
@@ -72,7 +73,7 @@ async def test_hub_announces_a_single_skipped_offset() -> None:
     conn, socket = await _member_at(hub, 1)
     hub.deliver(_at(3))
     assert socket.summary() == ["lost", 3]
-    assert conn.positions["h:room"] == ("e1", 3)
+    assert conn.positions["h:room"] == Position(3, "e1")
 
 
 async def test_hub_next_offset_is_not_a_gap() -> None:

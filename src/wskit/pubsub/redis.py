@@ -51,6 +51,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("RedisBroker needs redis-py: pip install 'wskit[redis]'") from exc
 
 from wskit.errors import ErrorCode, WsKitError
+from wskit.protocol import Position, Step, step
 from wskit.pubsub.broker import (
     BrokerListener,
     BrokerState,
@@ -204,8 +205,8 @@ class RedisBroker:
         self._tasks: list[asyncio.Task[None]] = []
         #: topics with local members -> their history policy (None: no history)
         self._topics: dict[str, HistoryPolicy | None] = {}
-        #: per history topic: (epoch, offset) of the last publication handed to the listener
-        self._tracked: dict[str, tuple[str, int]] = {}
+        #: per history topic: the position of the last publication handed to the listener
+        self._tracked: dict[str, Position] = {}
         #: the subscription in flight per topic, shared by every caller meanwhile (see subscribe)
         self._subscribing: dict[str, asyncio.Future[None]] = {}
         #: SUBSCRIBE confirmations awaited, per channel, in the order the commands were sent
@@ -488,17 +489,14 @@ class RedisBroker:
         if pub.offset is None or pub.epoch is None or self._topics[topic] is None:
             listener.deliver(pub)
             return
-        if topic not in self._tracked:  # first one since subscribe() (which has not read the position yet)
-            self._tracked[topic] = (pub.epoch, pub.offset)
-            listener.deliver(pub)
-            return
-        epoch, last = self._tracked[topic]
-        if pub.epoch == epoch and pub.offset <= last:
+        # the first one since subscribe() (which has not read the position yet) starts it
+        seen = step(self._tracked.get(topic), pub.offset, pub.epoch)
+        if seen is Step.DUPLICATE:
             return  # already delivered by a catch-up
-        if pub.epoch != epoch or pub.offset != last + 1:
-            # a gap (the link was down) or a new epoch: deliver the missed ones first
+        if seen is Step.GAP or seen is Step.NEW_EPOCH:
+            # the link was down, or the history was reset: deliver the missed ones first
             await self._catch_up(topic)
-            epoch, last = self._tracked.get(topic, ("", 0))
+            last, epoch = self._tracked.get(topic, Position(0, ""))
             if pub.epoch != epoch:
                 # published in an epoch the catch-up has left (e.g. just before the history
                 # was moved to a new epoch after a restore from an older snapshot): delivering
@@ -514,7 +512,7 @@ class RedisBroker:
                 return
             if pub.offset <= last:
                 return
-        self._tracked[topic] = (pub.epoch, pub.offset)
+        self._tracked[topic] = Position(pub.offset, pub.epoch)
         listener.deliver(pub)
 
     def _on_control(self, listener: BrokerListener, data: bytes) -> None:
@@ -534,16 +532,16 @@ class RedisBroker:
         listener = self._listener
         if history is None or tracked is None or listener is None:
             return
-        epoch, last, pubs = await self._read(topic, tracked[1], tracked[0], history, internal=True)
+        epoch, last, pubs = await self._read(topic, tracked.offset, tracked.epoch, history, internal=True)
         if not epoch:
             return  # the history is gone; the next publication starts a new epoch
-        if epoch == tracked[0] and last < tracked[1]:
+        if epoch == tracked.epoch and last < tracked.offset:
             epoch = await self._reepoch(topic, tracked, last)
-            self._tracked[topic] = (epoch, last)
+            self._tracked[topic] = Position(last, epoch)
             return
-        start = tracked[1] if epoch == tracked[0] else 0
+        start = tracked.offset if epoch == tracked.epoch else 0
         first = (pubs[0].offset or 0) if pubs else last + 1
-        if epoch == tracked[0] and last > start and first != start + 1:
+        if last > start and step(Position(start, tracked.epoch), first, epoch) is Step.GAP:
             # the stream no longer holds everything after what was handed over (trimmed by
             # max_len or ttl_s while the link was down): say so rather than skip offsets
             log.warning(
@@ -558,11 +556,11 @@ class RedisBroker:
             if pub.offset is not None and pub.offset > start:
                 start = pub.offset
                 listener.deliver(pub)
-        self._tracked[topic] = (epoch, max(start, last))
+        self._tracked[topic] = Position(max(start, last), epoch)
 
-    async def _reepoch(self, topic: str, tracked: tuple[str, int], last: int) -> str:
+    async def _reepoch(self, topic: str, tracked: Position, last: int) -> str:
         script = self._scripts["reepoch"]
-        args = [tracked[0], tracked[1], _new_epoch(), _META_TTL_MS]
+        args = [tracked.epoch, tracked.offset, _new_epoch(), _META_TTL_MS]
         keys = self._history_keys(topic)
         raw = await self._call("history reset", lambda r: script(keys=keys, args=args, client=r), internal=True)
         epoch = raw.decode() if isinstance(raw, bytes) else str(raw)
@@ -571,7 +569,7 @@ class RedisBroker:
             self.instance_id,
             topic,
             last,
-            tracked[1],
+            tracked.offset,
             epoch,
         )
         return epoch
@@ -710,7 +708,7 @@ class RedisBroker:
                 await waiter
             if history is not None and topic not in self._tracked:
                 last, epoch = await self.position(topic, history)
-                self._tracked.setdefault(topic, (epoch, last))
+                self._tracked.setdefault(topic, Position(last, epoch))
         except (RedisError, OSError, TimeoutError, ConnectionError) as exc:
             self._topics.pop(topic, None)
             self._tracked.pop(topic, None)
