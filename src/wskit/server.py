@@ -29,7 +29,7 @@ from wskit.dispatch import Dispatcher
 from wskit.errors import ErrorCode, WsKitError
 from wskit.gcpolicy import GcFreezer
 from wskit.lifetime import Watchdog
-from wskit.logs import configure_logging
+from wskit.logs import PeerErrorLog, configure_logging
 from wskit.protocol import dumps, frame, type_prefix
 from wskit.pubsub.broker import Broker
 from wskit.router import Middleware, Router
@@ -175,6 +175,8 @@ class Server:
             # keep-alive connection aiohttp's own timer rules (default about an hour), so a
             # client could answer /healthz and then trickle a second request for ever
             keepalive_timeout=_keepalive_s(s),
+            # malformed requests and vanished peers: one rate-limited line each, no traceback
+            logger=PeerErrorLog(logging.getLogger("wskit.http")),
         )
         await self._runner.setup()
         server = self._runner.server
