@@ -179,15 +179,16 @@ class Connection:
             self._dropped(1, "newest")
             return False
         if policy is OverflowPolicy.DROP_OLDEST:
+            if len(data) > self.limits.max_bytes:
+                # it could never fit: dropping the queued frames would lose them for nothing
+                self._dropped(1, "newest (larger than the whole queue)")
+                return False
             count = 0
             while backlog and (
                 len(backlog) >= self.limits.max_messages or self._backlog_bytes + len(data) > self.limits.max_bytes
             ):
                 self._backlog_bytes -= len(backlog.popleft())
                 count += 1
-            if len(data) > self.limits.max_bytes:
-                self._dropped(count + 1, "oldest")
-                return False
             self._dropped(count, "oldest")
             backlog.append(data)
             self._backlog_bytes += len(data)

@@ -148,12 +148,6 @@ async def test_drop_oldest_refuses_a_frame_larger_than_max_bytes() -> None:
     assert await _drained(conn, socket) == [b"A"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: under drop-oldest a frame larger than max_bytes empties the whole backlog "
-    "before being dropped itself (connection.py _overflow pops while backlog non-empty, then "
-    "finds the frame can never fit)",
-)
 async def test_an_oversize_frame_under_drop_oldest_drops_only_itself() -> None:
     """Two frames queued, then one larger than max_bytes: it is dropped (it can never fit), and the
     two queued frames, which dropping could not make room for it, are still delivered."""
