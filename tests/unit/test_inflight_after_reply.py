@@ -80,10 +80,15 @@ async def setup(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Handler, 
     """A connected client; ``own-task``: the connection cannot hand reading on, so each RPC
     runs in a task of its own."""
     handler = Handler()
-    async with TestClient(handler.router()) as client:
-        if request.param == "own-task":
-            client.connection.spawn_reader = None
+    client = TestClient(handler.router())
+    await client.connect()
+    if request.param == "own-task":
+        client.connection.spawn_reader = None
+    try:
         yield handler, client
+    finally:
+        # bounded: a broken RPC path (a mutant) must fail the test, not hang its teardown
+        await asyncio.wait_for(client.close(), 5)
 
 
 async def _rpc_over(client: TestClient) -> None:
