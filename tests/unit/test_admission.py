@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
 import pytest
+from multidict import CIMultiDict
 
 from wskit.admission import Admission, Refusal, client_ip
 from wskit.transports.base import HandshakeRequest
@@ -40,7 +42,11 @@ class Bans:
 
 
 def _status(result: Mapping[str, Any] | Refusal) -> int:
-    return result.status if isinstance(result, Refusal) else 101
+    """101 when admitted, else the refusal's status (whose body must be its standard phrase)."""
+    if not isinstance(result, Refusal):
+        return 101
+    assert result.text == HTTPStatus(result.status).phrase
+    return result.status
 
 
 # -- closed and origin ---------------------------------------------------------------------------
@@ -195,7 +201,7 @@ async def test_a_banned_user_gets_403_and_gives_its_place_back() -> None:
     admission = Admission(authenticate=lambda r: {"user_id": int(r.headers["X-User"])}, broker=lambda: bans)  # type: ignore[arg-type,return-value]
     assert _status(await admission.admit(_request(**{"X-User": "7"}))) == 403
     assert bans.asked == ["7"]
-    assert admission.total == 0 and admission.refused == {403: 1}
+    assert admission.total == 0 and admission.per_ip == {} and admission.refused == {403: 1}
     assert _status(await admission.admit(_request(**{"X-User": "8"}))) == 101
 
 
@@ -256,3 +262,17 @@ async def test_resolve_ip_uses_the_admission_trusted_proxies() -> None:
     admission = Admission(trusted_proxies=TRUSTED)
     assert admission.resolve_ip("10.0.0.1", {"X-Forwarded-For": "198.51.100.7"}) == "198.51.100.7"
     assert Admission().resolve_ip("10.0.0.1", {"X-Forwarded-For": "198.51.100.7"}) == "10.0.0.1"
+
+
+def test_multidict_headers_without_forwarded_for_give_the_peer() -> None:
+    """aiohttp's headers (a multidict) from a trusted peer that sent no X-Forwarded-For: the peer."""
+    assert client_ip("10.0.0.1", CIMultiDict(), TRUSTED) == "10.0.0.1"
+
+
+def test_multidict_forwarded_for_lines_are_read_in_any_case() -> None:
+    """Two X-Forwarded-For lines in a multidict (the second added by a proxy, spelled in lower
+    case): both are read, the second's hop is the client."""
+    headers: CIMultiDict[str] = CIMultiDict()
+    headers.add("X-Forwarded-For", "203.0.113.9")
+    headers.add("x-forwarded-for", "198.51.100.7")
+    assert client_ip("10.0.0.1", headers, TRUSTED) == "198.51.100.7"
