@@ -475,5 +475,10 @@ def _serve_one(router: Router[Any], options: Mapping[str, Any], *, reuse_port: b
         await stop.wait()
         log.info("wskit: shutting down (grace %d ms)", server.settings.shutdown_grace_ms)
         await server.shutdown()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            # closing the loop would restore the default handlers, and a second signal in the
+            # moments before the process exits would then kill it (exit -15 after a clean stop)
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, signal.SIG_IGN)
 
     asyncio.run(main())

@@ -59,3 +59,29 @@ async def test_rpcs_cut_off_by_a_shutdown_are_answered_unavailable(make_server: 
     assert code == 1001
     if how == "shutdown":  # the notice came first, then the answers
         assert [f["type"] for f in frames] == ["SERVER_SHUTDOWN", "RPC_ERROR", "RPC_ERROR"]
+
+
+@pytest.mark.parametrize("gap_ms", [0, 10, 30])
+def test_a_second_signal_as_the_process_exits_does_not_kill_it(gap_ms: int) -> None:
+    """SIGTERM, then another one a moment later (while the shutdown ends and the loop
+    closes): the process still exits 0. Closing the loop used to restore the default
+    handlers, so the second signal killed it (-15) after a clean stop."""
+    import os
+    import signal
+    import socket
+    import time
+
+    from tests.production.conftest import reap, start_server_process
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    proc = start_server_process(["-m", "tests.hostile.app", str(port)], port, {"SHUTDOWN_GRACE_MS": "0"})
+    try:
+        os.kill(proc.pid, signal.SIGTERM)
+        time.sleep(gap_ms / 1000)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        reap(proc)
