@@ -32,6 +32,7 @@ from examples.chat.app import (
     Who,
     create_router,
 )
+from tests.support.ci import unavailable
 from websockets.asyncio.client import ClientConnection, connect
 
 from wskit import Router, Server
@@ -331,10 +332,6 @@ def find_browser() -> str | None:
     return "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() == "true"
-
-
 class DevTools:
     """A minimal Chrome DevTools Protocol client over one browser-level WebSocket."""
 
@@ -485,10 +482,9 @@ async def test_browser_chats_with_a_socket_client(tmp_path: Path) -> None:
     """Headless Chromium runs the page: joins, sends, shows messages and errors, and reconnects."""
     binary = find_browser()
     if binary is None:
-        reason = f"no Chromium found ({', '.join(BROWSERS)} on PATH, or /usr/bin/chromium)"
-        if in_ci():
-            pytest.fail(f"{reason}, and CI=true requires the browser test")
-        pytest.skip(f"{reason}: apt-get install -y chromium")
+        unavailable(
+            f"no Chromium found ({', '.join(BROWSERS)} on PATH, or /usr/bin/chromium): apt-get install -y chromium"
+        )
 
     async with contextlib.AsyncExitStack() as stack:
         server = await stack.enter_async_context(running_chat())
