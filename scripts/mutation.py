@@ -36,6 +36,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "pubsub/memory": (
         "src/wskit/pubsub/memory.py",
         [
+            "tests/unit/test_pubsub_memory.py",
             "tests/brokers/test_broker_conformance.py::TestMemoryBroker",
             "tests/brokers/test_hub_gaps.py",
             "tests/unit/test_hub_gap_of_one.py",
@@ -47,6 +48,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "pubsub/broker": (
         "src/wskit/pubsub/broker.py",
         [
+            "tests/unit/test_pubsub_broker.py",
             "tests/brokers/test_publication.py",
             "tests/brokers/test_broker_conformance.py::TestMemoryBroker",
             "tests/brokers/test_hub_gaps.py",
@@ -58,6 +60,8 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "hub": (
         "src/wskit/hub.py",
         [
+            "tests/unit/test_hub_delivery.py",
+            "tests/unit/test_hub_registry.py",
             "tests/brokers/test_hub_gaps.py",
             "tests/unit/test_hub_gap_of_one.py",
             "tests/unit/test_resubscribe_position.py",
@@ -70,6 +74,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         "src/wskit/connection.py",
         [
             "tests/unit/test_connection_overflow.py",
+            "tests/unit/test_connection_lifecycle.py",
             "tests/protocol/test_connection.py",
             "tests/protocol/test_close_frames.py",
             "tests/production/test_backpressure.py",
@@ -79,6 +84,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         "src/wskit/inflight.py",
         [
             "tests/unit/test_inflight_after_reply.py",
+            "tests/unit/test_inflight_lifecycle.py",
             "tests/unit/test_rpc_handoff.py",
             "tests/protocol/test_rpc.py",
             "tests/protocol/test_stray_cancel.py",
@@ -90,6 +96,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             "tests/guards/test_ratelimit.py",
             "tests/guards/test_ratelimit_conformance.py",
             "tests/guards/test_ratelimit_refill_cap.py",
+            "tests/guards/test_ratelimit_details.py",
         ],
     ),
     "admission": (
@@ -226,7 +233,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", help=f"any of {', '.join(MODULES)} (default: all)")
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once (default 2)")
-    parser.add_argument("--budget", type=float, default=300.0, help="seconds per module at most (default 300)")
+    parser.add_argument("--budget", type=float, default=240.0, help="seconds per module at most (default 240)")
     parser.add_argument("--show", action="store_true", help="print each surviving mutant's diff")
     args = parser.parse_args()
     unknown = [m for m in args.modules if m not in MODULES]
