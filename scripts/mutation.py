@@ -207,6 +207,8 @@ def report(results: list[dict[str, object]], *, show: bool) -> None:
         score = f"{100 * detected / n:5.1f}%" if n else "  n/a"
         other = ", ".join(f"{s} {c}" for s, c in sorted(counts.items()) if s not in DETECTED)
         note = "" if result["finished"] else "  (budget ran out: partial)"
+        if not n:
+            note += f"  no results: see {result['work']}/mutmut.log (a failing clean run?)"
         print(f"{result['module']:<18} {detected:>7} / {n:<6} {score:>6}  {result['seconds']:5.0f}s  {other}{note}")
     if total:
         print(f"{'overall':<18} {total_detected:>7} / {total:<6} {100 * total_detected / total:5.1f}%")
