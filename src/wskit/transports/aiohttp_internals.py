@@ -116,10 +116,11 @@ class MaskCheck:
     not, and the read loop gets aiohttp's ``WebSocketError`` (aiohttp then closes 1002).
     """
 
-    __slots__ = ("_head", "_inner", "_queue", "_skip", "failed")
+    __slots__ = ("_feed", "_head", "_inner", "_queue", "_skip", "failed")
 
     def __init__(self, inner: _FrameParser, queue: Any) -> None:
         self._inner = inner
+        self._feed = inner.feed_data
         self._queue = queue
         self._skip = 0  # payload bytes of the current frame not seen yet
         self._head = b""  # a frame header split across reads
@@ -129,19 +130,31 @@ class MaskCheck:
         self._inner.feed_eof()
 
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        skip = self._skip
+        if skip == 0 and not self._head and not self.failed:
+            # the usual read: exactly one small masked frame (header 6 bytes)
+            size = len(data)
+            if size > 1:
+                second = data[1]
+                if second > 0x80 + 125 or second & 0x80 == 0 or (second & 0x7F) + 6 != size:
+                    return self._scan_and_feed(data)
+                return self._feed(data)
+        return self._scan_and_feed(data)
+
+    def _scan_and_feed(self, data: bytes) -> tuple[bool, bytes]:
         if self.failed:
             return True, b""
         skip = self._skip
         size = len(data)
         if skip >= size and not self._head:
             self._skip = skip - size  # all payload: the common case for a large frame
-            return self._inner.feed_data(data)
+            return self._feed(data)
         bad = self.scan(data)
         if bad < 0:
-            return self._inner.feed_data(data)
+            return self._feed(data)
         self.failed = True
         if bad > 0:
-            self._inner.feed_data(data[:bad])
+            self._feed(data[:bad])
         self._queue.set_exception(WebSocketError(1002, "unmasked frame from the client (RFC 6455 5.1)"))
         return True, b""
 

@@ -24,11 +24,18 @@ from multidict import CIMultiDict
 from wskit.admission import Admission, Refusal
 from wskit.connection import Connection, QueueLimits
 from wskit.dispatch import Dispatcher
-from wskit.errors import UNSENDABLE_CLOSE_CODES, CloseCode, clip_close_reason
+from wskit.errors import CloseCode, clip_close_reason
 from wskit.lifetime import Watchdog
 from wskit.pubsub.broker import BrokerState
 from wskit.router import Router
-from wskit.transports.aiohttp_internals import break_transport_cycle, drain_waiter, inbound_frames
+from wskit.transports.aiohttp_internals import (
+    break_transport_cycle,
+    check_client_masks,
+    drain_waiter,
+    inbound_frames,
+    pending_tail,
+    tail_is_masked,
+)
 from wskit.transports.base import HandshakeRequest
 
 __all__ = ["AiohttpSocket", "Flusher", "HandshakeGuard", "Session", "Transport", "build_app", "handshake_request"]
@@ -36,8 +43,12 @@ __all__ = ["AiohttpSocket", "Flusher", "HandshakeGuard", "Session", "Transport",
 log = logging.getLogger("wskit.server")
 
 _TEXT = WSMsgType.TEXT
+_BINARY = WSMsgType.BINARY
 _PING = WSMsgType.PING
 _PONG = WSMsgType.PONG
+#: RFC 6455 close code for data inconsistent with its frame type (not UTF-8 in a text frame);
+#: errors.CloseCode has no member for it yet
+INVALID_PAYLOAD = 1007
 #: a server's ping frame: final, opcode 0x9, unmasked, empty
 _PING_FRAME = b"\x89\x00"
 _BEARER = "bearer."
@@ -269,6 +280,34 @@ def _is_upgrade(request: web.Request) -> bool:
     return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
+#: RFC 6455 4.1: the only version of the protocol, and the one a refusal names (4.4)
+_WS_VERSION = "13"
+
+
+def _refuse_handshake(request: web.Request) -> web.Response | None:
+    """The HTTP answer to an upgrade request RFC 6455 does not allow, or None.
+
+    aiohttp upgrades any method, HTTP/1.0, and the draft versions 7 and 8; RFC 6455 4.1 asks
+    for GET, HTTP/1.1 or later and version 13, and 4.4 for a 426 that names the version the
+    server speaks. A client that sent frames before the 101 (4.1: it must wait for it) and
+    did not mask them (5.1) is refused too: aiohttp would parse them before the mask check
+    is in place.
+    """
+    if request.method != "GET":
+        return web.Response(status=405, text="WebSocket upgrades use GET", headers={hdrs.ALLOW: "GET"})
+    if request.version < (1, 1):
+        return web.Response(status=400, text="WebSocket upgrades need HTTP/1.1 or later")
+    if request.headers.get(hdrs.SEC_WEBSOCKET_VERSION, "").strip() != _WS_VERSION:
+        return web.Response(
+            status=426,
+            text="Unsupported WebSocket version: this server speaks 13",
+            headers={hdrs.SEC_WEBSOCKET_VERSION: _WS_VERSION},
+        )
+    if not tail_is_masked(pending_tail(request.protocol)):
+        return web.Response(status=400, text="Unmasked frame from the client")
+    return None
+
+
 def _chosen_protocol(offered: tuple[str, ...]) -> str | None:
     """The subprotocol the 101 names: the first one offered that is not a ``bearer.<token>``
     credential (never echoed), or None."""
@@ -331,10 +370,19 @@ class Session:
                 msg = await ws.receive()
                 conn.awaiting_pong = False  # any frame answers the Watchdog's ping
                 kind = msg.type
-                if kind is _TEXT or kind is WSMsgType.BINARY:
+                if kind is _TEXT or kind is _BINARY:
+                    data = msg.data
+                    # RFC 6455 8.1: a text frame that is not UTF-8 fails the connection (1007).
+                    # aiohttp does not decode (decode_text=False, for speed); isascii() is a
+                    # few nanoseconds and settles the common case, only other frames are decoded
+                    if kind is _TEXT and not data.isascii() and not _is_utf8(data):
+                        code, reason = INVALID_PAYLOAD, "invalid UTF-8 in a text frame"
+                        sock.flush()
+                        await sock.close(code, reason)
+                        break
                     sock.reading = True
                     try:
-                        pending = receive(conn, msg.data)
+                        pending = receive(conn, data)
                     except BaseException:
                         sock.settle(True)  # what was sent before the failure still goes out
                         raise
@@ -357,7 +405,14 @@ class Session:
                     # close without a status code (aiohttp reports 0) is 1005 to on_close and
                     # answered 1000, since 1005 may not be sent
                     code, reason = int(msg.data) or CloseCode.NO_STATUS, msg.extra or ""
-                    echo = CloseCode.NORMAL if code in UNSENDABLE_CLOSE_CODES else code
+                    echo: int
+                    if code == CloseCode.NO_STATUS:
+                        echo = CloseCode.NORMAL
+                    elif _is_wire_close_code(code):
+                        echo = code
+                    else:  # 1004-1006, 1015, 5000...: a protocol error (RFC 6455 7.4), answered 1002
+                        code, reason = CloseCode.PROTOCOL_ERROR, f"invalid close code {code}"
+                        echo = code
                     sock.flush()  # answers to frames that came with the close go before it
                     await ws.close(code=echo, message=clip_close_reason(reason))
                     break
@@ -365,7 +420,8 @@ class Session:
                     error = msg.data
                     code = getattr(error, "code", None) or CloseCode.PROTOCOL_ERROR
                     reason = str(error)[:123]
-                    log.info("client %s: closed on a protocol error: %s", conn.client_id, error)
+                    # the peer's doing (on_close gets the code): not worth a line per connection
+                    log.debug("client %s: closed on a protocol error: %s", conn.client_id, error)
                     break
                 else:  # CLOSING / CLOSED: we closed it (ctx.close, shutdown, watchdog, slow consumer)
                     break
@@ -414,6 +470,20 @@ class Session:
             break_transport_cycle(sock.transport)  # asyncio's selector transport -> itself
 
 
+def _is_wire_close_code(code: int) -> bool:
+    """A close code a peer may send (RFC 6455 7.4): 1000-1003, 1007-1014 (1004 is reserved,
+    1005/1006/1015 only describe what happened), 3000-4999 (registered and private)."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _ping(conn: Connection) -> None:
     sock = conn.socket
     if isinstance(sock, AiohttpSocket):
@@ -440,6 +510,9 @@ def build_app(t: Transport) -> web.Application:
             return await plain_http(request)
         if t.path is not None and request.path != t.path:
             return web.Response(status=404, text="Not Found")
+        refused = _refuse_handshake(request)
+        if refused is not None:
+            return refused
         # the upgrade is handled here rather than in a helper coroutine: every level of
         # suspended coroutine is memory held by each idle connection
         ip = t.admission.resolve_ip(request.remote, request.headers)
@@ -461,12 +534,14 @@ def build_app(t: Transport) -> web.Application:
                 decode_text=False,
                 autoclose=False,
                 protocols=() if chosen is None else (chosen,),
+                timeout=CLOSE_TIMEOUT_S,  # how long a close waits for the peer's close frame
             )
             ws.headers["x-client-id"] = client_id
             # we choose the subprotocol, so aiohttp never has a reason to log the offered list
             # (which may hold a bearer.<token>)
             offered = hdrs.SEC_WEBSOCKET_PROTOCOL in request.headers
             await ws.prepare(_without_protocols(request) if offered and chosen is None else request)
+            check_client_masks(ws, request.protocol)  # RFC 6455 5.1, which aiohttp does not check
             conn = Connection(client_id, AiohttpSocket(ws, request, t.flusher), data=outcome, request=hs,
                               limits=t.queue_limits)  # fmt: skip
             session = Session(t, ws, conn)
