@@ -54,25 +54,30 @@ async def _members(hub: Hub, count: int, topic: str = "room", **conn_kw: Any) ->
     return conns
 
 
-async def _full_member(hub: Hub, policy: OverflowPolicy = OverflowPolicy.CLOSE) -> tuple[Connection, Socket]:
-    """A member (policy close unless told) whose one-frame backlog is full."""
+async def _full_member(
+    hub: Hub, policy: OverflowPolicy = OverflowPolicy.CLOSE, *, topic: str = "room"
+) -> tuple[Connection, Socket]:
+    """A member of ``topic`` (policy close unless told) whose one-frame backlog is full."""
     socket = Socket(stalled=True)
     conn = Connection("slow", socket, limits=QueueLimits(max_messages=1, policy=policy))
     hub.add(conn)
-    await hub.subscribe(conn, "room")
+    await hub.subscribe(conn, topic, HISTORY if topic.startswith("h:") else None)
     assert conn.send_nowait(b"first")  # taken by the socket, which now pushes back
     assert conn.send_nowait(b"queued")  # fills the backlog
     return conn, socket
 
 
+@pytest.mark.parametrize("topic", ["room", "h:room"], ids=["plain", "history"])
 @pytest.mark.parametrize("overflow", [OverflowPolicy.DROP_NEW, "drop-new"], ids=["enum", "text-from-a-broker"])
-async def test_a_publication_overflow_policy_applies_to_a_full_member(overflow: Any) -> None:
+async def test_a_publication_overflow_policy_applies_to_a_full_member(overflow: Any, topic: str) -> None:
     """A publication marked drop-new, to a member whose queue is full and whose own policy is
     close: the frame is dropped and the member stays connected (also when the policy arrived
-    as text, as it does through Redis)."""
+    as text, as it does through Redis; also on a history topic)."""
     hub = Hub()
-    conn, _ = await _full_member(hub)
-    pub = _pub(1)
+    conn, _ = await _full_member(hub, topic=topic)
+    pub = _pub(1, topic)
+    if topic.startswith("h:"):
+        pub = pub.with_position(1, "e1")
     pub.overflow = overflow
     hub.deliver(pub)
     assert conn.close_code is None

@@ -94,6 +94,8 @@ async def test_remove_forgets_the_connection_its_user_and_its_topics() -> None:
     await hub.subscribe(conn, "t1")
     await hub.subscribe(conn, "h:t2", HISTORY)
     await hub.remove(conn)
+    assert hub.connections == {} and hub.users == {} and hub.members == {}
+    assert conn.topics == set()
     await hub.remove(conn)
     assert hub.connections == {} and hub.users == {} and hub.members == {}
     assert ("unsubscribe", "t1") in broker.calls and ("unsubscribe", "h:t2") in broker.calls
@@ -142,6 +144,17 @@ async def test_deliver_to_user_reaches_each_connection_of_that_user_only() -> No
     assert [len(_frames(x)) for x in (a, b, c)] == [1, 1, 0]
 
 
+async def test_user_controls_for_a_user_not_connected_here_do_nothing() -> None:
+    """The broker hands every instance each send-to-user and kick: for a user with no connection
+    on this one, nothing happens (and nothing raises)."""
+    hub, _ = await _hub()
+    other = _conn("a", "u1")
+    hub.add(other)
+    hub.deliver_to_user("elsewhere", b'{"type":"HI"}')
+    hub.disconnect_user("elsewhere", 4003, "kicked")
+    assert _frames(other) == [] and other.close_code is None
+
+
 async def test_disconnect_user_closes_each_connection_of_that_user_only() -> None:
     """disconnect_user(u1, 4003, ...): both of u1's connections close with it; u2's stays open."""
     hub, _ = await _hub()
@@ -165,6 +178,7 @@ async def test_the_broker_carries_a_topic_from_its_first_member_to_its_last() ->
     assert await hub.subscribe(b, "h:t", HISTORY)
     assert hub.topic_history == {"h:t": HISTORY}
     assert await hub.unsubscribe(a, "h:t")
+    assert a.topics == set()
     assert ("unsubscribe", "h:t") not in broker.calls
     assert await hub.unsubscribe(b, "h:t")
     topic_calls = [c for c in broker.calls if c[0] in ("subscribe", "unsubscribe")]
