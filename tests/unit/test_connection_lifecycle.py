@@ -114,6 +114,15 @@ async def test_close_flushes_the_queue_then_closes_once_with_the_first_code() ->
     assert not conn.send_nowait(b"C")
 
 
+async def test_close_defaults_to_a_normal_close() -> None:
+    """close() without a code closes with 1000 and no reason."""
+    socket = Socket()
+    conn = Connection("c", socket)
+    await conn.close()
+    assert socket.closes == [(CloseCode.NORMAL, "")]
+    assert conn.close_code == CloseCode.NORMAL
+
+
 async def test_close_after_close_soon_keeps_the_first_code_and_closes_once() -> None:
     """close_soon(1013) from a timer, then close(1000): the socket sees one close, with 1013."""
     socket = Socket()

@@ -213,3 +213,60 @@ async def test_the_message_bound_is_inclusive(policy: str) -> None:
     assert conn.send_nowait(b"C")
     assert conn.dropped == 0
     assert await _drained(conn, socket) == [b"A", b"B", b"C"]
+
+
+async def test_drop_oldest_accepts_a_frame_of_exactly_max_bytes() -> None:
+    """A frame of exactly max_bytes fits an empty queue: drop-oldest drops what is queued and
+    keeps it."""
+    conn, socket = await _stalled(QueueLimits(max_messages=100, max_bytes=10, policy="drop-oldest"))
+    assert conn.send_nowait(b"1111")
+    assert conn.send_nowait(b"x" * 10)
+    assert await _drained(conn, socket) == [b"A", b"x" * 10]
+
+
+async def test_drop_oldest_at_the_message_bound_drops_no_more_than_one() -> None:
+    """max_messages=2, max_bytes=10, 5 + 4 bytes queued; a 6-byte frame: dropping the oldest (5)
+    leaves 4 + 6 = 10 bytes, which fits exactly, so the 4-byte frame stays."""
+    conn, socket = await _stalled(QueueLimits(max_messages=2, max_bytes=10, policy="drop-oldest"))
+    assert conn.send_nowait(b"11111")
+    assert conn.send_nowait(b"2222")
+    assert conn.send_nowait(b"333333")
+    assert conn.dropped == 1
+    assert await _drained(conn, socket) == [b"A", b"2222", b"333333"]
+
+
+async def test_drop_oldest_counts_every_frame_it_drops_at_once() -> None:
+    """3 + 3 + 3 bytes queued (max_bytes=10); a 7-byte frame needs two of them gone: dropped is 2."""
+    conn, socket = await _stalled(QueueLimits(max_messages=100, max_bytes=10, policy="drop-oldest"))
+    for frame in (b"111", b"222", b"333"):
+        assert conn.send_nowait(frame)
+    assert conn.send_nowait(b"4444444")
+    assert conn.dropped == 2
+    assert await _drained(conn, socket) == [b"A", b"333", b"4444444"]
+
+
+async def test_the_slow_consumer_close_adds_to_earlier_drops() -> None:
+    """One frame dropped by its own drop-new policy, then the close policy closes: dropped is 2."""
+    conn, socket = await _stalled(QueueLimits(max_messages=1))
+    assert conn.send_nowait(b"B")
+    assert not conn.send_nowait(b"C", OverflowPolicy.DROP_NEW)
+    assert not conn.send_nowait(b"D")
+    assert conn.dropped == 2
+    assert conn.close_code == CloseCode.TRY_AGAIN_LATER
+    socket.release()
+
+
+async def test_after_the_queue_drains_the_next_stall_starts_afresh() -> None:
+    """Once the backlog has drained, frames go straight to the socket again (flush returns at once),
+    and when the socket pushes back a second time the bounds apply from zero: exactly max_bytes
+    can be queued again."""
+    conn, socket = await _stalled(QueueLimits(max_messages=100, max_bytes=10, policy="drop-new"))
+    assert conn.send_nowait(b"12345")
+    await _drained(conn, socket)
+    await asyncio.wait_for(conn.flush(), 5)
+    socket.stall()
+    assert conn.send_nowait(b"B")  # taken by the socket, which pushes back again
+    assert conn.backlog == 0
+    assert conn.send_nowait(b"x" * 10)
+    assert not conn.send_nowait(b"y")
+    assert await _drained(conn, socket) == [b"A", b"12345", b"B", b"x" * 10]
