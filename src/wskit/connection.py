@@ -74,7 +74,6 @@ class Connection:
         "_closing",
         "_next_drop_log",
         "_writer",
-        "awaiting_pong",
         "client_id",
         "close_code",
         "close_reason",
@@ -124,8 +123,6 @@ class Connection:
         #: time.monotonic() of the last application message, and of the opening (watchdog)
         self.last_activity = 0.0
         self.opened_at = 0.0
-        #: a transport ping went out and nothing has come back since (see Watchdog pings)
-        self.awaiting_pong = False
         self.closed = False
         self.close_code: int | None = None
         self.close_reason = ""

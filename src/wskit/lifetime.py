@@ -6,8 +6,9 @@ pays nothing for these guards. Each close says why, in its reason.
 
 Transport pings are one sweep over all connections, not a timer per connection: every
 ``ping_interval`` seconds each open connection is pinged, and half an interval later those
-from which nothing came back (no pong, no frame at all) are closed. A host that can ping
-turns it on with :meth:`Watchdog.enable_pings`.
+from which no byte came back (no pong, nothing at all) are closed. A host that can ping
+turns it on with :meth:`Watchdog.enable_pings`; it counts bytes where they arrive, so a
+connection whose application is busy (not reading) is not taken for a dead one.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class Watchdog:
     ``auth_ms``: no ``user_id`` in the connection's data that long after opening -> 1008.
     Token expiry: ``data["token_exp"]`` (seconds since the epoch) passed -> 1008, unless a
     re-authentication moved it.
-    Dead peers (once :meth:`enable_pings` is called): nothing received within half a ping
+    Dead peers (once :meth:`enable_pings` is called): no byte received within half a ping
     interval of a ping -> close 1011 "ping timeout".
     """
 
@@ -43,22 +44,21 @@ class Watchdog:
         self.closed: dict[str, int] = {"idle": 0, "auth": 0, "token": 0, "ping": 0}
         self.ping_interval_s = 0.0
         self._ping: Callable[[Connection], None] | None = None
+        self._heard: Callable[[Connection], bool] = _always
         #: connections the ping sweep covers (insertion-ordered; values unused)
         self._live: dict[Connection, None] = {}
         self._sweep: asyncio.TimerHandle | None = None
         self._sweep_loop: asyncio.AbstractEventLoop | None = None
 
-    def enable_pings(self, interval_s: float, ping: Callable[[Connection], None]) -> None:
-        """Ping every watched connection each ``interval_s`` seconds with ``ping(conn)``; close
-        (1011) those that sent nothing back within ``interval_s / 2``. The host calls
-        :meth:`alive` whenever a frame (a pong or anything else) arrives. 0: off."""
+    def enable_pings(
+        self, interval_s: float, ping: Callable[[Connection], None], heard: Callable[[Connection], bool]
+    ) -> None:
+        """Every ``interval_s`` seconds call ``ping(conn)`` for each watched connection (send a
+        ping and start listening afresh); ``interval_s / 2`` later close (1011) those for which
+        ``heard(conn)`` says nothing arrived since. 0: off."""
         self.ping_interval_s = interval_s
         self._ping = ping if interval_s > 0 else None
-
-    @staticmethod
-    def alive(conn: Connection) -> None:
-        """Something arrived from ``conn``'s peer: it answered the last ping."""
-        conn.awaiting_pong = False
+        self._heard = heard
 
     def watch(self, conn: Connection) -> None:
         """Start watching ``conn`` (call when it opens)."""
@@ -96,14 +96,14 @@ class Watchdog:
             return  # the sweep stops while nobody is connected; watch() restarts it
         for conn in list(self._live):
             if not conn.closed and conn.close_code is None:
-                conn.awaiting_pong = True
                 ping(conn)
         self._sweep = asyncio.get_running_loop().call_later(self.ping_interval_s / 2, self._check_pongs)
 
     def _check_pongs(self) -> None:
         half = self.ping_interval_s / 2
+        heard = self._heard
         for conn in list(self._live):
-            if conn.awaiting_pong and not conn.closed and conn.close_code is None:
+            if not conn.closed and conn.close_code is None and not heard(conn):
                 self.closed["ping"] += 1
                 conn.close_soon(CloseCode.INTERNAL_ERROR, f"ping timeout: no pong within {half:g} s")
         self._sweep = asyncio.get_running_loop().call_later(half, self._send_pings)
@@ -146,6 +146,10 @@ class Watchdog:
             conn.close_soon(CloseCode.GOING_AWAY, f"idle timeout: no message for {int(self.idle_s * 1000)} ms")
             return
         self._arm(conn)
+
+
+def _always(conn: Connection) -> bool:
+    return True
 
 
 def _token_exp(data: dict[str, Any]) -> float | None:

@@ -11,8 +11,10 @@ import asyncio
 from typing import Any
 
 import aiohttp
+from pydantic import BaseModel
+from tests.production.conftest import build_router
 
-from wskit import Server
+from wskit import Context, Server, message
 
 WAIT = 5.0
 
@@ -51,3 +53,28 @@ async def test_ping_from_the_peer_is_answered_with_its_payload(make_server: Any)
         msg = await ws.receive(timeout=WAIT)
         assert msg.type is aiohttp.WSMsgType.PONG
         assert msg.data == b"are you there"
+
+
+class Nap(BaseModel):
+    ms: int
+
+
+NapMsg = message("NAP", Nap)
+
+
+async def test_busy_connection_that_answers_pings_is_not_closed(make_server: Any, tick: float) -> None:
+    """A handler that keeps the read loop busy for 10 ping intervals does not get its connection
+    closed: the pongs' bytes count even while nothing reads the frames they came in."""
+    router = build_router()
+
+    @router.on(NapMsg)
+    async def nap(ctx: Context[Nap]) -> None:
+        await asyncio.sleep(ctx.payload.ms / 1000)
+        await ctx.send(NapMsg, ctx.payload)
+
+    server: Server = await make_server(router=router, ping_interval=tick)
+    async with aiohttp.ClientSession() as session, session.ws_connect(server.url, autoping=True) as ws:
+        await ws.send_json({"type": "NAP", "payload": {"ms": int(10 * tick * 1000)}})
+        msg = await ws.receive(timeout=WAIT)  # answers pings while it waits
+        assert msg.type is aiohttp.WSMsgType.TEXT, msg
+        assert server.watchdog.closed["ping"] == 0

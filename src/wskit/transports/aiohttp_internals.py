@@ -116,7 +116,7 @@ class MaskCheck:
     not, and the read loop gets aiohttp's ``WebSocketError`` (aiohttp then closes 1002).
     """
 
-    __slots__ = ("_feed", "_head", "_inner", "_queue", "_skip", "failed")
+    __slots__ = ("_feed", "_head", "_inner", "_queue", "_skip", "failed", "received")
 
     def __init__(self, inner: _FrameParser, queue: Any) -> None:
         self._inner = inner
@@ -125,11 +125,14 @@ class MaskCheck:
         self._skip = 0  # payload bytes of the current frame not seen yet
         self._head = b""  # a frame header split across reads
         self.failed = False
+        #: bytes arrived since the host last cleared it (the ping sweep's proof of life)
+        self.received = True
 
     def feed_eof(self) -> None:
         self._inner.feed_eof()
 
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        self.received = True
         skip = self._skip
         if skip == 0 and not self._head and not self.failed:
             # the usual read: exactly one small masked frame (header 6 bytes)

@@ -29,6 +29,7 @@ from wskit.lifetime import Watchdog
 from wskit.pubsub.broker import BrokerState
 from wskit.router import Router
 from wskit.transports.aiohttp_internals import (
+    MaskCheck,
     break_transport_cycle,
     check_client_masks,
     drain_waiter,
@@ -118,6 +119,7 @@ class AiohttpSocket:
         "_pending",
         "_pending_bytes",
         "_unmarked",
+        "mask_check",
         "protocol",
         "reading",
         "request",
@@ -137,6 +139,8 @@ class AiohttpSocket:
         #: (:meth:`settle`), so frames sent meanwhile need no end-of-tick flush yet
         self.reading = False
         self._unmarked = False
+        #: what the transport feeds its frame parser through; it notes that bytes arrived
+        self.mask_check: MaskCheck | None = None
 
     def send_frame(self, data: bytes) -> Awaitable[None] | None:
         transport = self.transport
@@ -159,10 +163,21 @@ class AiohttpSocket:
         return None
 
     def ping(self) -> None:
-        """Write a ping frame now (the Watchdog's sweep; a dead peer's transport is skipped)."""
+        """Write a ping frame now and listen afresh (the Watchdog's sweep; a closing transport
+        is skipped)."""
+        check = self.mask_check
+        if check is not None:
+            check.received = False
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.write(_PING_FRAME)
+
+    def heard(self) -> bool:
+        """Whether any byte arrived since :meth:`ping`: a pong, or anything else. Counted where
+        aiohttp's protocol feeds its parser, so it holds while the read loop is busy (a slow
+        handler, the in-flight RPC bound) or a large frame is still arriving."""
+        check = self.mask_check
+        return check is None or check.received
 
     def pong(self, payload: bytes) -> None:
         """Answer a ping with its payload (aiohttp's parser caps control payloads at 125 bytes).
@@ -368,7 +383,6 @@ class Session:
         try:
             while True:
                 msg = await ws.receive()
-                conn.awaiting_pong = False  # any frame answers the Watchdog's ping
                 kind = msg.type
                 if kind is _TEXT or kind is _BINARY:
                     data = msg.data
@@ -399,7 +413,7 @@ class Session:
                 elif kind is _PING:
                     sock.pong(msg.data)  # autoping is off: aiohttp would answer with a task per ping
                 elif kind is _PONG:
-                    pass
+                    pass  # its bytes already counted (AiohttpSocket.heard)
                 elif kind is WSMsgType.CLOSE:
                     # echo the peer's code and reason, as RFC 6455 suggests and WS-Kit does; a
                     # close without a status code (aiohttp reports 0) is 1005 to on_close and
@@ -468,6 +482,11 @@ class Session:
         sock = self.conn.socket
         if isinstance(sock, AiohttpSocket):
             break_transport_cycle(sock.transport)  # asyncio's selector transport -> itself
+
+
+def _heard(conn: Connection) -> bool:
+    sock = conn.socket
+    return not isinstance(sock, AiohttpSocket) or sock.heard()
 
 
 def _is_wire_close_code(code: int) -> bool:
@@ -541,9 +560,9 @@ def build_app(t: Transport) -> web.Application:
             # (which may hold a bearer.<token>)
             offered = hdrs.SEC_WEBSOCKET_PROTOCOL in request.headers
             await ws.prepare(_without_protocols(request) if offered and chosen is None else request)
-            check_client_masks(ws, request.protocol)  # RFC 6455 5.1, which aiohttp does not check
-            conn = Connection(client_id, AiohttpSocket(ws, request, t.flusher), data=outcome, request=hs,
-                              limits=t.queue_limits)  # fmt: skip
+            sock = AiohttpSocket(ws, request, t.flusher)
+            sock.mask_check = check_client_masks(ws, request.protocol)  # RFC 6455 5.1: aiohttp does not
+            conn = Connection(client_id, sock, data=outcome, request=hs, limits=t.queue_limits)
             session = Session(t, ws, conn)
             conn.spawn_reader = session.spawn_reader
             t.connections[ws] = conn
@@ -579,7 +598,7 @@ def build_app(t: Transport) -> web.Application:
         return web.Response(status=400, text="Expected a WebSocket upgrade (Upgrade: websocket)")
 
     if t.ping_interval:
-        t.watchdog.enable_pings(t.ping_interval, _ping)
+        t.watchdog.enable_pings(t.ping_interval, _ping, _heard)
     app = web.Application(client_max_size=t.max_payload_bytes)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
