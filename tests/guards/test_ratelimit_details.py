@@ -94,7 +94,8 @@ async def test_unchecked_messages_are_counted_and_warned_about_once_per_interval
         assert await _outcomes(guard, 1) == ["ok"]
     warnings = [r.getMessage() for r in caplog.records if r.name == "wskit.guards.ratelimit"]
     assert len(warnings) == 2
-    assert "1 message(s)" in warnings[0] and "5 message(s)" in warnings[1]
+    assert "; 1 message(s) let through" in warnings[0]
+    assert "; 5 message(s) let through" in warnings[1]
     assert guard.statistics() == {"allowed": 0, "limited": 0, "unchecked": 6}
 
 
