@@ -13,6 +13,7 @@ import pytest
 from wskit.connection import Connection, OverflowPolicy, QueueLimits
 from wskit.errors import CloseCode
 from wskit.hub import Hub
+from wskit.protocol import Position
 from wskit.pubsub.broker import HistoryPolicy, Publication
 
 HISTORY = HistoryPolicy("h:*", max_len=10, ttl_s=60)
@@ -132,7 +133,7 @@ async def test_lost_tells_every_member_with_a_position() -> None:
     hub = Hub()
     conns = await _members(hub, 10, "h:room")
     for conn in conns[::2]:
-        conn.positions["h:room"] = ("e1", 3)
+        conn.positions["h:room"] = Position(3, "e1")
     hub.lost("h:room")
     for i, conn in enumerate(conns):
         frames = [json.loads(f) for f in conn.socket.frames]  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ from typing import Any
 
 from wskit.connection import Connection
 from wskit.hub import Hub
+from wskit.protocol import Position
 from wskit.pubsub.broker import HistoryPolicy, Member, Publication
 from wskit.pubsub.memory import MemoryBroker
 
@@ -203,7 +204,7 @@ async def test_leaving_a_topic_drops_its_position() -> None:
     hub, _ = await _hub()
     conn = _conn("a")
     await hub.subscribe(conn, "h:t", HISTORY)
-    conn.positions["h:t"] = ("e", 3)
+    conn.positions["h:t"] = Position(3, "e")
     await hub.unsubscribe(conn, "h:t")
     assert conn.positions == {}
 
