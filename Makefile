@@ -48,7 +48,7 @@ bench: $(STAMP) system-deps
 	PY=$(PY) bash bench/setup_peers.sh
 	$(PY) bench/run.py
 
-## mutation: mutation testing (mutmut) of pubsub/, hub, connection, inflight, ratelimit, admission;
+## mutation: mutation testing (mutmut) of pubsub/, protocol (history step), hub, connection, inflight, ratelimit, admission;
 ##   prints killed/total per module (up to ~30 min; not part of test). MUTATION_ARGS="hub --show"
 mutation: $(STAMP)
 	@$(PY) -c 'import mutmut' 2>/dev/null || $(PY) -m pip install -q -e '.[mutation]'
