@@ -16,10 +16,9 @@ leaves behind may be in a cycle, whoever made it: wskit's own, and aiohttp's and
 response, and breaks asyncio's selector transport's reference to itself when a connection
 is released). ``tests/protocol/test_no_cyclic_garbage.py`` counts every object the
 collector would free after connections closed in every way, under the stock loop and
-uvloop, and requires none; ``tests/hostile/test_churn_memory.py`` requires a server whose
-connections were frozen while open to give their memory back. (Before, each closed
-connection kept ~10 KB until the unfreeze.) TLS connections on the stock asyncio loop are
-not covered by those tests.
+uvloop, with and without TLS, and requires none; ``tests/hostile/test_churn_memory.py``
+requires a server whose connections were frozen while open to give their memory back.
+(Before, each closed connection kept ~10 KB until the unfreeze.)
 
 Only a reference cycle created by the application in long-lived data and dropped after it
 was frozen waits for the next unfreeze (every ``GC_UNFREEZE_INTERVAL_S``), which gives

@@ -10,14 +10,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import shutil
 import socket
+import ssl
 import struct
+import subprocess
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.web_protocol import RequestHandler
@@ -29,6 +34,7 @@ from wskit.transports.aiohttp_internals import (
     drain_waiter,
     inbound_frames,
     pending_tail,
+    socket_transport,
     tail_is_masked,
 )
 
@@ -149,8 +155,7 @@ def test_selector_transport_refers_to_itself_until_the_cycle_is_broken() -> None
         callback = transport._read_ready_cb  # type: ignore[attr-defined]
         assert callback.__self__ is transport, "the self-reference wskit breaks is gone or moved"
         del callback
-        break_transport_cycle(transport)  # not closing yet: left alone (it may still read)
-        assert transport._read_ready_cb is not None  # type: ignore[attr-defined]
+        assert socket_transport(transport) is transport  # no TLS: the transport owns the socket
         transport.close()
         await asyncio.sleep(0.01)  # connection_lost runs
         break_transport_cycle(transport)
@@ -191,6 +196,59 @@ class _Queue:
 
     def set_exception(self, exc: BaseException) -> None:
         self.exc = exc
+
+
+def test_tls_transport_reaches_the_selector_transport_under_it(tmp_path: Path) -> None:
+    """Under TLS (stock loop) a connection's transport is asyncio's _SSLProtocolTransport;
+    its _ssl_protocol._transport is the selector transport that owns the socket (and the
+    self-reference); once that one closes, the cycle is broken and refcounting frees it."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_tls.load_cert_chain(cert, key)
+        accepted: asyncio.Future[asyncio.BaseTransport] = loop.create_future()
+
+        class Accept(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                accepted.set_result(transport)
+
+        server = await loop.create_server(Accept, "127.0.0.1", 0, ssl=server_tls)
+        port = server.sockets[0].getsockname()[1]
+        client_tls = ssl.create_default_context(cafile=str(cert))
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_tls)
+        transport = await asyncio.wait_for(accepted, 5)
+        raw = socket_transport(transport)
+        assert raw is not None and raw is not transport
+        assert raw._read_ready_cb.__self__ is raw  # type: ignore[attr-defined]
+        ref = weakref.ref(raw)
+        writer.transport.abort()
+        transport.close()
+        break_transport_cycle(raw)  # not closed yet, or closed: broken now or at a later look
+        del raw, transport
+        accepted = loop.create_future()
+        async with asyncio.timeout(5):
+            while ref() is not None:  # noqa: ASYNC110 - bounded; nothing to wait on
+                await asyncio.sleep(0.05)
+        server.close()
+        await server.wait_closed()
+
+    import gc
+
+    gc.disable()
+    try:
+        with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
+            runner.run(main())
+    finally:
+        gc.enable()
 
 
 def test_mask_check_finds_unmasked_headers_across_reads() -> None:

@@ -35,6 +35,7 @@ from wskit.transports.aiohttp_internals import (
     drain_waiter,
     inbound_frames,
     pending_tail,
+    socket_transport,
     tail_is_masked,
 )
 from wskit.transports.base import HandshakeRequest
@@ -121,6 +122,7 @@ class AiohttpSocket:
         "_unmarked",
         "mask_check",
         "protocol",
+        "raw_transport",
         "reading",
         "request",
         "transport",
@@ -131,6 +133,9 @@ class AiohttpSocket:
         self.ws = ws
         self.request = request
         self.transport = request.transport
+        #: the transport that owns the socket (differs from ``transport`` under TLS); its
+        #: reference cycle is broken at release
+        self.raw_transport = socket_transport(self.transport)
         self.protocol = request.protocol
         self._flusher = flusher
         self._pending: list[bytes] | None = None
@@ -481,7 +486,7 @@ class Session:
         _drop_tracebacks(self.ws.exception())
         sock = self.conn.socket
         if isinstance(sock, AiohttpSocket):
-            break_transport_cycle(sock.transport)  # asyncio's selector transport -> itself
+            break_transport_cycle(sock.raw_transport)  # asyncio's selector transport -> itself
 
 
 def _heard(conn: Connection) -> bool:
