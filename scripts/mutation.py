@@ -62,6 +62,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         "src/wskit/protocol.py",
         [
             "tests/unit/test_position.py",
+            "tests/unit/test_protocol_helpers.py",
             "tests/unit/test_hub_gap_of_one.py",
             "tests/brokers/test_hub_gaps.py",
             "tests/unit/test_pubsub_broker.py",
