@@ -21,6 +21,8 @@ What is used, and why:
 - ``RequestHandler._message_tail`` and ``RequestHandler._payload_parser``, and
   ``WebSocketResponse._reader`` (aiohttp): the client-mask check of RFC 6455 5.1, which
   aiohttp's frame parser does not make (:func:`pending_tail`, :func:`check_client_masks`).
+  Sitting where aiohttp's protocol feeds its parser, the check also notes that bytes
+  arrived: the ping sweep's proof that a peer is alive (``MaskCheck.received``).
 """
 
 from __future__ import annotations
