@@ -3,8 +3,9 @@
 In order: the ``Origin`` allow-list (403: cross-site WebSocket hijacking), the global and
 per-IP connection caps (503 / 429; the client IP comes from ``X-Forwarded-For`` only when
 the peer is a trusted proxy), ``authenticate(request)`` (401), and the shared ban list
-(403). Each refusal is an HTTP answer and a log line; the counts are released when the
-connection ends. Transport-neutral: the aiohttp server and the ASGI app share it.
+(403). Each refusal is an HTTP answer and at most one log line (rate-limited: a client can
+be refused as often as it likes); the counts are released when the connection ends.
+Transport-neutral: the aiohttp server and the ASGI app share it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wskit.config import Network
+from wskit.errors import ErrorCode, WsKitError
+from wskit.logs import LogBudget
 from wskit.pubsub.broker import Broker
 from wskit.transports.base import HandshakeRequest
 
@@ -24,7 +27,19 @@ __all__ = ["Admission", "Authenticate", "Refusal", "client_ip"]
 
 log = logging.getLogger("wskit.admission")
 
-#: ``authenticate(request)`` -> connection data, or None to refuse (sync or async).
+#: The HTTP answer to an ``authenticate`` that raised :class:`WsKitError` with this code
+#: (any other code: 401).
+_REFUSAL_STATUS: dict[object, tuple[int, str]] = {
+    ErrorCode.UNAUTHENTICATED: (401, "Unauthorized"),
+    ErrorCode.PERMISSION_DENIED: (403, "Forbidden"),
+    ErrorCode.RESOURCE_EXHAUSTED: (429, "Too Many Requests"),
+    ErrorCode.UNAVAILABLE: (503, "Service Unavailable"),
+}
+
+#: ``authenticate(request)`` -> connection data, or None to refuse (sync or async); raising
+#: :class:`~wskit.errors.WsKitError` refuses too, with a reason for the log (the HTTP status
+#: follows the code: UNAUTHENTICATED 401, PERMISSION_DENIED 403, RESOURCE_EXHAUSTED 429,
+#: UNAVAILABLE 503).
 Authenticate = Callable[[HandshakeRequest], "Mapping[str, Any] | Awaitable[Mapping[str, Any] | None] | None"]
 
 
@@ -122,13 +137,21 @@ class Admission:
         self.refused: dict[int, int] = {}
         #: while draining (graceful shutdown) every upgrade gets 503
         self.closed = False
+        self._log_budget = LogBudget()
 
     def resolve_ip(self, peer: str | None, headers: Mapping[str, str]) -> str | None:
         return client_ip(peer, headers, self.trusted_proxies)
 
     def _refuse(self, status: int, text: str, request: HandshakeRequest, why: str) -> Refusal:
+        # one line per refused upgrade at most, and not more than the budget allows: a client
+        # can be refused as often as it likes
         self.refused[status] = self.refused.get(status, 0) + 1
-        log.info("upgrade refused (%d %s) for %s %s: %s", status, text, request.client_ip, request.path, why)
+        if log.isEnabledFor(logging.INFO):
+            tail = self._log_budget.take()
+            if tail is not None:
+                log.info(
+                    "upgrade refused (%d %s) for %s %s: %s%s", status, text, request.client_ip, request.path, why, tail
+                )
         return Refusal(status, text)
 
     async def admit(self, request: HandshakeRequest) -> Mapping[str, Any] | Refusal:
@@ -179,8 +202,13 @@ class Admission:
             result: object = self.authenticate(request)
             if inspect.isawaitable(result):
                 result = await result
+        except WsKitError as exc:  # a refusal that says why (jwt_authenticate: "Token expired")
+            status, text = _REFUSAL_STATUS.get(exc.code, (401, "Unauthorized"))
+            reason = exc.details.get("reason")
+            return self._refuse(status, text, request, exc.message + (f" ({reason})" if reason else ""))
         except Exception:  # a crashing hook is a 500 for this client, not a dead server
-            log.exception("authenticate() raised for %s %s", request.client_ip, request.path)
+            if self._log_budget.take() is not None:
+                log.exception("authenticate() raised for %s %s", request.client_ip, request.path)
             return Refusal(500, "Internal Server Error")
         if result is None or result is False:
             # False reads as "not authenticated" too; anything else that is not a mapping is a bug

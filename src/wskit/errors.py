@@ -37,7 +37,6 @@ from typing import Any, Final
 __all__ = [
     "CATALOG",
     "MAX_CLOSE_REASON_BYTES",
-    "UNSENDABLE_CLOSE_CODES",
     "UNSET",
     "CloseCode",
     "ConfigError",
@@ -49,6 +48,7 @@ __all__ = [
     "WsKitException",
     "clip_close_reason",
     "error_payload",
+    "is_wire_close_code",
 ]
 
 
@@ -105,6 +105,8 @@ class CloseCode(IntEnum):
     GOING_AWAY = 1001
     PROTOCOL_ERROR = 1002
     ABNORMAL = 1006
+    #: a text frame that is not UTF-8 (RFC 6455 8.1)
+    INVALID_PAYLOAD = 1007
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
@@ -116,8 +118,13 @@ class CloseCode(IntEnum):
     NO_STATUS = 1005
 
 
-#: close codes that RFC 6455 forbids in a close frame (they only describe what happened)
-UNSENDABLE_CLOSE_CODES = frozenset({0, 1004, 1005, 1006, 1015})
+def is_wire_close_code(code: int) -> bool:
+    """Whether a close frame may carry ``code`` (RFC 6455 7.4): 1000-1003, 1007-1014 (1004 is
+    reserved, 1005/1006/1015 only describe what happened), 3000-4999 (registered, private).
+    A peer that sends another one broke the protocol: it is answered 1002."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
 #: a close frame's reason is at most 123 bytes of UTF-8 (125 minus the status code)
 MAX_CLOSE_REASON_BYTES = 123
 

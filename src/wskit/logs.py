@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp.http_exceptions import HttpProcessingError
 
-__all__ = ["JsonFormatter", "PeerErrorLog", "configure_logging"]
+__all__ = ["JsonFormatter", "LogBudget", "PeerErrorLog", "configure_logging"]
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
@@ -61,6 +61,38 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
 _PEER_ERRORS: tuple[type[BaseException], ...] = (HttpProcessingError, ConnectionError, TimeoutError)
 
 
+class LogBudget:
+    """At most ``burst`` lines per ``interval_s`` seconds for one kind of event a peer causes.
+
+    :meth:`take` says whether to write a line now; the line that is written next says how many
+    were left out (:meth:`take` returns that count in its text). Used for everything a client
+    can make happen as often as it likes: refused upgrades, malformed requests.
+    """
+
+    __slots__ = ("_in_window", "_window_start", "burst", "interval_s", "suppressed")
+
+    def __init__(self, *, burst: int = 10, interval_s: float = 10.0) -> None:
+        self.burst = burst
+        self.interval_s = interval_s
+        self._window_start = 0.0
+        self._in_window = 0
+        #: events not logged since the last line that was
+        self.suppressed = 0
+
+    def take(self) -> str | None:
+        """None: do not log this one. Else log it, with the returned suffix appended
+        (``" (N more not logged)"`` after a quiet spell, else empty)."""
+        now = time.monotonic()
+        if now - self._window_start >= self.interval_s:
+            self._window_start, self._in_window = now, 0
+        if self._in_window >= self.burst:
+            self.suppressed += 1
+            return None
+        self._in_window += 1
+        more, self.suppressed = self.suppressed, 0
+        return f" ({more} more not logged)" if more else ""
+
+
 class PeerErrorLog(logging.LoggerAdapter[logging.Logger]):
     """aiohttp's server logger (``RequestHandler(logger=...)``), minus what peers cause.
 
@@ -76,14 +108,14 @@ class PeerErrorLog(logging.LoggerAdapter[logging.Logger]):
 
     def __init__(self, logger: logging.Logger, *, burst: int = 10, interval_s: float = 10.0) -> None:
         super().__init__(logger, {})
-        self.burst = burst
-        self.interval_s = interval_s
-        self._window_start = 0.0
-        self._in_window = 0
-        #: peer errors not logged since the last line that was
-        self.suppressed = 0
+        self.budget = LogBudget(burst=burst, interval_s=interval_s)
         #: peer errors seen in all (logged or not)
         self.peer_errors = 0
+
+    @property
+    def suppressed(self) -> int:
+        """Peer errors not logged since the last line that was."""
+        return self.budget.suppressed
 
     def log(self, level: int, msg: object, *args: object, exc_info: Any = None, **kwargs: Any) -> None:
         exc = _exception_of(exc_info)
@@ -95,16 +127,10 @@ class PeerErrorLog(logging.LoggerAdapter[logging.Logger]):
         line_level = min(level, logging.INFO if bad_request else logging.DEBUG)
         if not self.logger.isEnabledFor(line_level):
             return
-        now = time.monotonic()
-        if now - self._window_start >= self.interval_s:
-            self._window_start, self._in_window = now, 0
-        if self._in_window >= self.burst:
-            self.suppressed += 1
+        tail = self.budget.take()
+        if tail is None:
             return
-        self._in_window += 1
         what = f"{exc.code} {type(exc).__name__}" if isinstance(exc, HttpProcessingError) else type(exc).__name__
-        more, self.suppressed = self.suppressed, 0
-        tail = f" ({more} more not logged)" if more else ""
         # aiohttp's messages name the peer ("Error handling request from %s") and nothing it sent
         peer = args[0] if args and "from %s" in str(msg) else "?"
         if bad_request:

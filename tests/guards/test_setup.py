@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from tests.guards.conftest import SECRET, make_token
 
-from wskit import HandshakeRequest, Router
+from wskit import HandshakeRequest, Router, WsKitError
 from wskit.config import ConfigError, Settings
 from wskit.guards import Auth, MemoryRateLimiter, RedisRateLimiter
 from wskit.guards.setup import jwt_setup, jwt_verifier, message_rate_guard
@@ -46,7 +46,8 @@ def test_jwt_setup_adds_auth_and_lets_anonymous_in() -> None:
     good = authenticate(HandshakeRequest(path="/", headers={}, query_params={"access_token": make_token()}))
     assert good is not None and good["user_id"] == "u1"
     bad = HandshakeRequest(path="/", headers={}, query_params={"access_token": "garbage"})
-    assert authenticate(bad) is None
+    with pytest.raises(WsKitError, match="Malformed token"):
+        authenticate(bad)  # a refusal with its reason (HTTP 401)
 
 
 async def test_message_rate_guard_in_memory() -> None:

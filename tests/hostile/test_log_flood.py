@@ -140,3 +140,31 @@ async def test_malformed_requests_and_resets_make_at_most_one_line_each() -> Non
     assert SECRET not in out and SECRET.split(".")[2] not in out
     assert len(own) <= incidents, f"{len(own)} log lines for {incidents} bad requests and resets"
     assert len(own) <= 50, f"{len(own)} log lines in a few seconds: not rate-limited\n" + "\n".join(own[:60])
+
+
+async def test_refused_upgrades_make_at_most_one_rate_limited_line_each() -> None:
+    """300 refused upgrades (forged tokens, a foreign Origin, no token): one line per refusal
+    at most, at most a burst of them, the JWT reason in it and never the token (a refused JWT
+    upgrade used to log twice: the guard's line and the refusal's, without a limit)."""
+    port = _free_port()
+    env = {"JWT_SECRET": "s" * 40, "ALLOWED_ORIGINS": "https://app.example"}
+    output = _Output(start_server_process(["-m", "tests.hostile.app", str(port)], port, env))
+    refusals = 0
+    try:
+        async with asyncio.timeout(45):
+            for i in range(100):  # bounded: 100 rounds of 3 refusals
+                statuses = await asyncio.gather(
+                    http_status(port, f"/?access_token={SECRET}", [("Origin", "https://app.example")]),
+                    http_status(port, "/", [("Origin", "https://evil.example")]),
+                    http_status(port, f"/?n={i}", [("Origin", "https://app.example"), ("Authorization", "Bearer x")]),
+                )
+                assert [s for s, _ in statuses] == [401, 403, 401]
+                refusals += 3
+            assert (await http_status(port, "/healthz", upgrade=False))[0] == 200
+    finally:
+        out = output.stop()
+    own = [line for line in out.splitlines() if "upgrade refused" in line or "refused:" in line]
+    assert own, out[:2000]
+    assert any("Malformed token" in line or "signature" in line for line in own), own[:5]
+    assert SECRET not in out and SECRET.split(".")[2] not in out
+    assert len(own) <= 12, f"{len(own)} lines for {refusals} refused upgrades: not rate-limited\n" + "\n".join(own[:20])

@@ -31,7 +31,7 @@ def test_bad_requests_are_one_line_without_traceback_and_rate_limited(caplog: py
     assert record.getMessage() == "refused a bad HTTP request from 203.0.113.5 (400 BadStatusLine)"
     assert "SECRET" not in caplog.text
     assert log.suppressed == 5 and log.peer_errors == 15
-    log.interval_s = 0.0  # the window is over
+    log.budget.interval_s = 0.0  # the window is over
     log.exception("Error handling request from %s", "203.0.113.5", exc_info=_raised(BadStatusLine("x")))
     assert caplog.records[-1].getMessage().endswith("(5 more not logged)")
 
@@ -46,3 +46,16 @@ def test_peer_resets_are_debug_and_bugs_keep_their_traceback(caplog: pytest.LogC
     assert reset.levelno == logging.DEBUG and reset.exc_info is None
     assert bug.levelno == logging.ERROR and bug.exc_info is not None
     assert bug.getMessage() == "Error handling request from 198.51.100.7"
+
+
+def test_a_log_budget_counts_what_it_left_out() -> None:
+    """LogBudget(burst=2): two lines, then silence (counted), and the next window's first line
+    says how many were left out."""
+    from wskit.logs import LogBudget
+
+    budget = LogBudget(burst=2, interval_s=3600)
+    assert [budget.take() for _ in range(5)] == ["", "", None, None, None]
+    assert budget.suppressed == 3
+    budget.interval_s = 0.0
+    assert budget.take() == " (3 more not logged)"
+    assert budget.suppressed == 0

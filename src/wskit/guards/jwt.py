@@ -285,8 +285,10 @@ def jwt_authenticate(
     A valid token gives the connection ``{"user_id", "claims", "token_exp"}`` (see
     :func:`connection_data`). A request without a token gets ``{}`` (anonymous) when
     ``allow_anonymous``, else None (HTTP 401). A token that fails verification is always
-    refused (401), even with ``allow_anonymous``: a client that believes it is signed in must
-    not be quietly treated as anonymous. Refusals are logged at INFO with their reason, never
+    refused, even with ``allow_anonymous`` (a client that believes it is signed in must not
+    be quietly treated as anonymous): it raises :class:`~wskit.errors.WsKitError`
+    ``UNAUTHENTICATED`` with the reason (``details.reason``: ``expired``, ``signature``...),
+    which the server answers with HTTP 401 and logs in its one line for the refusal, never
     with the token.
     """
 
@@ -297,8 +299,8 @@ def jwt_authenticate(
         try:
             claims = verifier.verify(source.token)
         except WsKitError as exc:
-            log.info("upgrade from %s refused: %s (token from %s)", request.client_ip, exc.message, source.place)
-            return None
+            exc.message = f"{exc.message} (token from the {source.place})"
+            raise
         return connection_data(verifier, claims)
 
     return authenticate

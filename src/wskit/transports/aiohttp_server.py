@@ -24,7 +24,7 @@ from multidict import CIMultiDict
 from wskit.admission import Admission, Refusal
 from wskit.connection import Connection, QueueLimits
 from wskit.dispatch import Dispatcher
-from wskit.errors import CloseCode, clip_close_reason
+from wskit.errors import CloseCode, clip_close_reason, is_wire_close_code
 from wskit.lifetime import Watchdog
 from wskit.pubsub.broker import BrokerState
 from wskit.router import Router
@@ -48,9 +48,6 @@ _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
 _PING = WSMsgType.PING
 _PONG = WSMsgType.PONG
-#: RFC 6455 close code for data inconsistent with its frame type (not UTF-8 in a text frame);
-#: errors.CloseCode has no member for it yet
-INVALID_PAYLOAD = 1007
 #: a server's ping frame: final, opcode 0x9, unmasked, empty
 _PING_FRAME = b"\x89\x00"
 _BEARER = "bearer."
@@ -395,7 +392,7 @@ class Session:
                     # aiohttp does not decode (decode_text=False, for speed); isascii() is a
                     # few nanoseconds and settles the common case, only other frames are decoded
                     if kind is _TEXT and not data.isascii() and not _is_utf8(data):
-                        code, reason = INVALID_PAYLOAD, "invalid UTF-8 in a text frame"
+                        code, reason = CloseCode.INVALID_PAYLOAD, "invalid UTF-8 in a text frame"
                         sock.flush()
                         await sock.close(code, reason)
                         break
@@ -427,7 +424,7 @@ class Session:
                     echo: int
                     if code == CloseCode.NO_STATUS:
                         echo = CloseCode.NORMAL
-                    elif _is_wire_close_code(code):
+                    elif is_wire_close_code(code):
                         echo = code
                     else:  # 1004-1006, 1015, 5000...: a protocol error (RFC 6455 7.4), answered 1002
                         code, reason = CloseCode.PROTOCOL_ERROR, f"invalid close code {code}"
@@ -492,12 +489,6 @@ class Session:
 def _heard(conn: Connection) -> bool:
     sock = conn.socket
     return not isinstance(sock, AiohttpSocket) or sock.heard()
-
-
-def _is_wire_close_code(code: int) -> bool:
-    """A close code a peer may send (RFC 6455 7.4): 1000-1003, 1007-1014 (1004 is reserved,
-    1005/1006/1015 only describe what happened), 3000-4999 (registered and private)."""
-    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
 def _is_utf8(data: bytes) -> bool:
