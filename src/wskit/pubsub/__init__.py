@@ -1,5 +1,9 @@
 """Pub/sub brokers: :class:`MemoryBroker` (one process) and :class:`RedisBroker` (many).
 
+A third-party broker may play only some of the roles :class:`Broker` combines
+(:class:`PubSubBroker`, :class:`HistoryStore`, :class:`PresenceStore`, :class:`UserControl`);
+:mod:`wskit.pubsub.broker` says what the framework does without each.
+
 ``RedisBroker`` needs the ``redis`` extra (``pip install 'wskit[redis]'``) and is imported
 on first use, so the core does not depend on redis-py.
 """
@@ -13,9 +17,16 @@ from wskit.pubsub.broker import (
     BrokerListener,
     BrokerState,
     HistoryPolicy,
+    HistoryStore,
     Member,
+    PresenceStore,
     Publication,
+    PubSubBroker,
     RecoveryError,
+    Role,
+    UserControl,
+    missing_roles,
+    roles_of,
 )
 from wskit.pubsub.memory import MemoryBroker
 
@@ -24,11 +35,18 @@ __all__ = [
     "BrokerListener",
     "BrokerState",
     "HistoryPolicy",
+    "HistoryStore",
     "Member",
     "MemoryBroker",
+    "PresenceStore",
+    "PubSubBroker",
     "Publication",
     "RecoveryError",
     "RedisBroker",
+    "Role",
+    "UserControl",
+    "missing_roles",
+    "roles_of",
 ]
 
 

@@ -4,12 +4,49 @@ The hub keeps the local side (which connection is in which topic); a broker carr
 publications between processes and keeps the state every process must agree on: topic
 history with offsets, presence, and the per-user controls (send to a user, disconnect a
 user, bans). One process uses :class:`~wskit.pubsub.memory.MemoryBroker`; many use
-:class:`~wskit.pubsub.redis.RedisBroker`. Both pass :mod:`wskit.testing.brokers`.
+:class:`~wskit.pubsub.redis.RedisBroker`. Both play every role and pass
+:mod:`wskit.testing.brokers`.
 
 A :class:`Publication` is serialised once by the publisher. Topics with history get an
 ``offset`` (increasing by one per publish, per topic) and an ``epoch`` (changes whenever the
 history is lost or reset) from the broker; the frame each subscriber receives is built once
 per process from the publication, with those two spliced into its ``meta``.
+
+Roles
+-----
+:class:`Broker` is four protocols in one, so that a third-party broker may play only some:
+
+============  ========================  ============================================
+role          protocol                  methods
+============  ========================  ============================================
+pub/sub       :class:`PubSubBroker`     ``state``, ``start``, ``publish``,
+                                        ``subscribe``, ``unsubscribe``, ``close``
+history       :class:`HistoryStore`     ``recover``, ``position``
+presence      :class:`PresenceStore`    ``presence_add``, ``presence_remove``,
+                                        ``presence``
+user control  :class:`UserControl`      ``send_to_user``, ``disconnect_user``,
+                                        ``ban``, ``unban``, ``is_banned``
+============  ========================  ============================================
+
+What the framework does with a broker that lacks a role (:func:`roles_of` tells which it
+plays, :func:`missing_roles` words the refusal):
+
+- **pub/sub** is required: an object that does not play it is refused when serving starts.
+- **history** is needed as soon as the router keeps history (``router.enable_history``):
+  serving fails at start, naming the broker and the pattern ("broker X keeps no history, but
+  router.enable_history('room:*') needs it"). Without history patterns the broker is never
+  asked for it, and ``publish``/``subscribe`` always get ``history=None``.
+- **presence** is optional: without it joins and leaves are not recorded (nothing is lost,
+  since nothing could read them), and asking for presence (``router.presence``) raises
+  :class:`~wskit.errors.WsKitError` ``UNIMPLEMENTED`` naming the broker. Presence *events*
+  (``router.enable_presence_events``) are publications and need only pub/sub.
+- **user control** is optional: without it ``send_to_user``, ``disconnect_user``,
+  ``ban_user`` and ``unban_user`` raise ``WsKitError`` ``UNIMPLEMENTED`` naming the broker
+  (never a silent local-only delivery), and no ban is checked at the upgrade or at ``AUTH``
+  (none can exist).
+
+A broker calls only the :class:`BrokerListener` methods of the roles it plays: ``deliver``
+(pub/sub), ``lost`` (history), ``deliver_to_user`` and ``disconnect_user`` (user control).
 """
 
 from __future__ import annotations
@@ -19,7 +56,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 
 from wskit.errors import RecoveryError
 from wskit.protocol import ERROR_TYPE, dumps, frame, type_prefix
@@ -29,10 +66,17 @@ __all__ = [
     "BrokerListener",
     "BrokerState",
     "HistoryPolicy",
+    "HistoryStore",
     "Member",
+    "PresenceStore",
+    "PubSubBroker",
     "Publication",
     "RecoveryError",
+    "Role",
+    "UserControl",
     "lost_frame",
+    "missing_roles",
+    "roles_of",
 ]
 
 
@@ -190,8 +234,9 @@ class BrokerListener(Protocol):
         ...
 
 
-class Broker(Protocol):
-    """Carries publications between processes and keeps their shared state."""
+@runtime_checkable
+class PubSubBroker(Protocol):
+    """The role every broker plays: carry publications between processes."""
 
     @property
     def state(self) -> BrokerState:
@@ -205,6 +250,7 @@ class Broker(Protocol):
     async def publish(self, publication: Publication, history: HistoryPolicy | None = None) -> None:
         """Deliver to every member of the topic in every process; with ``history``, record it.
 
+        ``history`` is only ever passed to a broker that is also a :class:`HistoryStore`.
         Raises :class:`~wskit.errors.WsKitError` ``UNAVAILABLE`` quickly when it cannot.
         """
         ...
@@ -216,6 +262,15 @@ class Broker(Protocol):
     async def unsubscribe(self, topic: str) -> None:
         """The last local member of ``topic`` left: stop receiving it."""
         ...
+
+    async def close(self) -> None:
+        """Flush and release resources; idempotent."""
+        ...
+
+
+@runtime_checkable
+class HistoryStore(Protocol):
+    """The history role: offsets, epochs and the kept publications of history topics."""
 
     async def recover(self, topic: str, offset: int, epoch: str, history: HistoryPolicy) -> list[Publication]:
         """The publications after ``offset`` in ``epoch``, in order.
@@ -229,13 +284,27 @@ class Broker(Protocol):
         """The last offset of ``topic`` and its epoch (0 when nothing was published yet)."""
         ...
 
-    async def presence_add(self, topic: str, member: Member) -> None: ...
 
-    async def presence_remove(self, topic: str, client_id: str) -> None: ...
+@runtime_checkable
+class PresenceStore(Protocol):
+    """The presence role: who is subscribed to a topic, on every instance."""
+
+    async def presence_add(self, topic: str, member: Member) -> None:
+        """Record ``member`` in ``topic`` as one of this instance's."""
+        ...
+
+    async def presence_remove(self, topic: str, client_id: str) -> None:
+        """Forget ``client_id`` in ``topic``."""
+        ...
 
     async def presence(self, topic: str) -> list[Member]:
         """Members of ``topic`` across every live instance."""
         ...
+
+
+@runtime_checkable
+class UserControl(Protocol):
+    """The user-control role: reach, close and ban a user's connections on every instance."""
 
     async def send_to_user(self, user_id: str, data: bytes) -> None:
         """Deliver ``data`` to every connection of ``user_id`` on every instance."""
@@ -249,10 +318,60 @@ class Broker(Protocol):
         """Refuse ``user_id``'s new connections everywhere (for ``ttl_s`` seconds, or until unbanned)."""
         ...
 
-    async def unban(self, user_id: str) -> None: ...
-
-    async def is_banned(self, user_id: str) -> bool: ...
-
-    async def close(self) -> None:
-        """Flush and release resources; idempotent."""
+    async def unban(self, user_id: str) -> None:
+        """Let ``user_id`` connect again."""
         ...
+
+    async def is_banned(self, user_id: str) -> bool:
+        """Whether ``user_id`` is banned now."""
+        ...
+
+
+@runtime_checkable
+class Broker(PubSubBroker, HistoryStore, PresenceStore, UserControl, Protocol):
+    """A broker that plays every role: what :class:`~wskit.pubsub.memory.MemoryBroker` and
+    :class:`~wskit.pubsub.redis.RedisBroker` are, and what the server takes."""
+
+
+class Role(StrEnum):
+    """The roles a broker may play (see the module docstring for what each one needs)."""
+
+    PUBSUB = "pub/sub"
+    HISTORY = "history"
+    PRESENCE = "presence"
+    USERS = "user control"
+
+
+#: The protocol of each role, and how a broker that lacks it is described.
+_ROLES: Final[dict[Role, tuple[type, str]]] = {
+    Role.PUBSUB: (PubSubBroker, "carries no publications"),
+    Role.HISTORY: (HistoryStore, "keeps no history"),
+    Role.PRESENCE: (PresenceStore, "keeps no presence"),
+    Role.USERS: (UserControl, "has no user control"),
+}
+
+
+def roles_of(broker: object) -> frozenset[Role]:
+    """The roles ``broker`` plays: those whose every method it has.
+
+    The check is by name, as ``isinstance`` with a protocol is: a method that exists but is
+    wrong is found by the conformance suite (:mod:`wskit.testing.brokers`), not here.
+    """
+    return frozenset(role for role, (protocol, _) in _ROLES.items() if isinstance(broker, protocol))
+
+
+def missing_roles(broker: object, needs: Mapping[Role, str]) -> list[str]:
+    """One sentence for each role in ``needs`` that ``broker`` does not play; empty when it plays them all.
+
+    ``needs`` maps a role to what needs it, as the reader should see it::
+
+        missing_roles(broker, {Role.HISTORY: "router.enable_history('room:*')"})
+        # ["broker MyBroker keeps no history, but router.enable_history('room:*') needs it"]
+
+    The broker is named by its class (its ``repr`` may hold a URL with a password).
+    """
+    plays = roles_of(broker)
+    name = type(broker).__name__
+    return [
+        f"broker {name} {_ROLES[role][1]}, but {need} needs it" for role, need in needs.items() if role not in plays
+    ]
