@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from multidict import CIMultiDict
 
 from wskit.admission import Admission, Refusal, client_ip
+from wskit.errors import ErrorCode, WsKitError
 from wskit.transports.base import HandshakeRequest
 
 TRUSTED = (ipaddress.ip_network("10.0.0.0/8"),)
@@ -181,6 +183,57 @@ async def test_a_crashing_authenticate_is_a_500_and_gives_its_place_back() -> No
     admission = Admission(authenticate=hook)
     assert _status(await admission.admit(_request())) == 500
     assert admission.total == 0 and admission.per_ip == {}
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        (ErrorCode.UNAUTHENTICATED, 401),
+        (ErrorCode.PERMISSION_DENIED, 403),
+        (ErrorCode.RESOURCE_EXHAUSTED, 429),
+        (ErrorCode.UNAVAILABLE, 503),
+        (ErrorCode.INVALID_ARGUMENT, 401),
+    ],
+)
+async def test_authenticate_raising_wskit_error_refuses_with_its_status(code: ErrorCode, status: int) -> None:
+    """authenticate() raising WsKitError refuses with the status its code maps to (any other code:
+    401), counted under that status, its place given back."""
+
+    def hook(request: HandshakeRequest) -> Mapping[str, Any]:
+        raise WsKitError(code, "no")
+
+    admission = Admission(authenticate=hook)
+    assert _status(await admission.admit(_request())) == status
+    assert admission.refused == {status: 1}
+    assert admission.total == 0 and admission.per_ip == {}
+
+
+async def test_a_refusal_logs_one_line_with_who_and_why(caplog: pytest.LogCaptureFixture) -> None:
+    """A refused upgrade writes one INFO line with the status, the client's address, the path and
+    the reason (here the one authenticate() gave, with its details.reason)."""
+
+    def hook(request: HandshakeRequest) -> Mapping[str, Any]:
+        raise WsKitError(ErrorCode.UNAUTHENTICATED, "Token expired", details={"reason": "expired"})
+
+    admission = Admission(authenticate=hook)
+    with caplog.at_level(logging.INFO, logger="wskit.admission"):
+        await admission.admit(_request("198.51.100.7"))
+    lines = [r.getMessage() for r in caplog.records if r.name == "wskit.admission"]
+    assert len(lines) == 1
+    assert "401" in lines[0] and "198.51.100.7" in lines[0] and "/ws" in lines[0]
+    assert "Token expired (expired)" in lines[0]
+
+
+async def test_refusal_lines_are_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
+    """Thirty refusals at once: a handful of lines (the log budget), not thirty; all are counted."""
+    admission = Admission()
+    admission.closed = True
+    with caplog.at_level(logging.INFO, logger="wskit.admission"):
+        for _ in range(30):
+            await admission.admit(_request())
+    lines = [r for r in caplog.records if r.name == "wskit.admission"]
+    assert 1 <= len(lines) < 30
+    assert admission.refused == {503: 30}
 
 
 async def test_a_cancelled_upgrade_gives_its_place_back() -> None:
