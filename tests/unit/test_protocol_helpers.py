@@ -23,9 +23,9 @@ def test_dumps_writes_non_ascii_as_utf8() -> None:
 def test_dumps_escapes_when_a_lone_surrogate_cannot_be_utf8() -> None:
     """A lone surrogate (smuggled in as \\udc00): every non-ASCII character is escaped, still
     compact, and the result is valid JSON that decodes back to the same text."""
-    data = dumps({"t": "\udc00é"})
-    assert data == b'{"t":"\\udc00\\u00e9"}'
-    assert json.loads(data) == {"t": "\udc00é"}
+    data = dumps({"t": "\udc00é", "n": [1, 2]})
+    assert data == b'{"t":"\\udc00\\u00e9","n":[1,2]}'
+    assert json.loads(data) == {"t": "\udc00é", "n": [1, 2]}
 
 
 @pytest.mark.parametrize("name", ["CHAT", "chat.message", "a:b/c-d_e", "x" * 128])
