@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".mutation"
 
-#: module -> (the source file mutated, the fast tests that cover it). Only fast in-memory or
+#: module -> (the source file mutated, a glob for a package; the fast tests that cover it). Only fast in-memory or
 #: local-socket tests: no subprocess suites (typing, layering, scale), no fuzzing.
 MODULES: dict[str, tuple[str, list[str]]] = {
     "pubsub/memory": (
@@ -105,7 +105,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         ],
     ),
     "guards/ratelimit": (
-        "src/wskit/guards/ratelimit.py",
+        "src/wskit/guards/ratelimit/*",  # a package since 046ab22 (limiter, memory, redis, keys)
         [
             "tests/guards/test_ratelimit.py",
             "tests/guards/test_ratelimit_conformance.py",
@@ -140,6 +140,8 @@ def _toml_list(items: list[str]) -> str:
 def prepare(module: str) -> Path:
     """A fresh copy of the project for ``module``, its pyproject carrying the mutmut settings."""
     source, tests = MODULES[module]
+    if not list(ROOT.glob(source)):
+        raise SystemExit(f"mutation: {source} matches no file (moved? update MODULES in {__file__})")
     work = WORK / module.replace("/", "-")
     if work.exists():
         shutil.rmtree(work)
