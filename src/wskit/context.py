@@ -26,6 +26,7 @@ from wskit.schema.validator import payload_json
 if TYPE_CHECKING:
     from wskit.connection import Connection
     from wskit.router import Router
+    from wskit.runtime import Runtime
 
 __all__ = ["Context", "Position", "error_frame"]
 
@@ -76,10 +77,10 @@ def error_frame(payload: dict[str, Any], correlation_id: str | None, meta: Mappi
 _ban_checks: set[asyncio.Task[None]] = set()
 
 
-async def _close_if_banned(router: Router[Any], conn: Connection, user_id: str) -> None:
+async def _close_if_banned(runtime: Runtime, conn: Connection, user_id: str) -> None:
     """Close ``conn`` with 1008 when ``user_id`` is banned (assign_data's background check)."""
     try:
-        banned = await router.hub.broker.is_banned(user_id)
+        banned = await runtime.hub.broker.is_banned(user_id)
     except Exception as exc:  # noqa: BLE001 - fail open, as at the upgrade: an outage must not lock everyone out
         log.warning("ban check for user %s failed (%s); letting the connection in", user_id, exc)
         return
@@ -109,14 +110,14 @@ class Context(Generic[P, D]):
         "meta",
         "payload",
         "received_at",
-        "router",
         "rpc",
+        "runtime",
         "type",
     )
 
     def __init__(
         self,
-        router: Router[Any],
+        runtime: Runtime,
         connection: Connection,
         type_name: str,
         payload: P,
@@ -125,7 +126,8 @@ class Context(Generic[P, D]):
         *,
         rpc: RpcSchema[Any, Any] | None = None,
     ) -> None:
-        self.router = router
+        #: the runtime serving this message (hub, broker, codec, policies)
+        self.runtime = runtime
         self.connection = connection
         self.type = type_name
         self.payload = payload
@@ -142,6 +144,11 @@ class Context(Generic[P, D]):
         self.cancelled = False
         self.close_code: int | None = None
         self.close_reason: str | None = None
+
+    @property
+    def router(self) -> Router[Any]:
+        """The application's router (``ctx.router.presence(...)``, ``ctx.router.publish(...)``)."""
+        return self.runtime.router
 
     # -- connection data -------------------------------------------------------------------
 
@@ -169,9 +176,9 @@ class Context(Generic[P, D]):
         conn.data.update(changes)
         if "user_id" in changes:
             new_user = changes["user_id"]
-            self.router.hub.rebind_user(conn, old_user, new_user)
+            self.runtime.hub.rebind_user(conn, old_user, new_user)
             if new_user is not None and new_user != old_user and not conn.closed:
-                task = asyncio.get_running_loop().create_task(_close_if_banned(self.router, conn, str(new_user)))
+                task = asyncio.get_running_loop().create_task(_close_if_banned(self.runtime, conn, str(new_user)))
                 _ban_checks.add(task)
                 task.add_done_callback(_ban_checks.discard)
         if conn.watchdog is not None and ("token_exp" in changes or "user_id" in changes):
@@ -213,7 +220,7 @@ class Context(Generic[P, D]):
         ``payload`` fails ``schema``.
         """
         correlation_id = self.correlation_id if inherit_correlation_id else None
-        data = self.router.encode(schema, payload, meta=_meta_bytes(meta, correlation_id))
+        data = self.runtime.codec.encode(schema, payload, meta=_meta_bytes(meta, correlation_id))
         return self.connection.send_nowait(data)
 
     async def reply(self, payload: Any = None, *, meta: Mapping[str, Any] | None = None) -> bool:
@@ -222,7 +229,7 @@ class Context(Generic[P, D]):
         Raises :class:`UsageError` outside an RPC handler.
         """
         rpc = self._require_rpc("reply")
-        data = self.router.encode(rpc.response, payload, meta=_meta_bytes(meta, self.correlation_id))
+        data = self.runtime.codec.encode(rpc.response, payload, meta=_meta_bytes(meta, self.correlation_id))
         if self.answered:
             log.warning(
                 "RPC %s (correlationId %r): reply after the terminal answer dropped", self.type, self.correlation_id
@@ -292,10 +299,11 @@ class Context(Generic[P, D]):
         Raises ``WsKitError``: ``FAILED_PRECONDITION`` (``details.reason == "recovery"``) when
         the history no longer covers the gap, or whatever the topic policy refuses.
         """
-        policy = self.router.topic_policy
+        routes = self.runtime.routes
+        policy = routes.topic_policy
         name = policy.check_name(topic)
         conn = self.connection
-        history = self.router.history_for(name)
+        history = routes.history_for(name)
         if offset is not None or epoch is not None:
             if history is None:
                 raise RecoveryError(name, "This topic keeps no history to recover from")
@@ -307,7 +315,7 @@ class Context(Generic[P, D]):
             found = _position(conn.positions.get(name))
             if found is None and not isinstance(conn.positions.get(name), list):
                 # told of a gap (position dropped) and nothing delivered since: where the topic is now
-                last, current_epoch = await self.router.hub.broker.position(name, history)
+                last, current_epoch = await self.runtime.hub.broker.position(name, history)
                 delivered = _position(conn.positions.get(name))
                 if delivered is not None:
                     return delivered  # a publication arrived meanwhile: it is the position
@@ -323,7 +331,7 @@ class Context(Generic[P, D]):
                 )
             await policy.check_access(self, name, "subscribe")
         if history is None:
-            await self.router.hub.subscribe(conn, name)
+            await self.runtime.hub.subscribe(conn, name)
             return None
         return await self._subscribe_history(name, history, offset, epoch)
 
@@ -331,7 +339,7 @@ class Context(Generic[P, D]):
         self, name: str, history: HistoryPolicy, offset: int | None, epoch: str | None
     ) -> Position:
         conn = self.connection
-        hub = self.router.hub
+        hub = self.runtime.hub
         buffer: list[Publication] = []
         conn.positions[name] = buffer  # live publications wait here until we know where to start
         try:
@@ -366,8 +374,8 @@ class Context(Generic[P, D]):
 
     async def unsubscribe(self, topic: str) -> None:
         """Leave ``topic`` (nothing happens when not subscribed)."""
-        name = self.router.topic_policy.check_name(topic)
-        await self.router.hub.unsubscribe(self.connection, name)
+        name = self.runtime.routes.topic_policy.check_name(topic)
+        await self.runtime.hub.unsubscribe(self.connection, name)
 
     async def publish(
         self,
@@ -383,11 +391,11 @@ class Context(Generic[P, D]):
 
         ``overflow``: this message's policy for subscribers whose send queue is full.
         """
-        policy = self.router.topic_policy
+        policy = self.runtime.routes.topic_policy
         name = policy.check_name(topic)
         await policy.check_access(self, name, "publish")
         exclude = self.client_id if exclude_self else None
-        await self.router.publish(name, schema, payload, meta=meta, exclude=exclude, overflow=overflow)
+        await self.runtime.publish(name, schema, payload, meta=meta, exclude=exclude, overflow=overflow)
 
     @property
     def positions(self) -> Mapping[str, Position]:

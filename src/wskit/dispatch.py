@@ -28,7 +28,8 @@ from wskit.schema.validator import DecodeFailure, OutboundValidationError
 from wskit.stepping import resume
 
 if TYPE_CHECKING:
-    from wskit.router import Middleware, Route, Router
+    from wskit.router import Middleware, Route
+    from wskit.runtime import Runtime
 
 __all__ = ["REFUSED_TYPE", "Dispatcher"]
 
@@ -87,11 +88,14 @@ class Dispatcher:
     """A router compiled for serving: decoder, pipelines, lifecycle."""
 
     def __init__(
-        self, router: Router[Any], *, guards: Sequence[Middleware] = (), frame_guards: Sequence[Middleware] = ()
+        self, runtime: Runtime, *, guards: Sequence[Middleware] = (), frame_guards: Sequence[Middleware] = ()
     ) -> None:
-        """``guards`` run before the application's middleware on every routed message;
-        ``frame_guards`` (rate limits) also run on frames refused before routing (unparseable,
-        unknown or invalid), so junk costs a client the same budget as messages do."""
+        """Compile what ``runtime`` serves (``runtime.routes``). ``guards`` run before the
+        application's middleware on every routed message; ``frame_guards`` (rate limits) also
+        run on frames refused before routing (unparseable, unknown or invalid), so junk costs
+        a client the same budget as messages do."""
+        self.runtime = runtime
+        router = runtime.routes
         self.router = router
         self.max_inflight_rpcs = router.max_inflight_rpcs
         self.max_inflight_bytes = router.max_inflight_bytes
@@ -141,7 +145,7 @@ class Dispatcher:
             self._internal(conn, type_name, meta)
             return None
         conn.last_activity = monotonic()
-        ctx: Context[Any, Any] = Context(self.router, conn, type_name, payload, meta, now_ms(), rpc=compiled.rpc)
+        ctx: Context[Any, Any] = Context(self.runtime, conn, type_name, payload, meta, now_ms(), rpc=compiled.rpc)
         if self.draining:
             ctx.fail(WsKitError(ErrorCode.UNAVAILABLE, "Server shutting down", retry_after_ms=self.retry_after_ms))
             return None
@@ -154,7 +158,7 @@ class Dispatcher:
         ``RESOURCE_EXHAUSTED`` instead: the client is over its budget)."""
         assert self._refusal is not None
         meta = {"correlationId": correlation_id} if correlation_id is not None else {}
-        ctx: Context[Any, Any] = Context(self.router, conn, REFUSED_TYPE, answer, meta, now_ms())
+        ctx: Context[Any, Any] = Context(self.runtime, conn, REFUSED_TYPE, answer, meta, now_ms())
         try:
             await self._refusal(ctx)
         except WsKitError as exc:
@@ -220,7 +224,7 @@ class Dispatcher:
 
     def busy(self) -> bool:
         """Whether any handler or RPC is still running (graceful shutdown waits for this)."""
-        return self.running > 0 or any(conn.rpcs for conn in self.router.hub.connections.values())
+        return self.running > 0 or any(conn.rpcs for conn in self.runtime.hub.connections.values())
 
     def abort_rpcs(self, error: WsKitError) -> int:
         """Answer every RPC still in flight with ``error`` and cancel its handler; how many.
@@ -229,7 +233,7 @@ class Dispatcher:
         answer (PROTOCOL.md) before its connection closes, instead of none.
         """
         aborted = 0
-        for conn in list(self.router.hub.connections.values()):
+        for conn in list(self.runtime.hub.connections.values()):
             for call in list(conn.rpcs.values()):
                 if not (call.ctx.answered or call.finished or call.task.done()):
                     call.abort(error)
@@ -345,10 +349,10 @@ class Dispatcher:
 
     async def open(self, conn: Connection) -> bool:
         """Register ``conn`` and run ``on_open`` hooks. False when a hook refused or closed it."""
-        self.router.hub.add(conn)
+        self.runtime.hub.add(conn)
         if not self.router.open_hooks:
             return True
-        ctx: Context[None] = Context(self.router, conn, "$ws:open", None, {}, now_ms())
+        ctx: Context[None] = Context(self.runtime, conn, "$ws:open", None, {}, now_ms())
         for hook in self.router.open_hooks:
             try:
                 result = hook(ctx)
@@ -381,12 +385,12 @@ class Dispatcher:
             await self._run_close_hooks(conn)
         finally:
             # after the hooks, so they still see ctx.topics (e.g. to announce a leave)
-            await self.router.hub.remove(conn)
+            await self.runtime.hub.remove(conn)
 
     async def _run_close_hooks(self, conn: Connection) -> None:
         if not self.router.close_hooks:
             return
-        ctx: Context[None] = Context(self.router, conn, "$ws:close", None, {}, now_ms())
+        ctx: Context[None] = Context(self.runtime, conn, "$ws:close", None, {}, now_ms())
         ctx.close_code, ctx.close_reason = conn.close_code, conn.close_reason
         for hook in self.router.close_hooks:
             try:

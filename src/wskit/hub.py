@@ -25,6 +25,10 @@ __all__ = ["Hub"]
 log = logging.getLogger("wskit.hub")
 
 
+def _never(topic: str) -> bool:
+    return False
+
+
 def _default_public(data: Mapping[str, Any]) -> Mapping[str, Any]:
     public = data.get("public")
     return dict(public) if isinstance(public, Mapping) else {}
@@ -33,7 +37,9 @@ def _default_public(data: Mapping[str, Any]) -> Mapping[str, Any]:
 class Hub:
     """Connections by client id and by user, topic members, for one process."""
 
-    def __init__(self, broker: Broker | None = None, *, instance: str = "") -> None:
+    def __init__(
+        self, broker: Broker | None = None, *, instance: str = "", announces: Callable[[str], bool] | None = None
+    ) -> None:
         self.broker: Broker = broker if broker is not None else MemoryBroker()
         self.instance = instance
         self.connections: dict[str, Connection] = {}
@@ -42,7 +48,8 @@ class Hub:
         #: picks the part of a connection's data that presence shows to others
         self.public_data: Callable[[Mapping[str, Any]], Mapping[str, Any]] = _default_public
         #: topics whose joins and leaves are published to the topic as ``$ws:presence``
-        self.announces: Callable[[str], bool] = lambda topic: False
+        #: (the router's ``enable_presence_events`` patterns)
+        self.announces: Callable[[str], bool] = announces if announces is not None else _never
         self.delivered = 0
         #: history policy of each topic with local members (a new broker resubscribes with it)
         self.topic_history: dict[str, HistoryPolicy | None] = {}

@@ -1,8 +1,11 @@
 """The router: message types to typed handlers, middleware, lifecycle hooks, composition.
 
-A router is a declaration until it is first used: routes, middleware and hooks can be added
-and other routers included; the first message (or ``dispatcher`` access) compiles everything
-into one decoder and one pipeline per route. Mistakes are reported when they are made
+A router only declares: routes, middleware, hooks, topic, history, presence and subscribe
+policy. Serving it builds a :class:`~wskit.runtime.Runtime` (``serve()``, ``Server``,
+``asgi_app``, ``TestClient``), which compiles the declarations into one decoder and one
+pipeline per route and owns everything live; the router's own verbs (``publish``,
+``presence``, ``send_to_user``, ``ban_user``...) delegate to the runtime serving it. Serving
+never changes the router. Mistakes are reported when they are made
 (:class:`~wskit.errors.UsageError` at registration), not when the first client hits them.
 """
 
@@ -17,17 +20,17 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from wskit.connection import OverflowPolicy, QueueLimits
 from wskit.context import Context
-from wskit.errors import CloseCode, UsageError
-from wskit.hub import Hub
-from wskit.protocol import dumps, frame, type_prefix
-from wskit.pubsub.broker import HistoryPolicy, Member, Publication
+from wskit.errors import UsageError
+from wskit.pubsub.broker import HistoryPolicy, Member
 from wskit.schema.declarations import MessageSchema, RpcSchema
 from wskit.schema.registry import select_validator
-from wskit.schema.validator import PayloadEncoder, Validator
+from wskit.schema.validator import Validator
 from wskit.topics import TopicPolicy
 
 if TYPE_CHECKING:
     from wskit.dispatch import Dispatcher
+    from wskit.hub import Hub
+    from wskit.runtime import Runtime
 
 __all__ = ["ErrorHook", "Handler", "LifecycleHook", "Middleware", "Route", "Router"]
 
@@ -169,10 +172,9 @@ class Router(Generic[D]):
         self.open_hooks: list[LifecycleHook] = []
         self.close_hooks: list[LifecycleHook] = []
         self.error_hooks: list[ErrorHook] = []
-        self._hub: Hub | None = None
-        self._dispatcher: Dispatcher | None = None
         self._validator: Validator | None = None
-        self._encoders: dict[MessageSchema[Any], tuple[bytes, PayloadEncoder | None]] = {}
+        #: the runtime serving this router (see :attr:`runtime`)
+        self._runtime: Runtime | None = None
         self.history: list[HistoryPolicy] = []
         self.presence_patterns: list[str] = []
         self._history_cache: dict[str, HistoryPolicy | None] = {}
@@ -293,68 +295,88 @@ class Router(Generic[D]):
         return self
 
     def _changed(self) -> None:
-        self._dispatcher = None
         self._validator = None
-        self._encoders.clear()
 
-    # -- compiled state --------------------------------------------------------------------
+    # -- declarations derived from the others ----------------------------------------------
 
     @property
     def validator(self) -> Validator:
-        """The schema backend (chosen on first use when not given)."""
+        """The schema backend (chosen from the declared models on first use when not given)."""
         if self._validator is None:
             models: list[type | None] = [r.schema.payload_model for r in self.routes.values()]
             models += [r.rpc.response.payload_model for r in self.routes.values() if r.rpc is not None]
             self._validator = select_validator(self._validator_choice, [m for m in models if m is not None])
         return self._validator
 
-    @property
-    def dispatcher(self) -> Dispatcher:
-        """The compiled router (built on first use, rebuilt after changes)."""
-        if self._dispatcher is None:
-            from wskit.dispatch import Dispatcher
+    def copy(self) -> Router[D]:
+        """A router with the same declarations, to extend without touching this one.
 
-            self._dispatcher = Dispatcher(self)
-        return self._dispatcher
+        The runtime serves such a copy when the settings add routes of their own (the ``AUTH``
+        route of ``JWT_SECRET``): the application's router is never changed by serving it.
+        """
+        other: Router[D] = Router(
+            validator=self._validator_choice,
+            validate_outbound=self.validate_outbound,
+            topic_policy=self.topic_policy,
+            max_inflight_rpcs=self.max_inflight_rpcs,
+            max_inflight_bytes=self.max_inflight_bytes,
+            send_queue=self.send_queue,
+        )
+        other.routes = dict(self.routes)
+        other.middleware = list(self.middleware)
+        other.open_hooks = list(self.open_hooks)
+        other.close_hooks = list(self.close_hooks)
+        other.error_hooks = list(self.error_hooks)
+        other.history = list(self.history)
+        other.presence_patterns = list(self.presence_patterns)
+        return other
+
+    # -- the runtime serving this router ----------------------------------------------------
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime serving this router: ``serve()``'s, a ``Server``'s, an ``asgi_app``'s,
+        or the one ``TestClient`` starts. Raises :class:`UsageError` before any serves it (the
+        router is only a declaration until then: nothing could receive a publish)."""
+        runtime = self._runtime
+        if runtime is None:
+            raise UsageError(
+                "this router is not served yet: start serve(), a Server, an asgi_app or a TestClient "
+                "before publishing or asking for presence"
+            )
+        return runtime
+
+    @property
+    def served(self) -> bool:
+        """Whether a runtime has been attached (see :attr:`runtime`)."""
+        return self._runtime is not None
+
+    def attach(self, runtime: Runtime) -> None:
+        """Make ``runtime`` the one serving this router (its verbs delegate to it).
+
+        Raises :class:`UsageError` when another runtime is serving it right now: two servers
+        of one router in one process would each hold half of its connections, and
+        ``router.publish`` could reach only one half.
+        """
+        current = self._runtime
+        if current is not None and current is not runtime and current.serving:
+            raise UsageError(
+                f"this router is already served by {current!r}; serve a router once per process (mount the same "
+                "asgi_app where it is needed, or give each server its own Router)"
+            )
+        self._runtime = runtime
 
     @property
     def hub(self) -> Hub:
-        """This process's connections and topics (created on first use, memory broker)."""
-        if self._hub is None:
-            self._hub = Hub()
-        return self._hub
+        """This process's connections and topics, as the serving runtime keeps them."""
+        return self.runtime.hub
 
-    def encoder_for(self, schema: MessageSchema[Any]) -> tuple[bytes, PayloadEncoder | None]:
-        """The pre-encoded type prefix and payload encoder of an outbound message type."""
-        cached = self._encoders.get(schema)  # declarations hash by identity
-        if cached is None:
-            if not isinstance(schema, MessageSchema):
-                raise UsageError(f"expected a message(...) declaration, got {schema!r}")
-            validator = self.validator
-            model = schema.payload_model
-            if model is not None and not validator.accepts(model):
-                validator = select_validator(None, [model])
-            cached = (type_prefix(schema.type), validator.encoder(schema, validate=self.validate_outbound))
-            self._encoders[schema] = cached
-        return cached
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """The serving runtime's compiled pipeline."""
+        return self.runtime.dispatcher
 
-    def encode(self, schema: MessageSchema[Any], payload: Any, *, meta: bytes | None) -> bytes:
-        """One outbound frame: validated (unless turned off) and serialised by the backend."""
-        prefix, encoder = self.encoder_for(schema)
-        if encoder is None:
-            if payload is not None and payload != {}:
-                raise UsageError(f"message {schema.type!r} is declared without payload, but one was given")
-            return frame(prefix, meta, None)
-        if payload is None:
-            raise UsageError(f"message {schema.type!r} needs a payload")
-        return frame(prefix, meta, encoder(payload))
-
-    def encode_parts(self, schema: MessageSchema[Any], payload: Any) -> tuple[bytes, bytes]:
-        """A frame in two halves around where ``meta`` goes: ``(b'{"type":"X"', b',"payload":...}')``."""
-        prefix = self.encoder_for(schema)[0]
-        return prefix, self.encode(schema, payload, meta=None)[len(prefix) :]
-
-    # -- publishing ------------------------------------------------------------------------
+    # -- runtime verbs (delegated to the serving runtime) ---------------------------------
 
     async def publish(
         self,
@@ -373,12 +395,8 @@ class Router(Generic[D]):
         message, what a subscriber's full send queue does (``"drop-oldest"`` suits
         ticker-like data; default: the connection's policy).
         """
-        name = self.topic_policy.check_name(topic)
-        head, tail = self.encode_parts(schema, payload)
-        publication = Publication(name, head, tail, dumps(dict(meta)) if meta else None, exclude)
-        if overflow is not None:
-            publication.overflow = OverflowPolicy(overflow)
-        await self.hub.publish(publication, self.history_for(name))
+        name = self.topic_policy.check_name(topic)  # a bad name is refused before anything else
+        await self.runtime.publish(name, schema, payload, meta=meta, exclude=exclude, overflow=overflow)
 
     # -- history, presence, users ----------------------------------------------------------
 
@@ -418,39 +436,32 @@ class Router(Generic[D]):
         vanish from :meth:`presence` when their TTL runs out.
         """
         self.presence_patterns.append(pattern)
-        patterns = tuple(self.presence_patterns)
-        self.hub.announces = lambda topic: any(fnmatch.fnmatchcase(topic, p) for p in patterns)
+
+    def announces(self, topic: str) -> bool:
+        """Whether joins and leaves of ``topic`` are announced (:meth:`enable_presence_events`)."""
+        return any(fnmatch.fnmatchcase(topic, p) for p in self.presence_patterns)
 
     async def presence(self, topic: str) -> list[Member]:
         """Who is subscribed to ``topic`` on every instance (``client_id``, ``user_id``, ``data``)."""
-        return await self.hub.broker.presence(self.topic_policy.check_name(topic))
+        return await self.runtime.presence(topic)
 
     async def send_to_user(
         self, user_id: str, schema: MessageSchema[Any], payload: Any = None, *, meta: Mapping[str, Any] | None = None
     ) -> None:
         """Send a message to every connection of ``user_id``, on every instance."""
-        data = self.encode(schema, payload, meta=dumps(dict(meta)) if meta else b"{}")
-        await self._ensure_started()
-        await self.hub.broker.send_to_user(str(user_id), data)
+        await self.runtime.send_to_user(user_id, schema, payload, meta=meta)
 
     async def disconnect_user(self, user_id: str, code: int = 4000, reason: str = "") -> None:
         """Close every connection of ``user_id``, on every instance."""
-        await self._ensure_started()
-        await self.hub.broker.disconnect_user(str(user_id), int(code), reason)
+        await self.runtime.disconnect_user(user_id, code, reason)
 
     async def ban_user(self, user_id: str, ttl_s: float | None = None, *, disconnect: bool = True) -> None:
         """Refuse ``user_id``'s new connections everywhere and (by default) close the open ones."""
-        await self._ensure_started()
-        await self.hub.broker.ban(str(user_id), ttl_s)
-        if disconnect:
-            await self.hub.broker.disconnect_user(str(user_id), int(CloseCode.POLICY_VIOLATION), "banned")
+        await self.runtime.ban_user(user_id, ttl_s, disconnect=disconnect)
 
     async def unban_user(self, user_id: str) -> None:
-        await self._ensure_started()
-        await self.hub.broker.unban(str(user_id))
-
-    async def _ensure_started(self) -> None:
-        await self.hub.start()
+        """Let ``user_id`` connect again."""
+        await self.runtime.unban_user(user_id)
 
     def __repr__(self) -> str:
         return f"<Router routes={sorted(self.routes)}>"

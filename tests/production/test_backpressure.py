@@ -77,7 +77,7 @@ async def test_slow_consumer_is_closed_1013_and_its_queue_stays_bounded(make_ser
         await fast.send('{"type":"SAY","payload":{"text":"join"}}')
         await _members(server, 2)
         assert server.transport is not None
-        conns = list(server.transport.connections.values())
+        conns = list(server.runtime.connections)
         peak = 0
 
         async def watch() -> None:
@@ -114,7 +114,7 @@ async def test_drop_oldest_keeps_the_slow_client_and_counts_drops(make_server: A
     stalled = await _stalled_client(server.port)
     await _members(server, 1)
     assert server.transport is not None
-    (conn,) = list(server.transport.connections.values())
+    (conn,) = list(server.runtime.connections)
     await _flood(server)
     assert conn.close_code is None
     assert conn.backlog <= 100
@@ -128,7 +128,7 @@ async def test_per_publish_policy_overrides_the_connection_default(make_server: 
     stalled = await _stalled_client(server.port)
     await _members(server, 1)
     assert server.transport is not None
-    (conn,) = list(server.transport.connections.values())
+    (conn,) = list(server.runtime.connections)
     for i in range(FLOOD):
         await server.router.publish("all", Heard, PAYLOAD, overflow="drop-new")
         if i % 50 == 0:
@@ -153,7 +153,7 @@ async def test_router_send_queue_is_the_default_and_settings_win(make_server: An
     stalled = await _stalled_client(default.port)
     await _members(default, 1)
     assert default.transport is not None
-    (conn,) = list(default.transport.connections.values())
+    (conn,) = list(default.runtime.connections)
     assert conn.limits == limits
     for i in range(FLOOD // 4):
         await default.router.publish("all", Heard, PAYLOAD)
@@ -162,14 +162,16 @@ async def test_router_send_queue_is_the_default_and_settings_win(make_server: An
     assert conn.close_code is None and conn.dropped > 0 and conn.backlog <= 64
     stalled.close()
 
-    keyword = Server(build_router(send_queue=limits), port=0, env={}, backpressure="close")
-    assert keyword._limits == QueueLimits(64, 10**6, OverflowPolicy.CLOSE)
-    env = Server(build_router(send_queue=limits), port=0, env={"SEND_QUEUE_MESSAGES": "8"})
-    assert env._limits == QueueLimits(8, 10**6, OverflowPolicy.DROP_NEW)
-    plain = Server(build_router(), port=0, env={})
-    assert plain._limits == QueueLimits()
+    from wskit.runtime import build_runtime
+
+    keyword = build_runtime(build_router(send_queue=limits), env={}, backpressure="close")
+    assert keyword.queue_limits == QueueLimits(64, 10**6, OverflowPolicy.CLOSE)
+    env = build_runtime(build_router(send_queue=limits), env={"SEND_QUEUE_MESSAGES": "8"})
+    assert env.queue_limits == QueueLimits(8, 10**6, OverflowPolicy.DROP_NEW)
+    plain = build_runtime(build_router(), env={})
+    assert plain.queue_limits == QueueLimits()
     given = QueueLimits(3, 300, OverflowPolicy.DROP_OLDEST)
-    assert Server(build_router(send_queue=limits), port=0, env={}, queue_limits=given)._limits == given
+    assert build_runtime(build_router(send_queue=limits), env={}, queue_limits=given).queue_limits == given
 
 
 def test_queue_limits_take_policy_strings_and_refuse_bad_bounds() -> None:

@@ -12,6 +12,7 @@ from tests.protocol.wire import ANY_INT, ANY_STR, Endpoint, Peer, Wire, assert_u
 from tests.support.redis_server import redis_url_for_tests
 
 from wskit import Context, message
+from wskit.runtime import Runtime
 
 
 class Resume(BaseModel):
@@ -72,7 +73,7 @@ async def _serve_on(wire: Wire, broker: str, request: pytest.FixtureRequest) -> 
 
     redis = RedisBroker(request.getfixturevalue("redis_url"), namespace=f"wskit-test-{uuid.uuid4().hex[:10]}")
     wire.stack.push_async_callback(redis.close)
-    await router.hub.set_broker(redis)  # the in-memory transport serves router.hub as it is
+    router.attach(Runtime(router, broker=redis))  # what the in-memory transport serves
     return await wire.serve(router, broker=redis)
 
 

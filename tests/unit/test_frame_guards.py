@@ -12,6 +12,7 @@ from wskit import Context, Router, message
 from wskit.connection import Connection
 from wskit.dispatch import REFUSED_TYPE, Dispatcher
 from wskit.guards.ratelimit import MemoryRateLimiter, by_connection, rate_limit
+from wskit.runtime import Runtime
 
 
 class N(BaseModel):
@@ -53,7 +54,7 @@ async def _feed(dispatcher: Dispatcher, conn: Connection, frames: list[str]) -> 
 async def test_junk_frames_are_charged_to_the_same_bucket_as_messages() -> None:
     """Budget 3: two junk frames and one PING are answered as usual; the rest get RESOURCE_EXHAUSTED."""
     guard = rate_limit(MemoryRateLimiter(3, 0.001), key=by_connection)
-    dispatcher = Dispatcher(build(), guards=[guard], frame_guards=[guard])
+    dispatcher = Runtime(build(), guards=[guard], frame_guards=[guard]).dispatcher
     sock = Recorder()
     conn = Connection("c1", sock)
     frames = [
@@ -85,7 +86,7 @@ async def test_frame_guards_see_the_refused_type() -> None:
         seen.append(ctx.type)
         await call_next()
 
-    dispatcher = Dispatcher(build(), frame_guards=[spy])
+    dispatcher = Runtime(build(), frame_guards=[spy]).dispatcher
     sock = Recorder()
     await _feed(dispatcher, Connection("c1", sock), ["[]", '{"type":"PING","payload":{"n":1}}'])
     assert seen == [REFUSED_TYPE]  # the routed PING does not pass the frame guards
@@ -94,7 +95,7 @@ async def test_frame_guards_see_the_refused_type() -> None:
 
 async def test_without_frame_guards_refusals_are_answered_at_once() -> None:
     """No frame guards: a refused frame is answered synchronously (no awaitable for the read loop)."""
-    dispatcher = Dispatcher(build())
+    dispatcher = Runtime(build()).dispatcher
     sock = Recorder()
     assert dispatcher.receive(Connection("c1", sock), b"junk") is None
     assert sock.frames[0]["payload"]["code"] == "INVALID_ARGUMENT"

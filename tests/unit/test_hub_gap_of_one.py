@@ -20,6 +20,7 @@ from wskit.hub import Hub
 from wskit.protocol import Position
 from wskit.pubsub.broker import HistoryPolicy, Publication, RecoveryError
 from wskit.pubsub.memory import MemoryBroker
+from wskit.runtime import Runtime
 from wskit.testing import TestClient
 
 HISTORY = HistoryPolicy("h:*", max_len=10, ttl_s=60)
@@ -129,7 +130,6 @@ class SkippingBroker(MemoryBroker):
 
 async def build(broker: MemoryBroker) -> Router[Any]:
     router: Router[Any] = Router()
-    await router.hub.set_broker(broker)
     router.enable_history("h:*", max_len=100, ttl_s=60)
 
     @router.rpc(Sub)
@@ -139,6 +139,7 @@ async def build(broker: MemoryBroker) -> Router[Any]:
         assert position is not None
         await ctx.reply({"offset": position[0], "epoch": position[1]})
 
+    router.attach(Runtime(router, broker=broker))  # the TestClients below are served by it
     return router
 
 

@@ -94,6 +94,10 @@ class RequireAuth:
 
     __slots__ = ("exempt", "leeway_s")
 
+    #: says to the server, which checks at start that something can sign a connection in,
+    #: that this middleware refuses anonymous connections (no import of this class needed)
+    requires_user = True
+
     def __init__(self, *, leeway_s: float | None = None, exempt: Collection[str] = ("AUTH",)) -> None:
         self.leeway_s = leeway_s
         self.exempt = frozenset(exempt)
@@ -153,7 +157,7 @@ def auth_routes(verifier: JwtVerifier) -> Router[Any]:
 async def _banned(ctx: Context[Any, Any], user_id: str) -> bool:
     """Whether the broker's ban list has ``user_id``; False (fail open) when it cannot say."""
     try:
-        return await ctx.router.hub.broker.is_banned(user_id)
+        return await ctx.runtime.hub.broker.is_banned(user_id)
     except Exception as exc:  # noqa: BLE001 - a Redis outage must not lock every user out
         log.warning("ban check for user %s failed (%s); letting the AUTH through", user_id, exc)
         return False

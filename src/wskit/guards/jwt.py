@@ -42,6 +42,7 @@ __all__ = [
     "JwtVerifier",
     "TokenPlace",
     "TokenSource",
+    "check_algorithms",
     "connection_data",
     "jwt_authenticate",
     "token_from_request",
@@ -69,6 +70,32 @@ def _import_jwt() -> ModuleType:
 
 def _refusal(reason: str, message: str) -> WsKitError:
     return WsKitError(ErrorCode.UNAUTHENTICATED, message, details={"reason": reason})
+
+
+def check_algorithms(algorithms: Sequence[str]) -> tuple[str, ...]:
+    """``algorithms`` as a tuple, once they can be pinned safely.
+
+    Raises :class:`~wskit.errors.UsageError` for a bare string, an empty list, ``none``, a
+    name PyJWT does not know (public-key ones need ``PyJWT[crypto]``), or HMAC mixed with
+    public-key algorithms (the confusion attack).
+    """
+    if isinstance(algorithms, str):
+        raise UsageError("algorithms must be a sequence of names, e.g. ('HS256',)")
+    names = tuple(algorithms)
+    if not names:
+        raise UsageError("JwtVerifier needs at least one algorithm")
+    if any(name.lower() == "none" for name in names):
+        raise UsageError("the 'none' JWT algorithm is never accepted")
+    known = _import_jwt().algorithms.get_default_algorithms()
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise UsageError(
+            f"unknown or unavailable JWT algorithms {unknown} (public-key algorithms need pip install 'PyJWT[crypto]')"
+        )
+    hmac = [name.startswith("HS") for name in names]
+    if any(hmac) and not all(hmac):
+        raise UsageError("do not mix HMAC (HS*) and public-key algorithms in one verifier")
+    return names
 
 
 class JwtVerifier:
@@ -99,23 +126,8 @@ class JwtVerifier:
         user_claim: str = "sub",
     ) -> None:
         jwt = _import_jwt()
-        if isinstance(algorithms, str):
-            raise UsageError("algorithms must be a sequence of names, e.g. ('HS256',)")
-        names = tuple(algorithms)
-        if not names:
-            raise UsageError("JwtVerifier needs at least one algorithm")
-        if any(name.lower() == "none" for name in names):
-            raise UsageError("the 'none' JWT algorithm is never accepted")
+        names = check_algorithms(algorithms)
         known = jwt.algorithms.get_default_algorithms()
-        unknown = [name for name in names if name not in known]
-        if unknown:
-            raise UsageError(
-                f"unknown or unavailable JWT algorithms {unknown} (public-key algorithms need "
-                "pip install 'PyJWT[crypto]')"
-            )
-        hmac = [name.startswith("HS") for name in names]
-        if any(hmac) and not all(hmac):
-            raise UsageError("do not mix HMAC (HS*) and public-key algorithms in one verifier")
         if key is None or key in ("", b""):
             raise UsageError("JwtVerifier needs a key (the HMAC secret or the public key)")
         for name in names:

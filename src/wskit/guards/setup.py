@@ -13,7 +13,7 @@ from typing import Any
 from wskit.config import ConfigError, Settings
 from wskit.errors import UsageError
 from wskit.guards.auth import Auth, auth_routes
-from wskit.guards.jwt import JwtVerifier, jwt_authenticate
+from wskit.guards.jwt import JwtVerifier, check_algorithms, jwt_authenticate
 from wskit.guards.ratelimit import (
     MemoryRateLimiter,
     RateLimit,
@@ -26,7 +26,7 @@ from wskit.guards.ratelimit import (
 from wskit.router import Router
 from wskit.transports.base import HandshakeRequest
 
-__all__ = ["jwt_setup", "jwt_verifier", "message_rate_guard"]
+__all__ = ["jwt_guard", "jwt_setup", "jwt_verifier", "message_rate_guard"]
 
 
 def jwt_verifier(settings: Settings) -> JwtVerifier:
@@ -39,6 +39,10 @@ def jwt_verifier(settings: Settings) -> JwtVerifier:
     if not settings.jwt_secret:
         raise ConfigError("JWT_SECRET is not set")
     try:
+        check_algorithms(settings.jwt_algorithms)
+    except UsageError as exc:
+        raise ConfigError(f"JWT_ALGORITHMS: {exc}") from exc
+    try:
         return JwtVerifier(
             settings.jwt_secret,
             algorithms=settings.jwt_algorithms,
@@ -46,9 +50,8 @@ def jwt_verifier(settings: Settings) -> JwtVerifier:
             issuer=settings.jwt_issuer,
             leeway_s=settings.jwt_leeway_s,
         )
-    except UsageError as exc:
-        variable = "JWT_ALGORITHMS" if "algorithm" in str(exc) else "JWT_SECRET"
-        raise ConfigError(f"{variable}: {exc}") from exc
+    except UsageError as exc:  # the algorithms passed: what is left is about the key
+        raise ConfigError(f"JWT_SECRET: {exc}") from exc
 
 
 def jwt_setup(router: Router[Any], settings: Settings) -> Callable[[HandshakeRequest], dict[str, Any] | None]:
@@ -64,6 +67,17 @@ def jwt_setup(router: Router[Any], settings: Settings) -> Callable[[HandshakeReq
     if Auth.type not in router.routes:
         router.include(auth_routes(verifier))
     return jwt_authenticate(verifier, allow_anonymous=True)
+
+
+def jwt_guard(
+    settings: Settings, router: Router[Any]
+) -> tuple[Callable[[HandshakeRequest], dict[str, Any] | None], Router[Any] | None]:
+    """What ``JWT_SECRET`` adds to a served router, without changing it: the upgrade's
+    ``authenticate`` (see :func:`jwt_setup`) and the router of the ``AUTH`` route to serve
+    beside the application's (None when the application has its own ``AUTH`` handler)."""
+    verifier = jwt_verifier(settings)
+    routes = None if Auth.type in router.routes else auth_routes(verifier)
+    return jwt_authenticate(verifier, allow_anonymous=True), routes
 
 
 def message_rate_guard(settings: Settings) -> RateLimit:

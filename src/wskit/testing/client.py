@@ -34,6 +34,7 @@ from wskit.admission import Admission, Authenticate, Refusal
 from wskit.errors import UsageError, WsKitError, WsKitException
 from wskit.protocol import CANCEL_TYPE, ERROR_TYPE, PROGRESS_TYPE, RPC_ERROR_TYPE, dumps
 from wskit.router import Router
+from wskit.runtime import Runtime
 from wskit.schema.declarations import MessageSchema, RpcSchema
 from wskit.schema.validator import payload_json
 from wskit.transports.base import HandshakeRequest
@@ -124,10 +125,14 @@ class TestClient:
         if data is not None and authenticate is not None:
             raise UsageError("TestClient: pass data= or authenticate=, not both (authenticate's result is the data)")
         self.router = router
+        #: the runtime serving ``router``: the one already attached (a server's, or another
+        #: TestClient's, so clients of one router reach each other), else a new in-memory one
+        self.runtime = router.runtime if router.served else Runtime(router)
+        router.attach(self.runtime)
         self.client_id = client_id or str(uuid.uuid4())
         self.handshake = _with_ci_headers(request or HandshakeRequest(path="/", headers={}))
         self.transport = MemoryTransport(
-            router,
+            self.runtime,
             client_id=self.client_id,
             data=data,
             request=self.handshake,

@@ -15,19 +15,15 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from aiohttp import WSMsgType, hdrs, web
 from aiohttp.web_protocol import RequestHandler
 from multidict import CIMultiDict
 
-from wskit.admission import Admission, Refusal
-from wskit.connection import Connection, QueueLimits
-from wskit.dispatch import Dispatcher
+from wskit.admission import Refusal
+from wskit.connection import Connection
 from wskit.errors import CloseCode, clip_close_reason, is_wire_close_code
-from wskit.lifetime import Watchdog
-from wskit.pubsub.broker import BrokerState
-from wskit.router import Router
+from wskit.runtime import Runtime
 from wskit.transports.aiohttp_internals import (
     MaskCheck,
     break_transport_cycle,
@@ -276,19 +272,15 @@ class HandshakeGuard:
 
 @dataclass(slots=True)
 class Transport:
-    """What the aiohttp app needs from the server around it."""
+    """What the aiohttp app needs from the server around it: the runtime it hosts, and the
+    host's own options."""
 
-    router: Router[Any]
-    dispatcher: Dispatcher
-    admission: Admission
-    watchdog: Watchdog
+    runtime: Runtime
     max_payload_bytes: int
     ping_interval: float | None
-    queue_limits: QueueLimits
     path: str | None = None
     static_files: Mapping[str, Path] = field(default_factory=dict)
     http_routes: Mapping[str, HttpHandler] = field(default_factory=dict)
-    connections: dict[web.WebSocketResponse, Connection] = field(default_factory=dict)
     guard: HandshakeGuard | None = None
     flusher: Flusher = field(default_factory=Flusher)
 
@@ -372,7 +364,7 @@ class Session:
         """Read frames until the socket closes (then clean up), or until an RPC keeps this
         task (True: another task reads on)."""
         ws, conn = self.ws, self.conn
-        receive = self.t.dispatcher.receive
+        receive = self.t.runtime.dispatcher.receive
         sock = conn.socket
         assert isinstance(sock, AiohttpSocket)
         # aiohttp's queue of parsed frames: when it is empty after a frame, this task is about
@@ -451,15 +443,15 @@ class Session:
         return False
 
     async def finish(self, code: int | None, reason: str) -> None:
-        ws, conn, t = self.ws, self.conn, self.t
+        ws, conn, runtime = self.ws, self.conn, self.t.runtime
         try:
-            if t.connections.pop(ws, None) is None:
+            if runtime.connections.pop(conn, False) is False:
                 return  # already finished
-            t.watchdog.forget(conn)
+            runtime.watchdog.forget(conn)
             if code is None:
                 # a close we started (ctx.close, watchdog, slow consumer) keeps its own code
                 code = conn.close_code if conn.close_code is not None else ws.close_code
-            await t.dispatcher.disconnect(conn, code, reason or conn.close_reason)
+            await runtime.dispatcher.disconnect(conn, code, reason or conn.close_reason)
             sock = conn.socket
             if isinstance(sock, AiohttpSocket):
                 sock.flush()  # frames still waiting for the end of the tick go before the close
@@ -516,7 +508,8 @@ def _drop_tracebacks(exc: BaseException | None) -> None:
 
 
 def build_app(t: Transport) -> web.Application:
-    """An aiohttp application serving ``t.router`` (WebSocket upgrades) plus the HTTP routes."""
+    """An aiohttp application serving ``t.runtime`` (WebSocket upgrades) plus the HTTP routes."""
+    runtime = t.runtime
 
     async def handle(request: web.Request) -> web.StreamResponse:
         if t.guard is not None:
@@ -530,9 +523,9 @@ def build_app(t: Transport) -> web.Application:
             return refused
         # the upgrade is handled here rather than in a helper coroutine: every level of
         # suspended coroutine is memory held by each idle connection
-        ip = t.admission.resolve_ip(request.remote, request.headers)
+        ip = runtime.admission.resolve_ip(request.remote, request.headers)
         hs = handshake_request(request, ip)
-        outcome = await t.admission.admit(hs)
+        outcome = await runtime.admission.admit(hs)
         if isinstance(outcome, Refusal):
             return web.Response(status=outcome.status, text=outcome.text, headers=dict(outcome.headers))
         session: Session | None = None
@@ -558,12 +551,12 @@ def build_app(t: Transport) -> web.Application:
             await ws.prepare(_without_protocols(request) if offered and chosen is None else request)
             sock = AiohttpSocket(ws, request, t.flusher)
             sock.mask_check = check_client_masks(ws, request.protocol)  # RFC 6455 5.1: aiohttp does not
-            conn = Connection(client_id, sock, data=outcome, request=hs, limits=t.queue_limits)
+            conn = Connection(client_id, sock, data=outcome, request=hs, limits=runtime.queue_limits)
             session = Session(t, ws, conn)
             conn.spawn_reader = session.spawn_reader
-            t.connections[ws] = conn
-            t.watchdog.watch(conn)
-            if not await t.dispatcher.open(conn):
+            runtime.connections[conn] = None
+            runtime.watchdog.watch(conn)
+            if not await runtime.dispatcher.open(conn):
                 await session.finish(None, "")
             elif await session.read():
                 # this task became an RPC's; the connection lives until its last reader ends
@@ -571,7 +564,7 @@ def build_app(t: Transport) -> web.Application:
                 await session.ended
             return ws
         finally:
-            t.admission.release(ip)
+            runtime.admission.release(ip)
             if session is not None:
                 if session.ended is None or not session.ended.done():
                     await session.finish(None, "")  # cancelled (server stopping): still clean up
@@ -583,9 +576,8 @@ def build_app(t: Transport) -> web.Application:
         if request.path == "/healthz":
             return web.Response(text="ok")
         if request.path == "/readyz":
-            state = t.router.hub.broker.state
-            ready = state is BrokerState.READY and not t.admission.closed
-            return web.Response(status=200 if ready else 503, text=f"broker {state}")
+            ready, why = runtime.ready()
+            return web.Response(status=200 if ready else 503, text=why)
         file = t.static_files.get(request.path)
         if file is not None and request.method in ("GET", "HEAD"):
             return web.FileResponse(file)
@@ -594,7 +586,7 @@ def build_app(t: Transport) -> web.Application:
         return web.Response(status=400, text="Expected a WebSocket upgrade (Upgrade: websocket)")
 
     if t.ping_interval:
-        t.watchdog.enable_pings(t.ping_interval, _ping, _heard)
+        runtime.watchdog.enable_pings(t.ping_interval, _ping, _heard)
     app = web.Application(client_max_size=t.max_payload_bytes)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app

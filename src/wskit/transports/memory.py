@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wskit.connection import Connection, QueueLimits
 from wskit.errors import CloseCode
 from wskit.transports.base import HandshakeRequest
+
+if TYPE_CHECKING:
+    from wskit.runtime import Runtime
 
 __all__ = ["Closed", "MemorySocket", "MemoryTransport"]
 
@@ -50,11 +53,11 @@ class MemorySocket:
 
 
 class MemoryTransport:
-    """Runs one connection of ``router`` in memory; the client side reads ``inbox``."""
+    """Runs one connection of ``runtime`` in memory; the client side reads ``inbox``."""
 
     def __init__(
         self,
-        router: Any,
+        runtime: Runtime,
         *,
         client_id: str,
         data: Mapping[str, Any] | None = None,
@@ -62,7 +65,7 @@ class MemoryTransport:
         max_payload_bytes: int = 1024 * 1024,
         limits: QueueLimits | None = None,
     ) -> None:
-        self.router = router
+        self.runtime = runtime
         self.inbox: asyncio.Queue[bytes | Closed] = asyncio.Queue()
         self.closed: Closed | None = None
         self.max_payload_bytes = max_payload_bytes
@@ -73,8 +76,8 @@ class MemoryTransport:
 
     async def open(self) -> bool:
         """Run ``on_open``; start the server-side read loop. False when refused."""
-        await self.router.hub.start()
-        dispatcher = self.router.dispatcher
+        await self.runtime.hub.start()
+        dispatcher = self.runtime.dispatcher
         if not await dispatcher.open(self.connection):
             await dispatcher.disconnect(self.connection, self.connection.close_code)
             return False
