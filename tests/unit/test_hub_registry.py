@@ -66,9 +66,9 @@ def _frames(conn: Connection) -> list[dict[str, Any]]:
     return [json.loads(f) for f in conn.socket.frames]  # type: ignore[attr-defined]
 
 
-async def _hub() -> tuple[Hub, RecordingBroker]:
+async def _hub(**options: Any) -> tuple[Hub, RecordingBroker]:
     broker = RecordingBroker()
-    hub = Hub(broker, instance="node-1")
+    hub = Hub(broker, instance="node-1", **options)
     await hub.start()
     return hub, broker
 
@@ -231,8 +231,7 @@ async def test_presence_shows_no_data_without_a_public_mapping() -> None:
 async def test_joins_and_leaves_are_announced_on_topics_that_ask_for_it() -> None:
     """With ``announces`` true for the topic, members receive ``$ws:presence`` join and leave events
     (topic, event, clientId, userId, public data); other topics announce nothing."""
-    hub, _ = await _hub()
-    hub.announces = lambda topic: topic == "lobby"
+    hub, _ = await _hub(announces=lambda topic: topic == "lobby")
     watcher, joiner = _conn("w"), _conn("j", "u9", public={"n": 1})
     await hub.subscribe(watcher, "lobby")
     await hub.subscribe(joiner, "lobby")
@@ -242,6 +241,16 @@ async def test_joins_and_leaves_are_announced_on_topics_that_ask_for_it() -> Non
     joined = {"topic": "lobby", "event": "join", "clientId": "j", "userId": "u9", "data": {"n": 1}}
     assert events[-2:] == [joined, {**joined, "event": "leave"}]
     assert all(e["topic"] == "lobby" for e in events)
+
+
+async def test_by_default_no_topic_announces_joins_or_leaves() -> None:
+    """A hub built without ``announces``: members get no ``$ws:presence`` events."""
+    hub, _ = await _hub()
+    watcher, joiner = _conn("w"), _conn("j")
+    await hub.subscribe(watcher, "lobby")
+    await hub.subscribe(joiner, "lobby")
+    await hub.unsubscribe(joiner, "lobby")
+    assert _frames(watcher) == []
 
 
 async def test_a_presence_failure_leaves_the_membership_standing() -> None:
