@@ -138,6 +138,8 @@ class Admission:
         #: while draining (graceful shutdown) every upgrade gets 503
         self.closed = False
         self._log_budget = LogBudget()
+        self._crash_budget = LogBudget()
+        self._ban_budget = LogBudget()
 
     def resolve_ip(self, peer: str | None, headers: Mapping[str, str]) -> str | None:
         return client_ip(peer, headers, self.trusted_proxies)
@@ -207,8 +209,10 @@ class Admission:
             reason = exc.details.get("reason")
             return self._refuse(status, text, request, exc.message + (f" ({reason})" if reason else ""))
         except Exception:  # a crashing hook is a 500 for this client, not a dead server
-            if self._log_budget.take() is not None:
-                log.exception("authenticate() raised for %s %s", request.client_ip, request.path)
+            # a budget of its own: a flood of cheap refusals must not hide the application's bug
+            tail = self._crash_budget.take()
+            if tail is not None:
+                log.exception("authenticate() raised for %s %s%s", request.client_ip, request.path, tail)
             return Refusal(500, "Internal Server Error")
         if result is None or result is False:
             # False reads as "not authenticated" too; anything else that is not a mapping is a bug
@@ -224,5 +228,7 @@ class Admission:
         try:
             return await self._broker().is_banned(user_id)
         except Exception as exc:  # noqa: BLE001 - fail open: a Redis outage must not lock everyone out
-            log.warning("ban check for user %s failed (%s); letting the connection in", user_id, exc)
+            tail = self._ban_budget.take()  # one per upgrade for as long as the outage lasts
+            if tail is not None:
+                log.warning("ban check for user %s failed (%s); letting the connection in%s", user_id, exc, tail)
             return False

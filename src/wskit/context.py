@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, cast
 from typing_extensions import TypeVar
 
 from wskit.errors import UNSET, CloseCode, ErrorCode, UsageError, WsKitError, _Unset, error_payload
+from wskit.logs import LogBudget
 from wskit.protocol import ERROR_TYPE, PROGRESS_TYPE, RPC_ERROR_TYPE, Position, Step, dumps, frame, step, type_prefix
 from wskit.pubsub.broker import HistoryPolicy, Publication, RecoveryError, lost_frame
 from wskit.schema.declarations import MessageSchema, RpcSchema
@@ -73,6 +74,8 @@ def error_frame(payload: dict[str, Any], correlation_id: str | None, meta: Mappi
     return frame(prefix, _meta_bytes(meta, correlation_id), dumps(payload))
 
 
+_BAN_CHECK_FAILURES = LogBudget()
+
 #: ban checks started by assign_data (referenced so they are not garbage-collected)
 _ban_checks: set[asyncio.Task[None]] = set()
 
@@ -82,7 +85,9 @@ async def _close_if_banned(runtime: Runtime, conn: Connection, user_id: str) -> 
     try:
         banned = await runtime.hub.broker.is_banned(user_id)
     except Exception as exc:  # noqa: BLE001 - fail open, as at the upgrade: an outage must not lock everyone out
-        log.warning("ban check for user %s failed (%s); letting the connection in", user_id, exc)
+        tail = _BAN_CHECK_FAILURES.take()  # one per sign-in for as long as the outage lasts
+        if tail is not None:
+            log.warning("ban check for user %s failed (%s); letting the connection in%s", user_id, exc, tail)
         return
     if banned and conn.data.get("user_id") is not None and str(conn.data["user_id"]) == user_id:
         log.info("client %s: user %s is banned; closing with 1008", conn.client_id, user_id)

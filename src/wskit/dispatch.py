@@ -271,8 +271,12 @@ class Dispatcher:
         conn = ctx.connection
         while not self._has_room(conn) and not conn.closed:
             await asyncio.wait([call.task for call in conn.rpcs.values()], return_when=asyncio.FIRST_COMPLETED)
-        if not conn.closed:
-            RpcCall.start(self._run_rpc(compiled, ctx), ctx, size)
+        if conn.closed:
+            return
+        if self.draining:  # a shutdown began while it waited: no new work, but an answer
+            ctx.fail(WsKitError(ErrorCode.UNAVAILABLE, "Server shutting down", retry_after_ms=self.retry_after_ms))
+            return
+        RpcCall.start(self._run_rpc(compiled, ctx), ctx, size)
 
     async def _hand_off(self, coro: Coroutine[Any, Any, None], yielded: Any, ctx: Context[Any, Any], size: int) -> bool:
         """Finish an RPC whose handler had to wait in this (the reading) task, and hand reading on.
@@ -293,9 +297,10 @@ class Dispatcher:
             await resume(coro, yielded)
         finally:
             call.finish()
-            if conn.reader_waiting and not conn.closed and self._has_room(conn):
+            spawn = conn.spawn_reader  # None once the host released the connection
+            if conn.reader_waiting and not conn.closed and spawn is not None and self._has_room(conn):
                 conn.reader_waiting = False
-                conn.spawn_reader()
+                spawn()
         return True
 
     async def _run_rpc(self, compiled: _Compiled, ctx: Context[Any, Any]) -> None:

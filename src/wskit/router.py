@@ -96,6 +96,15 @@ def _named_annotation(text: object, schema: MessageSchema[Any]) -> Any:
     return None
 
 
+def _postponed(handler: Any) -> bool:
+    """Whether the handler's first parameter is annotated with a string (postponed)."""
+    try:
+        first = next(iter(inspect.signature(handler).parameters.values()))
+    except (StopIteration, TypeError, ValueError):
+        return False
+    return isinstance(first.annotation, str)
+
+
 def _check_handler(handler: Any, schema: MessageSchema[Any]) -> None:
     if not callable(handler):
         raise UsageError(f"handler for {schema.type!r} must be callable, got {handler!r}")
@@ -112,6 +121,10 @@ def _check_handler(handler: Any, schema: MessageSchema[Any]) -> None:
         if declared is Any or declared is expected:
             return
         if isinstance(declared, type) and isinstance(expected, type) and issubclass(expected, declared):
+            return
+        if _postponed(handler) and getattr(declared, "__name__", None) == getattr(expected, "__name__", None):
+            # a string annotation resolved in the module found a class of the same name: the
+            # handler may mean a local class that shadows it, which only its frame could tell
             return
         raise UsageError(
             f"handler {handler.__qualname__} is annotated Context[{getattr(declared, '__name__', declared)}] "

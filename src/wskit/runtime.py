@@ -42,6 +42,10 @@ __all__ = ["SHUTDOWN_TYPE", "Runtime", "build_runtime"]
 
 log = logging.getLogger("wskit.runtime")
 
+#: Loop turns a shutdown gives the readers an aborted RPC restarts: one to end the RPC's task,
+#: one to start the reader, one for it to read what is buffered.
+_READER_TURNS = 3
+
 #: The notice every client gets when the server begins a graceful shutdown.
 SHUTDOWN_TYPE = "SERVER_SHUTDOWN"
 _SHUTDOWN_PREFIX = type_prefix(SHUTDOWN_TYPE)
@@ -139,12 +143,19 @@ class Runtime:
         """Close every connection with ``code`` now; RPCs still running get their one terminal
         answer first (``UNAVAILABLE``, retryable: ask another instance)."""
         self.admission.closed = True
+        # from here every message read is answered UNAVAILABLE instead of started
+        self.dispatcher.draining = True
         unfinished = WsKitError(
             ErrorCode.UNAVAILABLE, "Server shutting down", retry_after_ms=self.settings.shutdown_retry_after_ms
         )
         aborted = self.dispatcher.abort_rpcs(unfinished)
         if aborted:
             log.info("shutdown: answered %d unfinished RPC(s) with UNAVAILABLE", aborted)
+            # an aborted RPC that held a connection's reading at the in-flight bound hands it on
+            # as it ends: let those readers answer the requests already received (they are
+            # read without waiting) before the close
+            for _ in range(_READER_TURNS):
+                await asyncio.sleep(0)
         closes = [conn.close(code, reason) for conn in list(self.connections)]
         for outcome in await asyncio.gather(*closes, return_exceptions=True):
             if isinstance(outcome, BaseException):

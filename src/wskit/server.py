@@ -27,10 +27,11 @@ from wskit.config import Settings, explicit_settings, load_settings
 from wskit.connection import QueueLimits
 from wskit.gcpolicy import GcFreezer
 from wskit.lifetime import Watchdog
-from wskit.logs import PeerErrorLog, configure_logging
+from wskit.logs import configure_logging
 from wskit.pubsub.broker import Broker
 from wskit.router import Middleware, Router
 from wskit.runtime import SHUTDOWN_TYPE, Runtime, build_runtime
+from wskit.transports.aiohttp_log import PeerErrorLog
 from wskit.transports.aiohttp_server import HandshakeGuard, HttpHandler, Transport, build_app
 
 __all__ = ["SHUTDOWN_TYPE", "Server", "serve", "serve_async"]
@@ -355,8 +356,20 @@ def _serve_one(router: Router[Any], options: Mapping[str, Any], *, reuse_port: b
         await server.shutdown()
         for sig in (signal.SIGINT, signal.SIGTERM):
             # closing the loop would restore the default handlers, and a second signal in the
-            # moments before the process exits would then kill it (exit -15 after a clean stop)
+            # moments before the process exits would then kill it (exit -15 after a clean stop):
+            # ignored until serve() returns, then the caller's handlers are back
             loop.remove_signal_handler(sig)
             signal.signal(sig, signal.SIG_IGN)
 
-    asyncio.run(main())
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        asyncio.run(main())
+    finally:
+        for sig, handler in previous.items():
+            # the caller's handlers are back (Ctrl-C raises KeyboardInterrupt again), except a
+            # default SIGTERM, which stays ignored: the server has stopped, and a second stop
+            # request while the interpreter finishes must not turn exit 0 into a kill (-15).
+            # (A Python-level handler would not do: CPython resets those at finalisation.)
+            if sig == signal.SIGTERM and handler in (signal.SIG_DFL, None):
+                continue
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)

@@ -244,3 +244,44 @@ async def test_valid_upgrade_still_works(server: Server) -> None:
     assert ws.status == 101
     assert (await ws.call(ECHO))["type"] == "ECHO_OK"
     ws.close()
+
+
+async def _slow_authenticate(request: Any) -> dict[str, Any]:
+    await asyncio.sleep(0.3)  # a database or Redis lookup: the upgrade waits here
+    return {"user_id": "u"}
+
+
+async def test_unmasked_frame_sent_while_the_upgrade_is_admitted_closes_1002(make_server: Any) -> None:
+    """A frame sent after the upgrade request but while an async authenticate runs (before the
+    101) reached aiohttp's parser ahead of the mask check and was served; now it fails the
+    connection with 1002 like any unmasked frame."""
+    server: Server = await make_server(ping_interval=0, authenticate=_slow_authenticate)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(_request(server.port))
+    await writer.drain()
+    await asyncio.sleep(0.1)
+    writer.write(_frame(0x1, ECHO, masked=False))
+    async with asyncio.timeout(WAIT):
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+    ws = Raw(reader, writer, head)
+    assert ws.status == 101
+    assert await ws.close_code() == 1002
+    ws.close()
+
+
+async def test_a_masked_frame_split_across_the_101_is_served(make_server: Any) -> None:
+    """Half a masked frame before the 101 and the rest after it: one ECHO_OK (the mask check
+    used to start in the middle of the frame and close 1002)."""
+    server: Server = await make_server(ping_interval=0, authenticate=_slow_authenticate)
+    frame = _frame(0x1, ECHO)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(_request(server.port) + frame[:5])
+    await writer.drain()
+    async with asyncio.timeout(WAIT):
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+    ws = Raw(reader, writer, head)
+    assert ws.status == 101
+    writer.write(frame[5:])
+    _opcode, answer = await ws.frame()
+    assert json.loads(answer)["type"] == "ECHO_OK"
+    ws.close()

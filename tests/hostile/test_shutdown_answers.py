@@ -61,6 +61,29 @@ async def test_rpcs_cut_off_by_a_shutdown_are_answered_unavailable(make_server: 
         assert [f["type"] for f in frames] == ["SERVER_SHUTDOWN", "RPC_ERROR", "RPC_ERROR"]
 
 
+@pytest.mark.parametrize("how", ["shutdown", "stop"])
+async def test_requests_waiting_at_the_in_flight_bound_are_answered_too(make_server: Any, how: str) -> None:
+    """max_inflight_rpcs=1: one SLEEP runs, two more wait unread behind it. A shutdown (or stop)
+    answers all three UNAVAILABLE before the close, and starts none of the waiting ones."""
+    from tests.production.conftest import build_router
+
+    server: Server = await make_server(router=build_router(max_inflight_rpcs=1), shutdown_grace_ms=100)
+    async with ws_client(server.url) as ws:
+        for cid in ("s0", "q0", "q1"):
+            await ws.send(json.dumps({"type": "SLEEP", "meta": {"correlationId": cid}, "payload": {"ms": 60_000}}))
+        (conn,) = list(server.runtime.connections) if server.runtime else []
+        async with asyncio.timeout(5):
+            while not conn.rpcs:  # noqa: ASYNC110 - bounded: the first SLEEP has started
+                await asyncio.sleep(0.01)
+        stopping = asyncio.ensure_future(server.shutdown(grace_ms=100) if how == "shutdown" else server.stop())
+        frames, code = await _frames_until_close(ws)
+        await stopping
+    answers = {f["meta"]["correlationId"]: f["payload"]["code"] for f in frames if f["type"] == "RPC_ERROR"}
+    assert answers == {"s0": "UNAVAILABLE", "q0": "UNAVAILABLE", "q1": "UNAVAILABLE"}
+    assert code == 1001
+    assert not conn.rpcs and conn.closed  # nothing started after the abort, on_close ran
+
+
 @pytest.mark.parametrize("gap_ms", [0, 10, 30])
 def test_a_second_signal_as_the_process_exits_does_not_kill_it(gap_ms: int) -> None:
     """SIGTERM, then another one a moment later (while the shutdown ends and the loop
@@ -85,3 +108,24 @@ def test_a_second_signal_as_the_process_exits_does_not_kill_it(gap_ms: int) -> N
         assert proc.wait(timeout=30) == 0
     finally:
         reap(proc)
+
+
+def test_serve_gives_the_callers_ctrl_c_back_when_it_returns() -> None:
+    """After serve() returns (SIGTERM, clean shutdown), Ctrl-C raises KeyboardInterrupt again in
+    the code that called it; only a default SIGTERM stays ignored (a stopped server)."""
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal, threading\n"
+        "from wskit import Router, serve\n"
+        "threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGTERM)).start()\n"
+        "serve(Router(), host='127.0.0.1', port=0, shutdown_grace_ms=0)\n"
+        "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler,"
+        " signal.getsignal(signal.SIGTERM) == signal.SIG_IGN)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # this process untouched

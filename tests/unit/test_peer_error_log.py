@@ -7,7 +7,7 @@ import logging
 import pytest
 from aiohttp.http_exceptions import BadStatusLine
 
-from wskit.logs import PeerErrorLog
+from wskit.transports.aiohttp_log import PeerErrorLog
 
 
 def _raised(exc: BaseException) -> BaseException:

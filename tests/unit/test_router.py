@@ -217,6 +217,23 @@ def test_handlers_defined_in_a_function_are_checked_without_its_frame() -> None:
             return None
 
 
+def test_a_local_model_shadowing_a_module_one_of_the_same_name_is_accepted() -> None:
+    """A model local to a function named like a module-level one (JoinPayload here): the
+    postponed annotation resolves to the module's class, which must not refuse the handler."""
+
+    class JoinPayload(BaseModel):  # shadows the module's JoinPayload
+        other: int
+
+    local = message("SHADOW", JoinPayload)
+    router: Router[Any] = Router()
+
+    @router.on(local)
+    async def handler(ctx: Context[JoinPayload]) -> None:
+        return None
+
+    assert router.routes["SHADOW"].handler is handler
+
+
 def test_rpc_handler_annotated_with_response_model_is_refused() -> None:
     """An RPC handler annotated with the response model instead of the request model is refused."""
     router: Router[Any] = Router()

@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 from wskit.context import Context
 from wskit.errors import CloseCode, ErrorCode, WsKitError
 from wskit.guards.jwt import DEFAULT_LEEWAY_S, MAX_TOKEN_LENGTH, JwtVerifier, connection_data
+from wskit.logs import LogBudget
 from wskit.router import Router
 from wskit.schema.declarations import RpcSchema, rpc
 
@@ -154,10 +155,15 @@ def auth_routes(verifier: JwtVerifier) -> Router[Any]:
     return router
 
 
+_BAN_CHECK_FAILURES = LogBudget()
+
+
 async def _banned(ctx: Context[Any, Any], user_id: str) -> bool:
     """Whether the broker's ban list has ``user_id``; False (fail open) when it cannot say."""
     try:
         return await ctx.runtime.hub.broker.is_banned(user_id)
     except Exception as exc:  # noqa: BLE001 - a Redis outage must not lock every user out
-        log.warning("ban check for user %s failed (%s); letting the AUTH through", user_id, exc)
+        tail = _BAN_CHECK_FAILURES.take()  # one per AUTH for as long as the outage lasts
+        if tail is not None:
+            log.warning("ban check for user %s failed (%s); letting the AUTH through%s", user_id, exc, tail)
         return False

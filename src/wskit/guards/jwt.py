@@ -311,8 +311,7 @@ def jwt_authenticate(
         try:
             claims = verifier.verify(source.token)
         except WsKitError as exc:
-            exc.message = f"{exc.message} (token from the {source.place})"
-            raise
+            raise WsKitError(exc.code, f"{exc.message} (token from the {source.place})", details=exc.details) from None
         return connection_data(verifier, claims)
 
     return authenticate

@@ -53,7 +53,7 @@ Issue = dict[str, Any]
 MAX_CORRELATION_ID_LENGTH = 128
 #: Issues listed in ``details.issues``; ``details.omitted`` counts the rest.
 MAX_ISSUES = 16
-#: Path elements per issue (deeper paths keep their start and end an ``"..."``).
+#: Path elements per issue (a deeper path keeps its start, then ``"..."``).
 MAX_PATH_DEPTH = 16
 #: Characters of a client-supplied string (a key in a path, a type name) quoted in an answer.
 MAX_QUOTED = 64

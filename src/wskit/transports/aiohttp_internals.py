@@ -222,16 +222,32 @@ class MaskCheck:
         return -1
 
 
-def check_client_masks(ws: web.WebSocketResponse, protocol: RequestHandler) -> MaskCheck:
+def take_tail(protocol: RequestHandler) -> bytes:
+    """Take the bytes the client sent before the 101 away from aiohttp (``_message_tail``).
+
+    ``prepare()`` would feed them to its frame parser before :func:`check_client_masks` can
+    put the mask check in front of it, and the bytes may have grown while the upgrade was
+    being admitted (an async ``authenticate``): the host feeds them through the check
+    itself, so it also starts at the first frame header rather than in the middle of a frame.
+    """
+    tail: bytes = protocol._message_tail
+    protocol._message_tail = b""
+    return tail
+
+
+def check_client_masks(ws: web.WebSocketResponse, protocol: RequestHandler, tail: bytes = b"") -> MaskCheck:
     """Put a :class:`MaskCheck` in front of the frame parser ``ws.prepare()`` installed.
 
     ``RequestHandler._payload_parser`` is what ``data_received`` feeds; ``ws._reader`` is the
     frame queue the read loop waits on. Call right after ``prepare()``: ``prepare`` does not
     yield to the event loop between installing the parser and returning unless writing the
-    101 answer paused the transport, which a 200-byte answer does not.
+    101 answer paused the transport, which a 200-byte answer does not. ``tail``: the bytes
+    :func:`take_tail` took before ``prepare()``.
     """
     check = MaskCheck(protocol._payload_parser, ws._reader)
     protocol._payload_parser = check
+    if tail:
+        check.feed_data(tail)  # what take_tail() held back, through the check
     return check
 
 

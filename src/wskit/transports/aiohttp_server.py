@@ -23,6 +23,7 @@ from multidict import CIMultiDict
 from wskit.admission import Refusal
 from wskit.connection import Connection
 from wskit.errors import CloseCode, clip_close_reason, is_wire_close_code
+from wskit.logs import LogBudget
 from wskit.runtime import Runtime
 from wskit.transports.aiohttp_internals import (
     MaskCheck,
@@ -33,6 +34,7 @@ from wskit.transports.aiohttp_internals import (
     pending_tail,
     socket_transport,
     tail_is_masked,
+    take_tail,
 )
 from wskit.transports.base import HandshakeRequest
 
@@ -55,6 +57,9 @@ HttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: that stopped reading (the slow consumer we are closing) would otherwise hold it forever.
 CLOSE_TIMEOUT_S = 2.0
 
+
+#: lines about peers that stopped reading during a close, shared by every connection
+_CLOSE_TIMEOUTS = LogBudget()
 
 #: Frames waiting for the end of the loop tick are written at once past this many bytes.
 FLUSH_BYTES = 64 * 1024
@@ -217,7 +222,9 @@ class AiohttpSocket:
         except TimeoutError:
             transport = self.request.transport
             if transport is not None:
-                log.info("closing handshake timed out (peer not reading): connection cut")
+                tail = _CLOSE_TIMEOUTS.take()  # peers that stop reading can be many
+                if tail is not None:
+                    log.info("closing handshake timed out (peer not reading): connection cut%s", tail)
                 transport.abort()
 
 
@@ -247,6 +254,7 @@ class HandshakeGuard:
         self.timeout_s = timeout_s
         self._pending: dict[RequestHandler, asyncio.TimerHandle] = {}
         self.expired = 0
+        self._log_budget = LogBudget()
 
     def __call__(self) -> RequestHandler:
         handler = self._factory()
@@ -266,7 +274,9 @@ class HandshakeGuard:
         transport = handler.transport
         if transport is not None and not transport.is_closing():
             self.expired += 1
-            log.info("closed a connection that sent no complete request in %.1f s", self.timeout_s)
+            tail = self._log_budget.take()  # a client can open such sockets as fast as it likes
+            if tail is not None:
+                log.info("closed a connection that sent no complete request in %.1f s%s", self.timeout_s, tail)
             transport.close()
 
 
@@ -548,9 +558,10 @@ def build_app(t: Transport) -> web.Application:
             # we choose the subprotocol, so aiohttp never has a reason to log the offered list
             # (which may hold a bearer.<token>)
             offered = hdrs.SEC_WEBSOCKET_PROTOCOL in request.headers
+            tail = take_tail(request.protocol)  # frames sent before the 101 go through the mask check
             await ws.prepare(_without_protocols(request) if offered and chosen is None else request)
             sock = AiohttpSocket(ws, request, t.flusher)
-            sock.mask_check = check_client_masks(ws, request.protocol)  # RFC 6455 5.1: aiohttp does not
+            sock.mask_check = check_client_masks(ws, request.protocol, tail)  # RFC 6455 5.1: aiohttp does not
             conn = Connection(client_id, sock, data=outcome, request=hs, limits=runtime.queue_limits)
             session = Session(t, ws, conn)
             conn.spawn_reader = session.spawn_reader
@@ -566,8 +577,11 @@ def build_app(t: Transport) -> web.Application:
         finally:
             runtime.admission.release(ip)
             if session is not None:
-                if session.ended is None or not session.ended.done():
-                    await session.finish(None, "")  # cancelled (server stopping): still clean up
+                ended = session.ended
+                if ended is None or not ended.done() or ended.cancelled():
+                    # cancelled (server stopping) while reading or while an RPC kept the
+                    # reader: still clean up (finish runs once; it knows if it already did)
+                    await session.finish(None, "")
                 session.release()
 
     async def plain_http(request: web.Request) -> web.StreamResponse:
