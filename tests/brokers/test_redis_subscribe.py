@@ -86,3 +86,30 @@ async def test_concurrent_subscribes_share_one_outcome(redis_server: Callable[..
         await listener.wait_for("room", 1)
     finally:
         await broker.close()
+
+
+async def test_a_history_subscribe_whose_position_cannot_be_read_leaves_no_subscription(
+    redis_server: Callable[..., Any], namespace: str, monkeypatch: Any
+) -> None:
+    """Redis confirms the SUBSCRIBE but reading the topic's position fails: subscribe raises
+    UNAVAILABLE and the topic is not left subscribed on the link (the hub records no member, so
+    nothing would ever unsubscribe it)."""
+    import pytest
+
+    from wskit.errors import ErrorCode, WsKitError
+    from wskit.pubsub.broker import HistoryPolicy
+
+    server = redis_server()
+    broker = RedisBroker(server.url, namespace=namespace)
+    await broker.start(RecordingListener())
+    try:
+
+        async def fails(topic: str, history: HistoryPolicy) -> Any:
+            raise WsKitError(ErrorCode.UNAVAILABLE, "position unreadable")
+
+        monkeypatch.setattr(broker._history, "position", fails)  # fault injection
+        with pytest.raises(WsKitError):
+            await broker.subscribe("h:room", HistoryPolicy("h:*"))
+        assert "h:room" not in broker._link.topics
+    finally:
+        await broker.close()

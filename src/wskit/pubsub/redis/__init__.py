@@ -241,7 +241,14 @@ class RedisBroker:
             self._history.forget(topic)
             raise
         if confirmed and history is not None:
-            await self._history.track(topic, history)
+            try:
+                await self._history.track(topic, history)
+            except BaseException:
+                # the caller is told the subscribe failed, and the hub records no member: the
+                # topic must not stay subscribed on the link (it would never be left)
+                self._history.forget(topic)
+                await self._link.unsubscribe(topic)
+                raise
 
     async def unsubscribe(self, topic: str) -> None:
         """Stop receiving ``topic`` (the UNSUBSCRIBE is not awaited: late messages are dropped)."""
