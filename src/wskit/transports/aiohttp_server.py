@@ -22,7 +22,9 @@ from multidict import CIMultiDict
 
 from wskit.admission import Refusal
 from wskit.connection import Connection
-from wskit.errors import CloseCode, clip_close_reason, is_wire_close_code
+from wskit.errors import CloseCode, clip_close_reason
+from wskit.lifecycle import Session as Lifecycle
+from wskit.lifecycle import answer_to_close
 from wskit.logs import LogBudget
 from wskit.runtime import Runtime
 from wskit.transports.aiohttp_internals import (
@@ -349,26 +351,15 @@ def _without_protocols(request: web.Request) -> web.Request:
     return request.clone(headers=headers)
 
 
-#: reader tasks started by hand-offs (referenced so they are not garbage-collected)
-_READERS: set[asyncio.Task[bool]] = set()
+class Session(Lifecycle):
+    """One upgraded aiohttp connection: the shared lifecycle, with aiohttp's read loop."""
 
-
-class Session:
-    """One upgraded connection's reading side. A slotted object rather than closures: it
-    is kept for every idle connection, so its size is the server's memory per connection."""
-
-    __slots__ = ("conn", "ended", "t", "ws")
+    __slots__ = ("t", "ws")
 
     def __init__(self, t: Transport, ws: web.WebSocketResponse, conn: Connection) -> None:
+        super().__init__(t.runtime, conn)
         self.t = t
         self.ws = ws
-        self.conn = conn
-        self.ended: asyncio.Future[None] | None = None  # made only when an RPC took a reader
-
-    def spawn_reader(self) -> None:
-        task = asyncio.get_running_loop().create_task(self.read())
-        _READERS.add(task)
-        task.add_done_callback(_READERS.discard)
 
     async def read(self) -> bool:
         """Read frames until the socket closes (then clean up), or until an RPC keeps this
@@ -409,8 +400,7 @@ class Session:
                         # it sends while it waits goes by the end-of-tick flush
                         sock.settle(True)
                         if await pending:
-                            if self.ended is None:
-                                self.ended = asyncio.get_running_loop().create_future()
+                            self.handed_off()
                             return True
                     else:
                         sock.settle(not inbound)
@@ -422,15 +412,7 @@ class Session:
                     # echo the peer's code and reason, as RFC 6455 suggests and WS-Kit does; a
                     # close without a status code (aiohttp reports 0) is 1005 to on_close and
                     # answered 1000, since 1005 may not be sent
-                    code, reason = int(msg.data) or CloseCode.NO_STATUS, msg.extra or ""
-                    echo: int
-                    if code == CloseCode.NO_STATUS:
-                        echo = CloseCode.NORMAL
-                    elif is_wire_close_code(code):
-                        echo = code
-                    else:  # 1004-1006, 1015, 5000...: a protocol error (RFC 6455 7.4), answered 1002
-                        code, reason = CloseCode.PROTOCOL_ERROR, f"invalid close code {code}"
-                        echo = code
+                    code, reason, echo = answer_to_close(int(msg.data), msg.extra or "")
                     sock.flush()  # answers to frames that came with the close go before it
                     await ws.close(code=echo, message=clip_close_reason(reason))
                     break
@@ -452,26 +434,15 @@ class Session:
         await self.finish(code, reason)
         return False
 
-    async def finish(self, code: int | None, reason: str) -> None:
-        ws, conn, runtime = self.ws, self.conn, self.t.runtime
-        try:
-            if runtime.connections.pop(conn, False) is False:
-                return  # already finished
-            runtime.watchdog.forget(conn)
-            if code is None:
-                # a close we started (ctx.close, watchdog, slow consumer) keeps its own code
-                code = conn.close_code if conn.close_code is not None else ws.close_code
-            await runtime.dispatcher.disconnect(conn, code, reason or conn.close_reason)
-            sock = conn.socket
-            if isinstance(sock, AiohttpSocket):
-                sock.flush()  # frames still waiting for the end of the tick go before the close
-            if not ws.closed:
-                await ws.close(code=code if code and code != CloseCode.ABNORMAL else CloseCode.GOING_AWAY)
-        finally:
-            if self.ended is None:
-                self.ended = asyncio.get_running_loop().create_future()
-            if not self.ended.done():
-                self.ended.set_result(None)
+    def socket_close_code(self) -> int | None:
+        return self.ws.close_code
+
+    async def close_socket(self, code: int) -> None:
+        sock = self.conn.socket
+        if isinstance(sock, AiohttpSocket):
+            sock.flush()  # frames still waiting for the end of the tick go before the close
+        if not self.ws.closed:
+            await self.ws.close(code=code)
 
     def release(self) -> None:
         """Break the reference cycles a finished connection leaves, so reference counting frees
@@ -481,7 +452,7 @@ class Session:
         exception tracebacks hold frames that hold the socket), and after a few thousand
         connections a full collection stops the loop for hundreds of milliseconds.
         """
-        self.conn.spawn_reader = None  # Connection -> bound method -> Session -> Connection
+        super().release()
         _drop_tracebacks(self.ws.exception())
         sock = self.conn.socket
         if isinstance(sock, AiohttpSocket):
@@ -538,7 +509,6 @@ def build_app(t: Transport) -> web.Application:
         outcome = await runtime.admission.admit(hs)
         if isinstance(outcome, Refusal):
             return web.Response(status=outcome.status, text=outcome.text, headers=dict(outcome.headers))
-        session: Session | None = None
         chosen = _chosen_protocol(hs.subprotocols)
         try:
             client_id = str(uuid.uuid4())
@@ -563,26 +533,10 @@ def build_app(t: Transport) -> web.Application:
             sock = AiohttpSocket(ws, request, t.flusher)
             sock.mask_check = check_client_masks(ws, request.protocol, tail)  # RFC 6455 5.1: aiohttp does not
             conn = Connection(client_id, sock, data=outcome, request=hs, limits=runtime.queue_limits)
-            session = Session(t, ws, conn)
-            conn.spawn_reader = session.spawn_reader
-            runtime.connections[conn] = None
-            runtime.watchdog.watch(conn)
-            if not await runtime.dispatcher.open(conn):
-                await session.finish(None, "")
-            elif await session.read():
-                # this task became an RPC's; the connection lives until its last reader ends
-                assert session.ended is not None
-                await session.ended
+            await Session(t, ws, conn).live()
             return ws
         finally:
             runtime.admission.release(ip)
-            if session is not None:
-                ended = session.ended
-                if ended is None or not ended.done() or ended.cancelled():
-                    # cancelled (server stopping) while reading or while an RPC kept the
-                    # reader: still clean up (finish runs once; it knows if it already did)
-                    await session.finish(None, "")
-                session.release()
 
     async def plain_http(request: web.Request) -> web.StreamResponse:
         if request.method == "GET" and request.path in t.http_routes:
