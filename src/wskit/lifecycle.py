@@ -87,21 +87,42 @@ class Session:
         Cancelled (the server stopping), it still finishes: ``on_close`` runs and the
         connection leaves the hub.
         """
+        opened = False
+        try:
+            opened = await self.open()
+        finally:
+            if not opened:
+                await self.end()
+        if opened:
+            await self.run()
+
+    async def open(self) -> bool:
+        """Register the connection and run ``on_open``; False when a hook refused it (then
+        :meth:`end` it). Hosts that must answer before reading (the memory transport) call
+        this and :meth:`run` themselves; the others call :meth:`live`."""
         runtime, conn = self.runtime, self.conn
         conn.spawn_reader = self.spawn_reader
         runtime.connections[conn] = None
         runtime.watchdog.watch(conn)
+        return await runtime.dispatcher.open(conn)
+
+    async def run(self) -> None:
+        """Read the opened connection to its end (across hand-offs), then :meth:`end` it."""
         try:
-            if not await runtime.dispatcher.open(conn):
-                await self.finish(None, "")
-            elif await self.read():
+            if await self.read():
                 # this task became an RPC's; the connection lives until its last reader ends
                 assert self.ended is not None
                 await self.ended
         finally:
+            await self.end()
+
+    async def end(self) -> None:
+        """Finish the connection unless a reader did (also when cancelled), then release it."""
+        try:
             ended = self.ended
             if ended is None or not ended.done() or ended.cancelled():
                 await self.finish(None, "")  # finish runs once: it knows when it already did
+        finally:
             self.release()
 
     def receive(self, data: bytes | str) -> Awaitable[bool | None] | None:

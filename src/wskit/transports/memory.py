@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from wskit.connection import Connection, QueueLimits
 from wskit.errors import CloseCode
+from wskit.lifecycle import Session
 from wskit.transports.base import HandshakeRequest
 
 if TYPE_CHECKING:
     from wskit.runtime import Runtime
 
-__all__ = ["Closed", "MemorySocket", "MemoryTransport"]
+__all__ = ["Closed", "MemorySession", "MemorySocket", "MemoryTransport"]
 
 
 class Closed:
@@ -52,6 +53,37 @@ class MemorySocket:
         self._transport.shut(code, reason)
 
 
+class MemorySession(Session):
+    """The shared lifecycle over the client's queue of frames."""
+
+    __slots__ = ("transport",)
+
+    def __init__(self, runtime: Runtime, conn: Connection, transport: MemoryTransport) -> None:
+        super().__init__(runtime, conn)
+        self.transport = transport
+
+    async def read(self) -> bool:
+        """Read until closed, or until an RPC keeps this task (another reader goes on then)."""
+        transport = self.transport
+        receive = self.runtime.dispatcher.receive
+        conn = self.conn
+        while True:
+            data = await transport.to_server.get()
+            if data is _STOP or transport.closed is not None:
+                break
+            pending = receive(conn, data)
+            if pending is not None and await pending:
+                self.handed_off()
+                return True
+        closed = transport.closed
+        code, reason = (closed.code, closed.reason) if closed else (CloseCode.GOING_AWAY, "")
+        await self.finish(code, reason)
+        return False
+
+    async def close_socket(self, code: int) -> None:
+        self.transport.shut(code, "")
+
+
 class MemoryTransport:
     """Runs one connection of ``runtime`` in memory; the client side reads ``inbox``."""
 
@@ -69,50 +101,25 @@ class MemoryTransport:
         self.inbox: asyncio.Queue[bytes | Closed] = asyncio.Queue()
         self.closed: Closed | None = None
         self.max_payload_bytes = max_payload_bytes
-        self._to_server: asyncio.Queue[Any] = asyncio.Queue()
+        self.to_server: asyncio.Queue[Any] = asyncio.Queue()
         self.connection = Connection(client_id, MemorySocket(self), data=data, request=request, limits=limits)
-        self._readers: set[asyncio.Task[None]] = set()
-        self._ended: asyncio.Future[None] | None = None
+        self._session = MemorySession(runtime, self.connection, self)
+        self._running: asyncio.Task[None] | None = None
 
     async def open(self) -> bool:
         """Run ``on_open``; start the server-side read loop. False when refused."""
         await self.runtime.hub.start()
-        dispatcher = self.runtime.dispatcher
-        if not await dispatcher.open(self.connection):
-            await dispatcher.disconnect(self.connection, self.connection.close_code)
+        session = self._session
+        try:
+            opened = await session.open()
+        except BaseException:
+            await session.end()
+            raise
+        if not opened:
+            await session.end()
             return False
-        loop = asyncio.get_running_loop()
-        self._ended = loop.create_future()
-
-        def spawn_reader() -> None:
-            task = loop.create_task(self._read_loop(dispatcher))
-            self._readers.add(task)
-            task.add_done_callback(self._readers.discard)
-
-        self.connection.spawn_reader = spawn_reader
-        spawn_reader()
+        self._running = asyncio.get_running_loop().create_task(session.run())
         return True
-
-    async def _read_loop(self, dispatcher: Any) -> None:
-        """Read until closed, or until an RPC keeps this task (another reader goes on then)."""
-        conn = self.connection
-        try:
-            while True:
-                data = await self._to_server.get()
-                if data is _STOP or self.closed is not None:
-                    break
-                pending = dispatcher.receive(conn, data)
-                if pending is not None and await pending:
-                    return
-        except asyncio.CancelledError:
-            pass
-        closed = self.closed
-        code, reason = (closed.code, closed.reason) if closed else (CloseCode.GOING_AWAY, "")
-        try:
-            await dispatcher.disconnect(conn, code, reason)
-        finally:
-            if self._ended is not None and not self._ended.done():
-                self._ended.set_result(None)
 
     def send(self, data: bytes | str) -> None:
         """A frame from the client. Over ``max_payload_bytes`` it closes with 1009, as sockets do."""
@@ -122,7 +129,7 @@ class MemoryTransport:
         if size > self.max_payload_bytes:
             self.shut(CloseCode.MESSAGE_TOO_BIG, "message too big")
             return
-        self._to_server.put_nowait(data)
+        self.to_server.put_nowait(data)
 
     def shut(self, code: int, reason: str) -> None:
         """Close both directions (from either side)."""
@@ -130,9 +137,9 @@ class MemoryTransport:
             return
         self.closed = Closed(code, reason)
         self.inbox.put_nowait(self.closed)
-        self._to_server.put_nowait(_STOP)
+        self.to_server.put_nowait(_STOP)
 
     async def wait_closed(self) -> None:
         """Until the server side has finished with the connection (``on_close`` ran)."""
-        if self._ended is not None:
-            await asyncio.shield(self._ended)
+        if self._running is not None:
+            await asyncio.shield(self._running)
