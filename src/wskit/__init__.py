@@ -7,17 +7,34 @@ Declare message contracts with :func:`message` and :func:`rpc`, route them with 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from wskit.connection import OverflowPolicy, QueueLimits
 from wskit.context import Context
 from wskit.errors import CloseCode, ErrorCode, UsageError, WsKitError, WsKitException
 from wskit.router import Router
 from wskit.schema.declarations import MessageSchema, RpcSchema, message, rpc
 from wskit.schema.validator import OutboundValidationError
-from wskit.server import Server, serve, serve_async
 from wskit.topics import TopicPolicy
 from wskit.transports.base import HandshakeRequest
 
+if TYPE_CHECKING:
+    from wskit.server import Server, serve, serve_async
+
 __version__ = "0.1.0"
+
+#: loaded on first use: ``import wskit`` loads no server library (a process that only
+#: declares messages, or serves them with ASGI, never imports aiohttp)
+_SERVER_NAMES = frozenset({"Server", "serve", "serve_async"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SERVER_NAMES:
+        from wskit import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module 'wskit' has no attribute {name!r}")
+
 
 __all__ = [
     "CloseCode",

@@ -136,3 +136,24 @@ def test_transports_do_not_import_server(module: str) -> None:
 def test_only_testing_imports_testing(module: str) -> None:
     """The public test harness sits on top: no library module imports wskit.testing."""
     assert sorted(m for m in imports_of(module) if _under(m, "wskit.testing")) == []
+
+
+def test_import_wskit_loads_no_server_library() -> None:
+    """``import wskit`` (and declaring a router) loads no aiohttp, uvicorn, starlette, redis or
+    PyJWT: serve() loads its host when called (API.md), an ASGI process never loads aiohttp."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, wskit\n"
+        "from wskit import Router, message, rpc, Context, WsKitError\n"
+        "r = Router()\n"
+        "loaded = [m for m in ('aiohttp', 'uvicorn', 'starlette', 'hypercorn', 'redis', 'jwt') if m in sys.modules]\n"
+        "print(','.join(loaded))\n"
+        "from wskit import serve\n"
+        "print('aiohttp' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    loaded, after_serve = done.stdout.split("\n")[:2]
+    assert loaded == ""
+    assert after_serve == "True"  # and serve is there when asked for
