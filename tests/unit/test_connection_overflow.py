@@ -87,7 +87,8 @@ async def test_byte_bound_is_inclusive() -> None:
 
 
 async def test_byte_bound_closes_a_slow_consumer_with_the_close_policy() -> None:
-    """Policy close: the frame that would exceed max_bytes closes the connection with 1013."""
+    """Policy close: the frame that would exceed max_bytes closes the connection with 1013 and a
+    reason saying why (the peer sees it in the close frame)."""
     conn, socket = await _stalled(QueueLimits(max_messages=100, max_bytes=10))
     assert conn.send_nowait(b"1234567890")
     assert not conn.send_nowait(b"x")
@@ -98,6 +99,9 @@ async def test_byte_bound_closes_a_slow_consumer_with_the_close_policy() -> None
             break
         await asyncio.sleep(0)
     assert socket.closed is not None and socket.closed[0] == CloseCode.TRY_AGAIN_LATER
+    reason = socket.closed[1]
+    assert isinstance(reason, str) and "slow consumer" in reason.lower()
+    assert conn.close_reason == reason
 
 
 async def test_drop_oldest_by_bytes_drops_just_enough_of_the_oldest() -> None:
