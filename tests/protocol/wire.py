@@ -1,9 +1,12 @@
-"""Helpers of the protocol conformance suite: one test, two transports.
+"""Helpers of the protocol conformance suite: one test, every host.
 
 Every test talks to the server through a :class:`Peer`, which speaks raw frames. The
-``wire`` fixture is parametrised by transport, so each test runs once over the in-memory
-transport (:class:`wskit.testing.TestClient`) and once over real sockets (a
-:class:`wskit.Server` on 127.0.0.1, port 0, and a ``websockets`` client). The conformance
+``wire`` fixture is parametrised by transport, so each test runs over the in-memory
+transport (:class:`wskit.testing.TestClient`), over real sockets to the standalone server
+(``socket``: a :class:`wskit.Server` on 127.0.0.1, port 0, and a ``websockets`` client), and
+over real sockets to :func:`wskit.asgi.asgi_app` under the ASGI hosts of
+:data:`ASGI_WIRES` (uvicorn with each of its WebSocket implementations, hypercorn, and a
+FastAPI app that mounts wskit at ``/ws/`` beside its own route, under uvicorn). The conformance
 application (:func:`build_app`) declares the handful of routes the tests need and records
 what the server side saw (``on_error``, ``on_close``, cancelled handlers).
 """
@@ -21,10 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
+from tests.asgi.hosts import UVICORN_WS, running
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed as WsConnectionClosed
 
 from wskit import Context, ErrorCode, Router, Server, WsKitError, message, rpc
+from wskit.asgi import asgi_app
 from wskit.testing import TestClient
 from wskit.testing.client import ConnectionClosed as MemoryConnectionClosed
 
@@ -504,12 +509,19 @@ class Endpoint:
         self.stack = stack
         self.options = options
         self.server: Server | None = None
+        #: where peers connect (the real sockets' wires)
+        self.url = ""
 
     async def start(self) -> None:
         if self.transport == "socket":
             self.server = await self.stack.enter_async_context(
                 Server(self.router, host="127.0.0.1", port=0, **self.options)
             )
+        elif self.transport in ASGI_WIRES:
+            self.url, port = await _start_asgi(self.transport, self.router, self.stack, self.options)
+            if self.transport != "fastapi-mount":
+                # what the socket-only tests read of a server: its port and URL
+                self.server = HostAddress(port, self.url)  # type: ignore[assignment]
 
     async def connect(self, *, query: str = "", data: Mapping[str, Any] | None = None) -> Peer:
         """A new connected peer (``query`` for sockets, ``data`` as connection data in memory)."""
@@ -520,11 +532,50 @@ class Endpoint:
             memory_peer = MemoryPeer(client)
             self.stack.push_async_callback(_quiet_close, memory_peer)
             return memory_peer
-        assert self.server is not None
-        ws = await connect(self.server.url + query, open_timeout=WAIT, close_timeout=WAIT, max_size=None)
+        url = self.server.url if self.server is not None else self.url
+        ws = await connect(url + query, open_timeout=WAIT, close_timeout=WAIT, max_size=None)
         socket_peer = SocketPeer(ws)
         self.stack.push_async_callback(_quiet_close, socket_peer)
         return socket_peer
+
+
+#: The ASGI wires: uvicorn with each WebSocket implementation it has, hypercorn, and a FastAPI
+#: app mounting wskit at ``/ws`` (uvicorn's default implementation) that adopts its lifespan.
+ASGI_WIRES = [*(f"uvicorn-{ws}" for ws in UVICORN_WS), "hypercorn", "fastapi-mount"]
+
+
+@dataclass(frozen=True)
+class HostAddress:
+    """Where an ASGI host listens, as the socket-only tests read a :class:`Server`."""
+
+    port: int
+    url: str
+
+
+async def _start_asgi(
+    transport: str, router: Router[Any], stack: contextlib.AsyncExitStack, options: Any
+) -> tuple[str, int]:
+    """Serve ``router`` by :func:`asgi_app` under the host ``transport`` names; the URL to
+    connect to and the port."""
+    app: Any = asgi_app(router, **options)
+    path = "/"
+    if transport == "fastapi-mount":
+        from fastapi import FastAPI
+
+        wskit_app = app
+        app = FastAPI(lifespan=wskit_app.lifespan)
+
+        @app.get("/hello")
+        async def hello() -> dict[str, str]:
+            return {"hello": "world"}
+
+        app.mount("/ws", wskit_app)
+        transport, path = (
+            "uvicorn-websockets-sansio" if "websockets-sansio" in UVICORN_WS else "uvicorn-wsproto",
+            "/ws/",
+        )
+    host = await stack.enter_async_context(running(app, transport))
+    return host.url(path), host.port
 
 
 async def _quiet_close(peer: Peer) -> None:

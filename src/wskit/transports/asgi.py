@@ -1,0 +1,229 @@
+"""The ASGI host adapter: one WebSocket scope as a :class:`~wskit.lifecycle.Session`.
+
+Only adapts: the scope to a :class:`HandshakeRequest`, admission's refusal to an HTTP answer
+(the ``websocket.http.response`` extension) or a close before accept, ASGI ``send`` to a
+:class:`~wskit.transports.base.Socket`, and ASGI ``receive`` to the read loop. The
+lifecycle (open, RPC hand-off, close-code echo, on_close, release) is
+:class:`wskit.lifecycle.Session`'s; the application around it is :mod:`wskit.asgi`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from wskit.admission import Refusal
+from wskit.connection import Connection
+from wskit.errors import CloseCode, clip_close_reason
+from wskit.lifecycle import Session, answer_to_close
+from wskit.runtime import Runtime
+from wskit.stepping import step
+from wskit.transports.base import HandshakeRequest
+
+__all__ = ["AsgiSession", "AsgiSocket", "Receive", "Scope", "Send", "handshake_request", "refuse", "serve_websocket"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_BEARER = "bearer."
+_NO_STATUS = 1005
+
+#: How long a close waits for a send the host is holding back (a peer that stopped reading).
+CLOSE_WAIT_S = 2.0
+
+
+class AsgiSocket:
+    """:class:`~wskit.transports.base.Socket` over ASGI ``send``.
+
+    ``send`` is a coroutine, but on every host measured it finishes without waiting while the
+    socket keeps up; so each frame's send is stepped by hand (:func:`wskit.stepping.step`): no
+    task and no event-loop round trip per frame. Only a send that has to wait (the host's flow
+    control) becomes a task, and ``send_frame`` returns it: the connection queues later frames
+    until it is done, so order is kept and at most one send is in flight.
+    """
+
+    __slots__ = ("_pending", "_send", "closed_by_us", "disconnect_code", "disconnected")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._pending: asyncio.Future[None] | None = None
+        #: this side sent ``websocket.close``
+        self.closed_by_us = False
+        #: the host reported ``websocket.disconnect`` (sending is over), and its code
+        self.disconnected = False
+        self.disconnect_code: int | None = None
+
+    def send_frame(self, data: bytes) -> Awaitable[None] | None:
+        if self.closed_by_us or self.disconnected:
+            raise ConnectionResetError("WebSocket is closed")
+        # answers are text frames (PROTOCOL.md); ASGI makes a text frame of a str only
+        pending = self._pending = step(self._text(data.decode()))
+        return pending
+
+    async def _text(self, text: str) -> None:
+        try:
+            await self._send({"type": "websocket.send", "text": text})
+        except OSError as exc:  # uvicorn's ClientDisconnected, a reset transport
+            self.disconnected = True
+            raise ConnectionResetError("WebSocket is closed") from exc
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.closed_by_us or self.disconnected:
+            return
+        self.closed_by_us = True
+        pending = self._pending
+        if pending is not None and not pending.done():
+            # a send the host made wait goes before the close (bounded: the peer may not read)
+            await asyncio.wait([pending], timeout=CLOSE_WAIT_S)
+        message = {"type": "websocket.close", "code": code, "reason": clip_close_reason(reason).decode()}
+        try:
+            await self._send(message)
+        except (OSError, RuntimeError):  # already gone: the host's disconnect says how
+            self.disconnected = True
+
+
+class AsgiSession(Session):
+    """One accepted ASGI WebSocket: the shared lifecycle, with ASGI's read loop."""
+
+    __slots__ = ("_receive", "max_payload_bytes")
+
+    def __init__(self, runtime: Runtime, conn: Connection, receive: Receive, max_payload_bytes: int) -> None:
+        super().__init__(runtime, conn)
+        self._receive = receive
+        self.max_payload_bytes = max_payload_bytes
+
+    async def read(self) -> bool:
+        """Read messages until ``websocket.disconnect`` (then finish), or until an RPC keeps
+        this task (True: another task reads on)."""
+        receive, conn, limit = self._receive, self.conn, self.max_payload_bytes
+        sock = conn.socket
+        assert isinstance(sock, AsgiSocket)
+        dispatch = self.runtime.dispatcher.receive
+        code: int | None = None
+        reason = ""
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                data: str | bytes | None = message.get("text")
+                if data is None:
+                    data = message.get("bytes") or b""
+                if len(data) > limit and _too_big(data, limit):
+                    # the host buffered the whole message already (its own limit, e.g.
+                    # uvicorn's ws_max_size, comes first): what is left is to refuse it
+                    await sock.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
+                    code, reason = CloseCode.MESSAGE_TOO_BIG, "message too big"
+                    break
+                pending = dispatch(conn, data)
+                if pending is not None and await pending:
+                    self.handed_off()
+                    return True
+            elif kind == "websocket.disconnect":
+                sock.disconnected = True
+                raw = message.get("code")
+                sock.disconnect_code = raw
+                if raw == CloseCode.ABNORMAL:
+                    code = raw  # no close frame (or a host that does not say: hypercorn)
+                elif not sock.closed_by_us:
+                    # the host answered the peer's close frame already; on_close sees the
+                    # peer's code as answer_to_close reads it (1005: no status code)
+                    code, reason, _ = answer_to_close(None if raw == _NO_STATUS else raw, message.get("reason") or "")
+                break
+        await self.finish(code, reason)
+        return False
+
+    def socket_close_code(self) -> int | None:
+        sock = self.conn.socket
+        return sock.disconnect_code if isinstance(sock, AsgiSocket) else None
+
+
+def _too_big(data: str | bytes, limit: int) -> bool:
+    # a str's UTF-8 size is between its length and 4x it: encode only when that is unclear
+    if isinstance(data, bytes) or len(data) > limit:
+        return True
+    return len(data.encode()) > limit
+
+
+def _first_values(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for name, value in pairs:
+        values.setdefault(name, value)
+    return values
+
+
+def _cookies(header: str | None) -> dict[str, str]:
+    cookies: dict[str, str] = {}
+    for part in (header or "").split(";"):
+        name, eq, value = part.partition("=")
+        if eq and name.strip():
+            cookies.setdefault(name.strip(), value.strip().strip('"'))
+    return cookies
+
+
+def handshake_request(scope: Scope, path: str, runtime: Runtime) -> HandshakeRequest:
+    """The runtime-neutral view of a WebSocket scope (``path`` relative to ``root_path``)."""
+    headers = CIMultiDictProxy(CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]))
+    query = scope.get("query_string", b"").decode("latin-1")
+    client = scope.get("client")
+    return HandshakeRequest(
+        path=path,
+        headers=headers,
+        query_params=_first_values(parse_qsl(query, keep_blank_values=True)),
+        cookies=_cookies(headers.get("cookie")),
+        client_ip=runtime.admission.resolve_ip(client[0] if client else None, headers),
+        subprotocols=tuple(scope.get("subprotocols") or ()),
+    )
+
+
+async def refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
+    """Answer a refused upgrade: its HTTP status where the host has the
+    ``websocket.http.response`` extension, else a close before accept (the host answers 403)."""
+    if "websocket.http.response" not in (scope.get("extensions") or {}):
+        await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION, "reason": ""})
+        return
+    body = refusal.text.encode()
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in refusal.headers.items()]
+    await send({"type": "websocket.http.response.start", "status": refusal.status, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
+
+
+def _chosen_protocol(offered: tuple[str, ...]) -> str | None:
+    """The subprotocol to accept with: the first offered that is not a ``bearer.<token>``."""
+    for protocol in offered:
+        if not protocol.lower().startswith(_BEARER):
+            return protocol
+    return None
+
+
+async def serve_websocket(runtime: Runtime, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+    """Run one WebSocket scope of ``runtime``: admit, accept (or refuse), live, release."""
+    first = await receive()
+    if first["type"] != "websocket.connect":
+        return  # disconnected before the handshake
+    hs = handshake_request(scope, path, runtime)
+    admission = runtime.admission
+    outcome = await admission.admit(hs)
+    if isinstance(outcome, Refusal):
+        await refuse(scope, send, outcome)
+        return
+    try:
+        client_id = str(uuid.uuid4())
+        await send(
+            {
+                "type": "websocket.accept",
+                "subprotocol": _chosen_protocol(hs.subprotocols),
+                "headers": [(b"x-client-id", client_id.encode())],
+            }
+        )
+        conn = Connection(client_id, AsgiSocket(send), data=outcome, request=hs, limits=runtime.queue_limits)
+        await AsgiSession(runtime, conn, receive, runtime.settings.max_payload_bytes).live()
+    finally:
+        admission.release(hs.client_ip)
