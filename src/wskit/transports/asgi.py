@@ -21,7 +21,8 @@ from wskit.admission import Refusal
 from wskit.connection import Connection
 from wskit.errors import CloseCode, clip_close_reason
 from wskit.lifecycle import Session, answer_to_close
-from wskit.runtime import Runtime
+from wskit.protocol import dumps, frame, type_prefix
+from wskit.runtime import SHUTDOWN_TYPE, Runtime
 from wskit.stepping import step
 from wskit.transports.base import HandshakeRequest
 
@@ -34,6 +35,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 _BEARER = "bearer."
 _NO_STATUS = 1005
+_SHUTDOWN_PREFIX = type_prefix(SHUTDOWN_TYPE)
 
 #: How long a close waits for a send the host is holding back (a peer that stopped reading).
 CLOSE_WAIT_S = 2.0
@@ -138,6 +140,21 @@ class AsgiSession(Session):
                 break
         await self.finish(code, reason)
         return False
+
+    async def finish(self, code: int | None, reason: str) -> None:
+        task = asyncio.current_task()
+        if code is None and self.conn.close_code is None and task is not None and task.cancelling():
+            # the host cancelled the connection: it is stopping (hypercorn at its
+            # graceful_timeout, uvicorn at timeout_graceful_shutdown), and no lifespan message
+            # said so before; this peer still gets the notice and the shutdown close code
+            self._host_stopping()
+        await super().finish(code, reason)
+
+    def _host_stopping(self) -> None:
+        conn, settings = self.conn, self.runtime.settings
+        notice = {"reason": "server shutting down", "retryAfterMs": settings.shutdown_retry_after_ms}
+        conn.send_nowait(frame(_SHUTDOWN_PREFIX, b"{}", dumps(notice)))
+        conn.close_code, conn.close_reason = settings.shutdown_close_code, "server shutting down"
 
     def socket_close_code(self) -> int | None:
         sock = self.conn.socket
