@@ -210,6 +210,7 @@ class Admission:
             return self._refuse(status, text, request, exc.message + (f" ({reason})" if reason else ""))
         except Exception:  # a crashing hook is a 500 for this client, not a dead server
             # a budget of its own: a flood of cheap refusals must not hide the application's bug
+            self.refused[500] = self.refused.get(500, 0) + 1
             tail = self._crash_budget.take()
             if tail is not None:
                 log.exception("authenticate() raised for %s %s%s", request.client_ip, request.path, tail)

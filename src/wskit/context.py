@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING, Any, Generic, cast
 
 from typing_extensions import TypeVar
 
-from wskit.errors import UNSET, CloseCode, ErrorCode, UsageError, WsKitError, _Unset, error_payload
+from wskit.errors import UNSET, CloseCode, ErrorCode, RecoveryError, UsageError, WsKitError, _Unset, error_payload
 from wskit.logs import LogBudget
-from wskit.protocol import ERROR_TYPE, PROGRESS_TYPE, RPC_ERROR_TYPE, Position, Step, dumps, frame, step, type_prefix
-from wskit.pubsub.broker import HistoryPolicy, Publication, RecoveryError, lost_frame
+from wskit.protocol import ERROR_TYPE, PROGRESS_TYPE, RPC_ERROR_TYPE, Position, dumps, frame, type_prefix
 from wskit.schema.declarations import MessageSchema, RpcSchema
 from wskit.schema.validator import payload_json
 
@@ -30,11 +29,6 @@ if TYPE_CHECKING:
     from wskit.runtime import Runtime
 
 __all__ = ["Context", "Position", "error_frame"]
-
-
-def _position(raw: Any) -> Position | None:
-    """A connection's position in a topic, None while it is recovering or has none."""
-    return raw if isinstance(raw, Position) else None
 
 
 P = TypeVar("P")
@@ -314,19 +308,6 @@ class Context(Generic[P, D]):
                 raise RecoveryError(name, "This topic keeps no history to recover from")
             if not isinstance(offset, int) or isinstance(offset, bool) or not isinstance(epoch, str):
                 raise WsKitError(ErrorCode.INVALID_ARGUMENT, "Recovery needs an integer offset and a string epoch")
-        if name in conn.topics and offset is None:
-            if history is None:
-                return None
-            found = _position(conn.positions.get(name))
-            if found is None and not isinstance(conn.positions.get(name), list):
-                # told of a gap (position dropped) and nothing delivered since: where the topic is now
-                last, current_epoch = await self.runtime.hub.broker.position(name, history)
-                delivered = _position(conn.positions.get(name))
-                if delivered is not None:
-                    return delivered  # a publication arrived meanwhile: it is the position
-                current = conn.positions[name] = Position(last, current_epoch)
-                return current
-            return found
         if name not in conn.topics:
             if len(conn.topics) >= policy.max_topics_per_connection:
                 raise WsKitError(
@@ -335,47 +316,7 @@ class Context(Generic[P, D]):
                     retry_after_ms=None,
                 )
             await policy.check_access(self, name, "subscribe")
-        if history is None:
-            await self.runtime.hub.subscribe(conn, name)
-            return None
-        return await self._subscribe_history(name, history, offset, epoch)
-
-    async def _subscribe_history(
-        self, name: str, history: HistoryPolicy, offset: int | None, epoch: str | None
-    ) -> Position:
-        conn = self.connection
-        hub = self.runtime.hub
-        buffer: list[Publication] = []
-        conn.positions[name] = buffer  # live publications wait here until we know where to start
-        try:
-            await hub.subscribe(conn, name, history)
-            if offset is None or epoch is None:
-                last, current_epoch = await hub.broker.position(name, history)
-                missed: list[Publication] = []
-                start = Position(last, current_epoch)
-            else:
-                missed = await hub.broker.recover(name, offset, epoch, history)
-                start = Position(offset, epoch)
-        except BaseException:
-            conn.positions.pop(name, None)
-            await hub.unsubscribe(conn, name)
-            raise
-        # from here to the end nothing awaits, so no publication can slip in between
-        position = start
-        for pub in [*missed, *buffer]:
-            assert pub.offset is not None and pub.epoch is not None  # a history topic's
-            seen = step(position, pub.offset, pub.epoch)
-            if seen is Step.DUPLICATE:
-                continue
-            if seen is Step.GAP:
-                # the broker's history and the live stream did not meet: say so, as the hub does
-                # (an ERROR of its own: this subscribe's RPC, if any, is not what failed)
-                conn.send_nowait(lost_frame(name))
-            if pub.exclude != conn.client_id:
-                conn.send_nowait(pub.frame())
-            position = Position(pub.offset, pub.epoch)
-        conn.positions[name] = position
-        return position
+        return await self.runtime.hub.join(conn, name, history, offset, epoch)
 
     async def unsubscribe(self, topic: str) -> None:
         """Leave ``topic`` (nothing happens when not subscribed)."""
@@ -405,12 +346,8 @@ class Context(Generic[P, D]):
     @property
     def positions(self) -> Mapping[str, Position]:
         """Last delivered ``(offset, epoch)`` per history topic of this connection."""
-        out: dict[str, Position] = {}
-        for topic, pos in self.connection.positions.items():
-            found = _position(pos)
-            if found is not None:
-                out[topic] = found
-        return out
+        # a topic whose recovery is being fetched holds a buffer, not a position, meanwhile
+        return {topic: pos for topic, pos in self.connection.positions.items() if isinstance(pos, Position)}
 
     def _require_rpc(self, verb: str) -> RpcSchema[Any, Any]:
         if self.rpc is None:

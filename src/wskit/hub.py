@@ -128,6 +128,73 @@ class Hub:
             log.warning("presence for %s in %s not recorded: %s", conn.client_id, topic, exc)
         return True
 
+    async def join(
+        self,
+        conn: Connection,
+        topic: str,
+        history: HistoryPolicy | None,
+        offset: int | None = None,
+        epoch: str | None = None,
+    ) -> Position | None:
+        """Make ``conn`` a member of ``topic`` (its name, limits and access already checked);
+        with history, its position, after delivering what it missed since ``offset`` of
+        ``epoch`` when given (``ctx.subscribe``).
+
+        Raises the broker's ``RecoveryError`` (``FAILED_PRECONDITION``) when the history no
+        longer covers the gap, or ``UNAVAILABLE`` when the broker cannot be reached.
+        """
+        if history is None:
+            await self.subscribe(conn, topic)
+            return None
+        if topic in conn.topics and offset is None:
+            found = conn.positions.get(topic)
+            if isinstance(found, (Position, list)):  # a position, or a recovery in progress
+                return found if isinstance(found, Position) else None
+            # told of a gap (position dropped) and nothing delivered since: where the topic is now
+            last, current_epoch = await self.broker.position(topic, history)
+            delivered = conn.positions.get(topic)
+            if isinstance(delivered, Position):
+                return delivered  # a publication arrived meanwhile: it is the position
+            current = conn.positions[topic] = Position(last, current_epoch)
+            return current
+        return await self._join_history(conn, topic, history, offset, epoch)
+
+    async def _join_history(
+        self, conn: Connection, topic: str, history: HistoryPolicy, offset: int | None, epoch: str | None
+    ) -> Position:
+        buffer: list[Publication] = []
+        conn.positions[topic] = buffer  # live publications wait here until we know where to start
+        try:
+            await self.subscribe(conn, topic, history)
+            if offset is None or epoch is None:
+                last, current_epoch = await self.broker.position(topic, history)
+                missed: list[Publication] = []
+                start = Position(last, current_epoch)
+            else:
+                missed = await self.broker.recover(topic, offset, epoch, history)
+                start = Position(offset, epoch)
+        except BaseException:
+            conn.positions.pop(topic, None)
+            await self.unsubscribe(conn, topic)
+            raise
+        # from here to the end nothing awaits, so no publication can slip in between
+        position = start
+        for pub in [*missed, *buffer]:
+            if pub.offset is None or pub.epoch is None:
+                continue  # not a history publication (a broker that returns such is wrong)
+            seen = step(position, pub.offset, pub.epoch)
+            if seen is Step.DUPLICATE:
+                continue
+            if seen is Step.GAP:
+                # the broker's history and the live stream did not meet: say so, as deliver()
+                # does (an ERROR of its own: the subscribe's RPC, if any, is not what failed)
+                conn.send_nowait(lost_frame(topic))
+            if pub.exclude != conn.client_id:
+                conn.send_nowait(pub.frame())
+            position = Position(pub.offset, pub.epoch)
+        conn.positions[topic] = position
+        return position
+
     async def unsubscribe(self, conn: Connection, topic: str) -> bool:
         """Remove ``conn`` from ``topic``; False when it was not a member."""
         if topic not in conn.topics or isinstance(conn.topics, frozenset):

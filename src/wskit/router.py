@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 from wskit.connection import OverflowPolicy, QueueLimits
 from wskit.context import Context
 from wskit.errors import UsageError
-from wskit.pubsub.broker import HistoryPolicy, Member
 from wskit.schema.declarations import MessageSchema, RpcSchema
 from wskit.schema.registry import select_validator
 from wskit.schema.validator import Validator
-from wskit.topics import TopicPolicy
+from wskit.topics import HistoryPolicy, TopicPolicy
 
 if TYPE_CHECKING:
     from wskit.dispatch import Dispatcher
     from wskit.hub import Hub
+    from wskit.pubsub.broker import Member
     from wskit.runtime import Runtime
 
 __all__ = ["ErrorHook", "Handler", "LifecycleHook", "Middleware", "Route", "Router"]

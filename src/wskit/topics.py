@@ -8,6 +8,7 @@ Refusals are wire errors: a bad name is ``INVALID_ARGUMENT``, a refused identity
 
 from __future__ import annotations
 
+import fnmatch
 import inspect
 import re
 from collections.abc import Awaitable, Callable
@@ -19,13 +20,26 @@ from wskit.errors import ErrorCode, WsKitError
 if TYPE_CHECKING:
     from wskit.context import Context
 
-__all__ = ["DEFAULT_TOPIC_PATTERN", "TopicAction", "TopicPolicy"]
+__all__ = ["DEFAULT_TOPIC_PATTERN", "HistoryPolicy", "TopicAction", "TopicPolicy"]
 
 DEFAULT_TOPIC_PATTERN = re.compile(r"^[A-Za-z0-9:_./-]{1,128}$")
 
 TopicAction = Literal["subscribe", "publish"]
 #: ``authorize(ctx, topic, action)`` -> allowed? (sync or async)
 Authorize = Callable[["Context[Any, Any]", str, TopicAction], "bool | Awaitable[bool]"]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPolicy:
+    """How much history a topic keeps: at most ``max_len`` messages, none older than ``ttl_s``
+    (declared with ``router.enable_history(pattern, ...)``; kept by the broker)."""
+
+    pattern: str
+    max_len: int = 1000
+    ttl_s: float = 600.0
+
+    def matches(self, topic: str) -> bool:
+        return fnmatch.fnmatchcase(topic, self.pattern)
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,6 @@ A broker calls only the :class:`BrokerListener` methods of the roles it plays: `
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -60,6 +59,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 from wskit.errors import RecoveryError
 from wskit.protocol import ERROR_TYPE, dumps, frame, type_prefix
+from wskit.topics import HistoryPolicy
 
 __all__ = [
     "Broker",
@@ -87,18 +87,6 @@ class BrokerState(StrEnum):
     READY = "ready"
     DOWN = "down"
     CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryPolicy:
-    """How much history a topic keeps: at most ``max_len`` messages, none older than ``ttl_s``."""
-
-    pattern: str
-    max_len: int = 1000
-    ttl_s: float = 600.0
-
-    def matches(self, topic: str) -> bool:
-        return fnmatch.fnmatchcase(topic, self.pattern)
 
 
 _ERROR_PREFIX = type_prefix(ERROR_TYPE)
