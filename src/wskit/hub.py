@@ -17,7 +17,7 @@ from typing import Any
 
 from wskit.connection import Connection, OverflowPolicy
 from wskit.protocol import PRESENCE_TYPE, Position, Step, dumps, step, type_prefix
-from wskit.pubsub.broker import Broker, HistoryPolicy, Member, Publication, lost_frame
+from wskit.pubsub.broker import Broker, HistoryPolicy, Member, Publication, Role, lost_frame, roles_of
 from wskit.pubsub.memory import MemoryBroker
 
 __all__ = ["Hub"]
@@ -41,6 +41,8 @@ class Hub:
         self, broker: Broker | None = None, *, instance: str = "", announces: Callable[[str], bool] | None = None
     ) -> None:
         self.broker: Broker = broker if broker is not None else MemoryBroker()
+        #: the broker keeps presence (a third-party broker may not: then none is recorded)
+        self.keeps_presence = Role.PRESENCE in roles_of(self.broker)
         self.instance = instance
         self.connections: dict[str, Connection] = {}
         self.members: dict[str, set[Connection]] = {}
@@ -66,6 +68,7 @@ class Hub:
         if broker is self.broker:
             return
         old, self.broker = self.broker, broker
+        self.keeps_presence = Role.PRESENCE in roles_of(broker)
         if self._started:
             await old.close()
             self._started = False
@@ -121,7 +124,8 @@ class Hub:
         conn.topics.add(topic)
         member = Member(conn.client_id, _user_str(conn.user_id), self.public_data(conn.data), self.instance)
         try:
-            await self.broker.presence_add(topic, member)
+            if self.keeps_presence:
+                await self.broker.presence_add(topic, member)
             if self.announces(topic):
                 await self.broker.publish(_presence_event(topic, "join", member))
         except Exception as exc:  # noqa: BLE001 - presence is best effort; membership stands
@@ -209,7 +213,8 @@ class Hub:
                 self.topic_history.pop(topic, None)
                 await self.broker.unsubscribe(topic)
         try:
-            await self.broker.presence_remove(topic, conn.client_id)
+            if self.keeps_presence:
+                await self.broker.presence_remove(topic, conn.client_id)
             if self.announces(topic):
                 member = Member(conn.client_id, _user_str(conn.user_id), self.public_data(conn.data), self.instance)
                 await self.broker.publish(_presence_event(topic, "leave", member))

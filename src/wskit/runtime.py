@@ -33,7 +33,7 @@ from wskit.errors import CloseCode, ErrorCode, WsKitError
 from wskit.hub import Hub
 from wskit.lifetime import Watchdog
 from wskit.protocol import dumps, frame, type_prefix
-from wskit.pubsub.broker import Broker, BrokerState, Member, Publication
+from wskit.pubsub.broker import Broker, BrokerState, Member, Publication, Role, missing_roles, roles_of
 from wskit.pubsub.memory import MemoryBroker
 from wskit.router import Middleware, Router
 from wskit.schema.declarations import MessageSchema
@@ -105,6 +105,12 @@ class Runtime:
 
         Raises :class:`~wskit.errors.UsageError` when another runtime serves the router now.
         """
+        needs: dict[Role, str] = {Role.PUBSUB: "serving a router"}
+        if self.routes.history:
+            needs[Role.HISTORY] = f"router.enable_history({self.routes.history[0].pattern!r})"
+        problems = missing_roles(self.hub.broker, needs)
+        if problems:
+            raise ConfigError("; ".join(problems))
         self.router.attach(self)
         if self.routes is not self.router:
             self.routes.attach(self)
@@ -191,25 +197,41 @@ class Runtime:
             publication.overflow = OverflowPolicy(overflow)
         await self.hub.publish(publication, self.routes.history_for(name))
 
+    def _require(self, role: Role, verb: str) -> None:
+        """``UNIMPLEMENTED`` naming the broker when it does not play ``role`` (never a silent
+        local-only answer)."""
+        if role not in self.roles:
+            name = type(self.hub.broker).__name__
+            raise WsKitError(ErrorCode.UNIMPLEMENTED, f"{verb} needs a broker with {role}; {name} has none")
+
+    @property
+    def roles(self) -> frozenset[Role]:
+        """The roles the broker plays (see :mod:`wskit.pubsub.broker`)."""
+        return roles_of(self.hub.broker)
+
     async def presence(self, topic: str) -> list[Member]:
         """See :meth:`wskit.router.Router.presence`."""
+        self._require(Role.PRESENCE, "presence")
         return await self.hub.broker.presence(self.routes.topic_policy.check_name(topic))
 
     async def send_to_user(
         self, user_id: str, schema: MessageSchema[Any], payload: Any = None, *, meta: Mapping[str, Any] | None = None
     ) -> None:
         """See :meth:`wskit.router.Router.send_to_user`."""
+        self._require(Role.USERS, "send_to_user")
         data = self.codec.encode(schema, payload, meta=dumps(dict(meta)) if meta else b"{}")
         await self.hub.start()
         await self.hub.broker.send_to_user(str(user_id), data)
 
     async def disconnect_user(self, user_id: str, code: int = 4000, reason: str = "") -> None:
         """See :meth:`wskit.router.Router.disconnect_user`."""
+        self._require(Role.USERS, "disconnect_user")
         await self.hub.start()
         await self.hub.broker.disconnect_user(str(user_id), int(code), reason)
 
     async def ban_user(self, user_id: str, ttl_s: float | None = None, *, disconnect: bool = True) -> None:
         """See :meth:`wskit.router.Router.ban_user`."""
+        self._require(Role.USERS, "ban_user")
         await self.hub.start()
         await self.hub.broker.ban(str(user_id), ttl_s)
         if disconnect:
@@ -217,6 +239,7 @@ class Runtime:
 
     async def unban_user(self, user_id: str) -> None:
         """See :meth:`wskit.router.Router.unban_user`."""
+        self._require(Role.USERS, "unban_user")
         await self.hub.start()
         await self.hub.broker.unban(str(user_id))
 
