@@ -222,3 +222,22 @@ async def test_readyz_503_while_draining(served: tuple[AsgiApp, Host]) -> None:
     finally:
         app.runtime.admission.closed = False
     assert (got, body) == (503, b"draining")
+
+
+async def test_shutdown_with_open_connections_drains_them(served: tuple[AsgiApp, Host]) -> None:
+    """``app.shutdown()`` (lifespan.shutdown, or a parent's) while connections are open: the
+    notice first, the RPC in flight still answered within the grace period, then close 1001."""
+    app, host = served
+    async with connect(host.url(), open_timeout=WAIT) as ws:
+        await ws.send(json.dumps({"type": "SLOW", "meta": {"correlationId": "s"}, "payload": {"s": 0.2}}))
+        await asyncio.sleep(0.05)  # the RPC is running
+        stopping = asyncio.ensure_future(app.shutdown(grace_ms=2000))
+        notice = await _recv(ws)
+        assert notice["type"] == "SERVER_SHUTDOWN"
+        assert (await _recv(ws))["type"] == "SLOW_OK"
+        with pytest.raises(ConnectionClosed) as closed:
+            await _recv(ws)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+        async with asyncio.timeout(WAIT):
+            await stopping
+    assert not app.started

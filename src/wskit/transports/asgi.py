@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
+from types import CoroutineType
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -67,8 +68,11 @@ class AsgiSocket:
             raise ConnectionResetError("WebSocket is closed")
         # answers are text frames (PROTOCOL.md); ASGI makes a text frame of a str only. The
         # host's coroutine is stepped itself (no wrapper coroutine per frame: measured)
+        sending = self._send({"type": "websocket.send", "text": data.decode()})
+        if type(sending) is not CoroutineType:  # ASGI allows any awaitable (granian: a future)
+            sending = _awaited(sending)
         try:
-            pending = step(self._send({"type": "websocket.send", "text": data.decode()}))  # type: ignore[arg-type]
+            pending = step(sending)
         except OSError as exc:  # uvicorn's ClientDisconnected, a reset transport
             self.disconnected = True
             raise ConnectionResetError("WebSocket is closed") from exc
@@ -98,6 +102,10 @@ class AsgiSocket:
             await self._send(message)
         except (OSError, RuntimeError):  # already gone: the host's disconnect says how
             self.disconnected = True
+
+
+async def _awaited(awaitable: Awaitable[None]) -> None:
+    await awaitable
 
 
 class AsgiSession(Session):
