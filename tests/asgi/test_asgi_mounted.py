@@ -154,3 +154,42 @@ def test_testclient_websocket_disconnect_on_server_close() -> None:
                 ws.receive_json()
         assert closed.value.code == 1009
     assert Echo.response.type == "ECHO_OK"
+
+
+async def test_lifespan_startup_failure_is_reported() -> None:
+    """A runtime that cannot start answers lifespan.startup.failed with the reason (here: the
+    router is served already, by another asgi_app in this process)."""
+    router = build_router()
+    first = asgi_app(router, env={})
+    second = asgi_app(router, env={})
+    inbox: asyncio.Queue[Message] = asyncio.Queue()
+    await inbox.put({"type": "lifespan.startup"})
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async with asyncio.timeout(WAIT), first.lifespan():
+        await second({"type": "lifespan"}, inbox.get, send)
+    assert [m["type"] for m in sent] == ["lifespan.startup.failed"]
+    assert "already served" in sent[0]["message"]
+    assert not second.started
+
+
+async def test_lifespan_messages_start_and_stop() -> None:
+    """lifespan.startup -> complete (started), lifespan.shutdown -> complete (stopped)."""
+    app = asgi_app(build_router(), env={})
+    inbox: asyncio.Queue[Message] = asyncio.Queue()
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+        if message["type"] == "lifespan.startup.complete":
+            assert app.started and app.runtime.serving
+            await inbox.put({"type": "lifespan.shutdown"})
+
+    await inbox.put({"type": "lifespan.startup"})
+    async with asyncio.timeout(WAIT):
+        await app({"type": "lifespan"}, inbox.get, send)
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert not app.started and not app.runtime.serving

@@ -10,6 +10,7 @@ lifecycle (open, RPC hand-off, close-code echo, on_close, release) is
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from types import CoroutineType
@@ -33,6 +34,8 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("wskit.asgi")
 
 _BEARER = "bearer."
 _NO_STATUS = 1005
@@ -121,9 +124,21 @@ class AsgiSession(Session):
     async def read(self) -> bool:
         """Read messages until ``websocket.disconnect`` (then finish), or until an RPC keeps
         this task (True: another task reads on)."""
-        receive, conn, limit = self._receive, self.conn, self.max_payload_bytes
+        conn = self.conn
         sock = conn.socket
         assert isinstance(sock, AsgiSocket)
+        try:
+            return await self._read(sock)
+        except OSError as exc:  # the host says the peer is gone: its doing, no traceback
+            log.debug("client %s: connection lost while reading: %r", conn.client_id, exc)
+        except Exception:
+            log.exception("client %s: reading failed", conn.client_id)
+        sock.disconnected = True
+        await self.finish(CloseCode.ABNORMAL, "")
+        return False
+
+    async def _read(self, sock: AsgiSocket) -> bool:
+        receive, conn, limit = self._receive, self.conn, self.max_payload_bytes
         dispatch = self.runtime.dispatcher.receive
         code: int | None = None
         reason = ""
@@ -250,13 +265,15 @@ async def serve_websocket(runtime: Runtime, scope: Scope, receive: Receive, send
         return
     try:
         client_id = str(uuid.uuid4())
-        await send(
-            {
-                "type": "websocket.accept",
-                "subprotocol": _chosen_protocol(hs.subprotocols),
-                "headers": [(b"x-client-id", client_id.encode())],
-            }
-        )
+        accept = {
+            "type": "websocket.accept",
+            "subprotocol": _chosen_protocol(hs.subprotocols),
+            "headers": [(b"x-client-id", client_id.encode())],
+        }
+        try:
+            await send(accept)
+        except OSError:  # the peer left while authenticate ran: nothing to serve
+            return
         conn = Connection(client_id, AsgiSocket(send), data=outcome, request=hs, limits=runtime.queue_limits)
         await AsgiSession(runtime, conn, receive, runtime.settings.max_payload_bytes).live()
     finally:
