@@ -60,6 +60,8 @@ class Peer:
     runtime: str = "python"  # or "bun"
     protocol: str = "wskit"
     needs: tuple[str, ...] = ()  # Python modules it imports
+    #: another checkout to run the script from (``--baseline REV``): its servers/ and src/
+    tree: Path | None = None
 
     def available(self) -> str | None:
         """None when it can run here, else why not."""
@@ -79,7 +81,14 @@ class Peer:
             # bun resolves packages next to the script: run a copy inside the scratch folder
             shutil.copy(SERVERS / self.script, SCRATCH / self.script)
             return [str(BUN), str(SCRATCH / self.script), "--port", str(port)]
-        return [sys.executable, str(SERVERS / self.script), "--port", str(port)]
+        servers = SERVERS if self.tree is None else self.tree / "bench" / "servers"
+        return [sys.executable, str(servers / self.script), "--port", str(port)]
+
+    def env(self) -> dict[str, str]:
+        """The server's environment: a baseline tree's wskit comes first on the path."""
+        if self.tree is None:
+            return dict(os.environ)
+        return {**os.environ, "PYTHONPATH": f"{self.tree / 'src'}{os.pathsep}{self.tree}"}
 
 
 PEERS = {
@@ -226,7 +235,8 @@ class Server:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=pinner(cpu),
-                cwd=SCRATCH if peer.runtime == "bun" else ROOT,
+                cwd=SCRATCH if peer.runtime == "bun" else (peer.tree or ROOT),
+                env=peer.env(),
             )
 
     @property
@@ -558,6 +568,11 @@ def report(
                 continue
             cells = [fmt(ratio(summary, s, peer, base), ".2f") + "x" for s in head[1:]]
             rows.append([f"{PEERS[peer].label} {base_label}", *cells])
+    for peer in peers:
+        current, _, rev = peer.partition("@")
+        if rev and current in peers:
+            cells = [fmt(ratio(summary, s, current, peer), ".2f") + "x" for s in head[1:]]
+            rows.append([f"{PEERS[current].label} vs itself at {rev}", *cells])
     out.append(table(head, rows))
     out += ["", "## Targets", ""]
     out.append(table(["target", "measured", "verdict"], [[t.text, t.shown, f"**{t.verdict}**"] for t in checks]))
@@ -664,6 +679,20 @@ def pick(names: str | None, known: dict[str, Any], what: str) -> list[str]:
     return chosen
 
 
+def baseline_peers(rev: str, peers: list[Peer]) -> list[Peer]:
+    """``peers`` again, each run from a checkout of ``rev`` (its own server script and wskit),
+    registered as ``<name>@<rev>`` so the report shows before and after side by side."""
+    tree = Path(tempfile.mkdtemp(prefix="wskit-baseline-"))
+    archive = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    out = []
+    for peer in peers:
+        name = f"{peer.name}@{rev[:10]}"
+        PEERS[name] = Peer(name, f"{peer.label} at {rev[:10]}", peer.script, needs=peer.needs, tree=tree)
+        out.append(PEERS[name])
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="wskit benchmark suite (see the module docstring).")
     parser.add_argument("--smoke", action="store_true", help="~1 s per scenario, few connections")
@@ -674,6 +703,11 @@ def main() -> int:
     parser.add_argument("--retries", type=int, help="re-runs of a spoiled sample (default 2; 0 with --smoke)")
     parser.add_argument("--output-dir", type=Path, default=HERE / "results")
     parser.add_argument("--no-pin", action="store_true", help="leave CPU affinity alone")
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run the wskit peers of git revision REV (e.g. the commit before a redesign), in the same run",
+    )
     args = parser.parse_args()
     started = time.monotonic()
     command = " ".join(["python bench/run.py", *sys.argv[1:]])
@@ -687,6 +721,10 @@ def main() -> int:
         else:
             skipped[name] = why
             print(f"skipping {name}: {why}", file=sys.stderr)
+    if args.baseline:
+        peers += baseline_peers(
+            args.baseline, [p for p in peers if p.name.startswith("wskit_") and p.runtime == "python"]
+        )
     chosen = pick(args.scenarios, SCENARIOS, "scenarios")
     scenarios = [SCENARIOS[n] for n in ORDER if n in chosen]
     if any(s.name == "redis" for s in scenarios) and shutil.which("redis-server") is None:
