@@ -8,7 +8,6 @@ lifespan answer it gives, so the test reads what happened inside the host's proc
 from __future__ import annotations
 
 import asyncio
-import sys
 from typing import Any
 
 from pydantic import BaseModel
@@ -98,5 +97,5 @@ def reporting(inner: AsgiApp) -> Any:
     return app
 
 
-if "pytest" not in sys.modules:  # imported by a host's command line: serve with reports
-    app = reporting(asgi_app(build_router(report=True), shutdown_grace_ms=500))
+#: what a host's command line serves (the runtime starts only by its lifespan)
+app = reporting(asgi_app(build_router(report=True), shutdown_grace_ms=500))
