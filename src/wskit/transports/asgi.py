@@ -200,13 +200,6 @@ def _too_big(data: str | bytes, limit: int) -> bool:
     return len(data.encode()) > limit
 
 
-def _first_values(pairs: list[tuple[str, str]]) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for name, value in pairs:
-        values.setdefault(name, value)
-    return values
-
-
 def _cookies(header: str | None) -> dict[str, str]:
     cookies: dict[str, str] = {}
     for part in (header or "").split(";"):
@@ -224,7 +217,8 @@ def handshake_request(scope: Scope, path: str, runtime: Runtime) -> HandshakeReq
     return HandshakeRequest(
         path=path,
         headers=headers,
-        query_params=_first_values(parse_qsl(query, keep_blank_values=True)),
+        # the first value of each name, as aiohttp's view of the query gives it
+        query_params={name: value for name, value in reversed(parse_qsl(query, keep_blank_values=True))},
         cookies=_cookies(headers.get("cookie")),
         client_ip=runtime.admission.resolve_ip(client[0] if client else None, headers),
         subprotocols=tuple(scope.get("subprotocols") or ()),
@@ -244,14 +238,6 @@ async def refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
     await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
 
 
-def _chosen_protocol(offered: tuple[str, ...]) -> str | None:
-    """The subprotocol to accept with: the first offered that is not a ``bearer.<token>``."""
-    for protocol in offered:
-        if not protocol.lower().startswith(_BEARER):
-            return protocol
-    return None
-
-
 async def serve_websocket(runtime: Runtime, scope: Scope, receive: Receive, send: Send, path: str) -> None:
     """Run one WebSocket scope of ``runtime``: admit, accept (or refuse), live, release."""
     first = await receive()
@@ -265,11 +251,9 @@ async def serve_websocket(runtime: Runtime, scope: Scope, receive: Receive, send
         return
     try:
         client_id = str(uuid.uuid4())
-        accept = {
-            "type": "websocket.accept",
-            "subprotocol": _chosen_protocol(hs.subprotocols),
-            "headers": [(b"x-client-id", client_id.encode())],
-        }
+        # the first subprotocol offered that is not a bearer.<token> credential (never echoed)
+        chosen = next((p for p in hs.subprotocols if not p.lower().startswith(_BEARER)), None)
+        accept = {"type": "websocket.accept", "subprotocol": chosen, "headers": [(b"x-client-id", client_id.encode())]}
         try:
             await send(accept)
         except OSError:  # the peer left while authenticate ran: nothing to serve
