@@ -241,3 +241,26 @@ async def test_shutdown_with_open_connections_drains_them(served: tuple[AsgiApp,
         async with asyncio.timeout(WAIT):
             await stopping
     assert not app.started
+
+
+async def test_authenticate_sees_the_request(host_name: str, closes: list[int | None]) -> None:
+    """``authenticate(request)`` gets the path (below the mount), case-insensitive headers, the
+    first value of each query parameter, cookies, the client IP and the offered subprotocols."""
+    seen: list[Any] = []
+
+    def authenticate(request: Any) -> dict[str, str]:
+        seen.append(request)
+        return {"user_id": request.query_params["user"]}
+
+    async with _serve(host_name, closes, authenticate=authenticate) as (_, host):
+        headers = {"X-Custom": "yes", "Cookie": "session=abc; theme=dark"}
+        url = host.url("/room/1?user=ada&user=bob&empty=")
+        async with connect(url, additional_headers=headers, subprotocols=["chat"], open_timeout=WAIT):  # type: ignore[list-item]
+            pass
+    (request,) = seen
+    assert request.path == "/room/1"
+    assert request.headers["x-custom"] == request.headers["X-CUSTOM"] == "yes"
+    assert dict(request.query_params) == {"user": "ada", "empty": ""}
+    assert dict(request.cookies) == {"session": "abc", "theme": "dark"}
+    assert request.client_ip == "127.0.0.1"
+    assert request.subprotocols == ("chat",)
