@@ -150,6 +150,7 @@ class AsgiApp:
             await runtime.close_connections(s.shutdown_close_code if code is None else code, "server shutting down")
         finally:
             self.started = False
+            self._starting = None  # a next life may run on another event loop (a new test client)
             await runtime.stop()
 
     @contextlib.asynccontextmanager

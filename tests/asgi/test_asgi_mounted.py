@@ -193,3 +193,15 @@ async def test_lifespan_messages_start_and_stop() -> None:
         await app({"type": "lifespan"}, inbox.get, send)
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert not app.started and not app.runtime.serving
+
+
+def test_one_app_lives_twice_on_two_event_loops() -> None:
+    """Entered by one TestClient after another (each runs its own event loop), the app starts,
+    serves and stops each time."""
+    wskit_app = asgi_app(build_router(), env={})
+    parent = Starlette(routes=[Mount("/ws", app=wskit_app)], lifespan=wskit_app.lifespan)
+    for _ in range(2):
+        with TestClient(parent) as client, client.websocket_connect("/ws/") as ws:
+            ws.send_text(json.dumps(ECHO))
+            assert ws.receive_json() == ECHO_OK
+        assert not wskit_app.started
