@@ -30,7 +30,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
 from wskit.errors import ErrorCode, UsageError, WsKitError
-from wskit.transports.base import HandshakeRequest
+from wskit.transports.base import HandshakeRequest, chosen_subprotocol
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -276,7 +276,7 @@ def token_from_request(
     offered = _offered_subprotocols(request)
     bearer = next((p for p in offered if p.lower().startswith(_SUBPROTOCOL_PREFIX)), None)
     if bearer is not None and len(bearer) > len(_SUBPROTOCOL_PREFIX):
-        echo = next((p for p in offered if not p.lower().startswith(_SUBPROTOCOL_PREFIX)), None)
+        echo = chosen_subprotocol(offered)
         return TokenSource(bearer[len(_SUBPROTOCOL_PREFIX) :], TokenPlace.SUBPROTOCOL, echo)
     if query_param is not None:
         query = request.query_params.get(query_param)

@@ -38,7 +38,7 @@ from wskit.transports.aiohttp_internals import (
     tail_is_masked,
     take_tail,
 )
-from wskit.transports.base import HandshakeRequest
+from wskit.transports.base import HandshakeRequest, chosen_subprotocol
 
 __all__ = ["AiohttpSocket", "Flusher", "HandshakeGuard", "Session", "Transport", "build_app", "handshake_request"]
 
@@ -50,7 +50,6 @@ _PING = WSMsgType.PING
 _PONG = WSMsgType.PONG
 #: a server's ping frame: final, opcode 0x9, unmasked, empty
 _PING_FRAME = b"\x89\x00"
-_BEARER = "bearer."
 
 HttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -329,15 +328,6 @@ def _refuse_handshake(request: web.Request) -> web.Response | None:
     return None
 
 
-def _chosen_protocol(offered: tuple[str, ...]) -> str | None:
-    """The subprotocol the 101 names: the first one offered that is not a ``bearer.<token>``
-    credential (never echoed), or None."""
-    for protocol in offered:
-        if not protocol.lower().startswith(_BEARER):
-            return protocol
-    return None
-
-
 def _without_protocols(request: web.Request) -> web.Request:
     """``request`` without its ``Sec-WebSocket-Protocol`` header, for ``prepare()``.
 
@@ -509,7 +499,7 @@ def build_app(t: Transport) -> web.Application:
         outcome = await runtime.admission.admit(hs)
         if isinstance(outcome, Refusal):
             return web.Response(status=outcome.status, text=outcome.text, headers=dict(outcome.headers))
-        chosen = _chosen_protocol(hs.subprotocols)
+        chosen = chosen_subprotocol(hs.subprotocols)
         try:
             client_id = str(uuid.uuid4())
             ws = web.WebSocketResponse(

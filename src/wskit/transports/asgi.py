@@ -26,7 +26,7 @@ from wskit.lifecycle import Session, answer_to_close
 from wskit.protocol import dumps, frame, type_prefix
 from wskit.runtime import SHUTDOWN_TYPE, Runtime
 from wskit.stepping import step
-from wskit.transports.base import HandshakeRequest
+from wskit.transports.base import HandshakeRequest, chosen_subprotocol
 
 __all__ = ["AsgiSession", "AsgiSocket", "Receive", "Scope", "Send", "handshake_request", "refuse", "serve_websocket"]
 
@@ -37,7 +37,6 @@ Send = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger("wskit.asgi")
 
-_BEARER = "bearer."
 _NO_STATUS = 1005
 _SHUTDOWN_PREFIX = type_prefix(SHUTDOWN_TYPE)
 
@@ -251,8 +250,7 @@ async def serve_websocket(runtime: Runtime, scope: Scope, receive: Receive, send
         return
     try:
         client_id = str(uuid.uuid4())
-        # the first subprotocol offered that is not a bearer.<token> credential (never echoed)
-        chosen = next((p for p in hs.subprotocols if not p.lower().startswith(_BEARER)), None)
+        chosen = chosen_subprotocol(hs.subprotocols)  # never a bearer.<token> credential
         accept = {"type": "websocket.accept", "subprotocol": chosen, "headers": [(b"x-client-id", client_id.encode())]}
         try:
             await send(accept)

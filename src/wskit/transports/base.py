@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["HandshakeRequest", "Socket"]
+__all__ = ["HandshakeRequest", "Socket", "chosen_subprotocol"]
 
 
 class Socket(Protocol):
@@ -45,3 +45,18 @@ class HandshakeRequest:
     cookies: Mapping[str, str] = field(default_factory=dict)
     client_ip: str | None = None
     subprotocols: tuple[str, ...] = ()
+
+
+#: the prefix of a credential offered as a subprotocol (``bearer.<token>``): never echoed
+_BEARER = "bearer."
+
+
+def chosen_subprotocol(offered: tuple[str, ...]) -> str | None:
+    """The subprotocol an accepted upgrade names: the first one offered that is not a
+    ``bearer.<token>`` credential (echoing it would put the token in the response and in
+    logs), or None. Browsers fail a connection whose answer names none of theirs, so the
+    one a browser offers beside its token (``["bearer." + token, "chat"]``) is chosen."""
+    for protocol in offered:
+        if not protocol.lower().startswith(_BEARER):
+            return protocol
+    return None
