@@ -109,6 +109,12 @@ PEERS = {
             needs=("socketio", "uvicorn", "uvloop"),
         ),
         Peer("starlette", "Starlette on uvicorn", "starlette_uvicorn.py", needs=("starlette", "uvicorn", "uvloop")),
+        Peer(
+            "wskit_asgi",
+            "wskit asgi_app on uvicorn (pydantic)",
+            "wskit_asgi.py",
+            needs=("wskit", "starlette", "uvicorn", "uvloop"),
+        ),
     )
 }
 WSKIT = "wskit_msgspec"
@@ -440,6 +446,11 @@ def targets(summary: dict[str, dict[str, dict[str, float | None]]]) -> list[Targ
     at_least("wskit >= 10x python-socketio, echo C=50", ratio(summary, "echo_c50", WSKIT, "socketio"), 10.0)
     at_least(
         "wskit ahead of Starlette's WebSocket route, echo C=50", ratio(summary, "echo_c50", WSKIT, "starlette"), 1.0
+    )
+    at_least(
+        "wskit's asgi_app on uvicorn >= 1.2x Starlette's route, echo C=50",
+        ratio(summary, "echo_c50", "wskit_asgi", "starlette"),
+        1.2,
     )
     fan = summary.get("fanout_5000", {}).get(WSKIT, {})
     encodes = fan.get("encodes_per_publish")
