@@ -1,15 +1,15 @@
-"""The standalone transport: aiohttp's WebSocket server (the default for ``serve()``).
+"""The standalone host: aiohttp's WebSocket server (the default for ``serve()``).
 
 Chosen because on this machine raw aiohttp echoes about twice the ``websockets`` library's
 rate at the same memory per connection, and it serves plain HTTP on the same port (demo
-page, health and readiness). This module only adapts: the upgrade request to a
-:class:`HandshakeRequest`, the socket to :class:`Socket`, aiohttp's read loop to the
-dispatcher; the decisions (admission, timeouts) are the core's.
+page, health and readiness). This module only adapts: the upgrade (checked in
+:mod:`~wskit.transports.aiohttp_upgrade`, admitted by the runtime), the socket
+(:mod:`~wskit.transports.aiohttp_socket`), and aiohttp's frames to the shared lifecycle
+(:class:`Session`); the decisions (admission, timeouts, shutdown) are the runtime's.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sized
@@ -17,268 +17,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import WSMsgType, hdrs, web
-from aiohttp.web_protocol import RequestHandler
-from multidict import CIMultiDict
 
 from wskit.admission import Refusal
 from wskit.connection import Connection
 from wskit.errors import CloseCode, clip_close_reason
 from wskit.lifecycle import Session as Lifecycle
 from wskit.lifecycle import answer_to_close
-from wskit.logs import LogBudget
 from wskit.runtime import Runtime
 from wskit.transports.aiohttp_internals import (
-    MaskCheck,
     break_transport_cycle,
     check_client_masks,
-    drain_waiter,
     inbound_frames,
-    pending_tail,
-    socket_transport,
-    tail_is_masked,
     take_tail,
 )
-from wskit.transports.base import HandshakeRequest, chosen_subprotocol
+from wskit.transports.aiohttp_socket import CLOSE_TIMEOUT_S, AiohttpSocket, Flusher
+from wskit.transports.aiohttp_upgrade import (
+    HandshakeGuard,
+    handshake_request,
+    is_upgrade,
+    refuse_handshake,
+    without_protocols,
+)
+from wskit.transports.base import chosen_subprotocol
 
 __all__ = ["AiohttpSocket", "Flusher", "HandshakeGuard", "Session", "Transport", "build_app", "handshake_request"]
 
 log = logging.getLogger("wskit.server")
 
+HttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
 _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
 _PING = WSMsgType.PING
 _PONG = WSMsgType.PONG
-#: a server's ping frame: final, opcode 0x9, unmasked, empty
-_PING_FRAME = b"\x89\x00"
-
-HttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-#: How long a closing handshake may take before the TCP connection is cut instead: a peer
-#: that stopped reading (the slow consumer we are closing) would otherwise hold it forever.
-CLOSE_TIMEOUT_S = 2.0
-
-
-#: lines about peers that stopped reading during a close, shared by every connection
-_CLOSE_TIMEOUTS = LogBudget()
-
-#: Frames waiting for the end of the loop tick are written at once past this many bytes.
-FLUSH_BYTES = 64 * 1024
-
-
-class Flusher:
-    """Writes every socket's waiting frames once per event-loop tick.
-
-    Replies to frames that arrived together (a pipelining client) leave in one ``send()``
-    instead of one system call each; a fan-out marks thousands of sockets and flushes them in
-    one pass. One per server (so per event loop).
-    """
-
-    __slots__ = ("_dirty", "_loop")
-
-    def __init__(self) -> None:
-        self._dirty: list[AiohttpSocket] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def mark(self, sock: AiohttpSocket) -> None:
-        if not self._dirty:
-            loop = self._loop
-            if loop is None:
-                loop = self._loop = asyncio.get_running_loop()
-            loop.call_soon(self.flush)
-        self._dirty.append(sock)
-
-    def flush(self) -> None:
-        dirty, self._dirty = self._dirty, []
-        for sock in dirty:
-            sock.flush()
-
-
-#: headers of final, unmasked (servers never mask) text frames under 126 bytes, made once
-_SMALL_HEADERS = tuple(bytes((0x81, size)) for size in range(126))
-
-
-def _header(size: int) -> bytes:
-    if size < 126:
-        return _SMALL_HEADERS[size]
-    if size < 65536:
-        return b"\x81\x7e" + size.to_bytes(2, "big")
-    return b"\x81\x7f" + size.to_bytes(8, "big")
-
-
-class AiohttpSocket:
-    """:class:`~wskit.transports.base.Socket` over an aiohttp ``WebSocketResponse``.
-
-    Text frames are framed here and written in batches (see :class:`Flusher`); control frames
-    (ping, pong, close) stay aiohttp's. Flow control is the transport's: when it pauses
-    writing, ``send_frame`` returns the wait for it to resume.
-    """
-
-    __slots__ = (
-        "_flusher",
-        "_pending",
-        "_pending_bytes",
-        "_unmarked",
-        "mask_check",
-        "protocol",
-        "raw_transport",
-        "reading",
-        "request",
-        "transport",
-        "ws",
-    )
-
-    def __init__(self, ws: web.WebSocketResponse, request: web.Request, flusher: Flusher) -> None:
-        self.ws = ws
-        self.request = request
-        self.transport = request.transport
-        #: the transport that owns the socket (differs from ``transport`` under TLS); its
-        #: reference cycle is broken at release
-        self.raw_transport = socket_transport(self.transport)
-        self.protocol = request.protocol
-        self._flusher = flusher
-        self._pending: list[bytes] | None = None
-        self._pending_bytes = 0
-        #: this socket's read loop is inside ``Dispatcher.receive`` and settles afterwards
-        #: (:meth:`settle`), so frames sent meanwhile need no end-of-tick flush yet
-        self.reading = False
-        self._unmarked = False
-        #: what the transport feeds its frame parser through; it notes that bytes arrived
-        self.mask_check: MaskCheck | None = None
-
-    def send_frame(self, data: bytes) -> Awaitable[None] | None:
-        transport = self.transport
-        if transport is None or transport.is_closing() or self.ws.closed:
-            raise ConnectionResetError("WebSocket is closed")
-        pending = self._pending
-        if pending is None:
-            pending = self._pending = []
-            if self.reading:
-                self._unmarked = True
-            else:
-                self._flusher.mark(self)
-        pending.append(_header(len(data)))
-        pending.append(data)
-        self._pending_bytes += len(data)
-        if self._pending_bytes >= FLUSH_BYTES:
-            self.flush()
-        if self.protocol.writing_paused:
-            return drain_waiter(self.protocol)
-        return None
-
-    def ping(self) -> None:
-        """Write a ping frame now and listen afresh (the Watchdog's sweep; a closing transport
-        is skipped)."""
-        check = self.mask_check
-        if check is not None:
-            check.received = False
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.write(_PING_FRAME)
-
-    def heard(self) -> bool:
-        """Whether any byte arrived since :meth:`ping`: a pong, or anything else. Counted where
-        aiohttp's protocol feeds its parser, so it holds while the read loop is busy (a slow
-        handler, the in-flight RPC bound) or a large frame is still arriving."""
-        check = self.mask_check
-        return check is None or check.received
-
-    def pong(self, payload: bytes) -> None:
-        """Answer a ping with its payload (aiohttp's parser caps control payloads at 125 bytes).
-
-        Written to the transport directly: no task per ping, and nothing to fail when the peer
-        is gone (a closing transport is skipped).
-        """
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.write(bytes((0x8A, len(payload))) + payload)
-
-    def settle(self, now: bool) -> None:
-        """The read loop is done with a frame: write what it sent ``now`` (it is about to
-        wait), or leave it to the end-of-tick flush (more frames are already queued)."""
-        self.reading = False
-        if self._pending is None:
-            return
-        if now:
-            self.flush()
-        elif self._unmarked:
-            self._unmarked = False
-            self._flusher.mark(self)
-
-    def flush(self) -> None:
-        self._unmarked = False
-        pending = self._pending
-        if pending is None:
-            return
-        self._pending = None
-        self._pending_bytes = 0
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.write(b"".join(pending))
-
-    async def close(self, code: int, reason: str) -> None:
-        self.flush()  # frames sent before the close go out before it
-        try:
-            await asyncio.wait_for(self.ws.close(code=code, message=clip_close_reason(reason)), CLOSE_TIMEOUT_S)
-        except TimeoutError:
-            transport = self.request.transport
-            if transport is not None:
-                tail = _CLOSE_TIMEOUTS.take()  # peers that stop reading can be many
-                if tail is not None:
-                    log.info("closing handshake timed out (peer not reading): connection cut%s", tail)
-                transport.abort()
-
-
-def handshake_request(request: web.Request, client_ip: str | None) -> HandshakeRequest:
-    """The runtime-neutral view of an aiohttp upgrade request."""
-    protocols = tuple(p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip())
-    return HandshakeRequest(
-        path=request.path,
-        headers=request.headers,
-        # aiohttp's own views (first value per name), not copies: kept per connection
-        query_params=request.query,
-        cookies=request.cookies,
-        client_ip=client_ip,
-        subprotocols=protocols,
-    )
-
-
-class HandshakeGuard:
-    """Closes TCP connections that have not completed an HTTP request in time (slowloris).
-
-    aiohttp has no header-read timeout of its own; this wraps its protocol factory, starts a
-    timer per accepted connection and cancels it when the request reaches our handler.
-    """
-
-    def __init__(self, factory: Callable[[], RequestHandler], timeout_s: float) -> None:
-        self._factory = factory
-        self.timeout_s = timeout_s
-        self._pending: dict[RequestHandler, asyncio.TimerHandle] = {}
-        self.expired = 0
-        self._log_budget = LogBudget()
-
-    def __call__(self) -> RequestHandler:
-        handler = self._factory()
-        if self.timeout_s > 0:
-            loop = asyncio.get_running_loop()
-            self._pending[handler] = loop.call_later(self.timeout_s, self._expire, handler)
-        return handler
-
-    def arrived(self, handler: RequestHandler) -> None:
-        timer = self._pending.pop(handler, None)
-        if timer is not None:
-            timer.cancel()
-
-    def _expire(self, handler: RequestHandler) -> None:
-        if self._pending.pop(handler, None) is None:
-            return
-        transport = handler.transport
-        if transport is not None and not transport.is_closing():
-            self.expired += 1
-            tail = self._log_budget.take()  # a client can open such sockets as fast as it likes
-            if tail is not None:
-                log.info("closed a connection that sent no complete request in %.1f s%s", self.timeout_s, tail)
-            transport.close()
 
 
 @dataclass(slots=True)
@@ -294,51 +65,6 @@ class Transport:
     http_routes: Mapping[str, HttpHandler] = field(default_factory=dict)
     guard: HandshakeGuard | None = None
     flusher: Flusher = field(default_factory=Flusher)
-
-
-def _is_upgrade(request: web.Request) -> bool:
-    return request.headers.get("Upgrade", "").lower() == "websocket"
-
-
-#: RFC 6455 4.1: the only version of the protocol, and the one a refusal names (4.4)
-_WS_VERSION = "13"
-
-
-def _refuse_handshake(request: web.Request) -> web.Response | None:
-    """The HTTP answer to an upgrade request RFC 6455 does not allow, or None.
-
-    aiohttp upgrades any method, HTTP/1.0, and the draft versions 7 and 8; RFC 6455 4.1 asks
-    for GET, HTTP/1.1 or later and version 13, and 4.4 for a 426 that names the version the
-    server speaks. A client that sent frames before the 101 (4.1: it must wait for it) and
-    did not mask them (5.1) is refused too: aiohttp would parse them before the mask check
-    is in place.
-    """
-    if request.method != "GET":
-        return web.Response(status=405, text="WebSocket upgrades use GET", headers={hdrs.ALLOW: "GET"})
-    if request.version < (1, 1):
-        return web.Response(status=400, text="WebSocket upgrades need HTTP/1.1 or later")
-    if request.headers.get(hdrs.SEC_WEBSOCKET_VERSION, "").strip() != _WS_VERSION:
-        return web.Response(
-            status=426,
-            text="Unsupported WebSocket version: this server speaks 13",
-            headers={hdrs.SEC_WEBSOCKET_VERSION: _WS_VERSION},
-        )
-    if not tail_is_masked(pending_tail(request.protocol)):
-        return web.Response(status=400, text="Unmasked frame from the client")
-    return None
-
-
-def _without_protocols(request: web.Request) -> web.Request:
-    """``request`` without its ``Sec-WebSocket-Protocol`` header, for ``prepare()``.
-
-    When none of the offered subprotocols is chosen (only a ``bearer.<token>`` was offered),
-    aiohttp would log the offered list, token included, as a warning ("Client protocols ...
-    don't overlap"); handed nothing to choose from, it logs nothing and answers without the
-    header, as RFC 6455 asks. Only those connections pay for the copy of the request.
-    """
-    headers = CIMultiDict(request.headers)
-    headers.popall(hdrs.SEC_WEBSOCKET_PROTOCOL, None)
-    return request.clone(headers=headers)
 
 
 class Session(Lifecycle):
@@ -485,11 +211,11 @@ def build_app(t: Transport) -> web.Application:
     async def handle(request: web.Request) -> web.StreamResponse:
         if t.guard is not None:
             t.guard.arrived(request.protocol)
-        if not _is_upgrade(request):
+        if not is_upgrade(request):
             return await plain_http(request)
         if t.path is not None and request.path != t.path:
             return web.Response(status=404, text="Not Found")
-        refused = _refuse_handshake(request)
+        refused = refuse_handshake(request)
         if refused is not None:
             return refused
         # the upgrade is handled here rather than in a helper coroutine: every level of
@@ -519,7 +245,7 @@ def build_app(t: Transport) -> web.Application:
             # (which may hold a bearer.<token>)
             offered = hdrs.SEC_WEBSOCKET_PROTOCOL in request.headers
             tail = take_tail(request.protocol)  # frames sent before the 101 go through the mask check
-            await ws.prepare(_without_protocols(request) if offered and chosen is None else request)
+            await ws.prepare(without_protocols(request) if offered and chosen is None else request)
             sock = AiohttpSocket(ws, request, t.flusher)
             sock.mask_check = check_client_masks(ws, request.protocol, tail)  # RFC 6455 5.1: aiohttp does not
             conn = Connection(client_id, sock, data=outcome, request=hs, limits=runtime.queue_limits)
