@@ -27,8 +27,9 @@ __all__ = ["Codec"]
 class Codec:
     """Encoders of one router's outbound messages (built on first use of each type).
 
-    ``encodes`` counts frames serialised per message type: a publish to many sockets counts
-    once, which is what the benchmarks and a test check.
+    ``encodes`` counts publications serialised per message type (a publish to many sockets
+    counts once, which the benchmarks and a test check); replies and sends are not counted,
+    to keep the per-message path as short as it was.
     """
 
     __slots__ = ("_encoders", "encodes", "validate", "validator")
@@ -62,7 +63,6 @@ class Codec:
         schema.
         """
         prefix, encoder = self.encoder_for(schema)
-        self.encodes[schema.type] += 1
         if encoder is None:
             if payload is not None and payload != {}:
                 raise UsageError(f"message {schema.type!r} is declared without payload, but one was given")
@@ -72,6 +72,8 @@ class Codec:
         return frame(prefix, meta, encoder(payload))
 
     def encode_parts(self, schema: MessageSchema[Any], payload: Any) -> tuple[bytes, bytes]:
-        """A frame in two halves around where ``meta`` goes: ``(b'{"type":"X"', b',"payload":...}')``."""
+        """A publication's frame in two halves around where ``meta`` goes:
+        ``(b'{"type":"X"', b',"payload":...}')`` (counted in :attr:`encodes`)."""
         prefix = self.encoder_for(schema)[0]
+        self.encodes[schema.type] += 1
         return prefix, self.encode(schema, payload, meta=None)[len(prefix) :]
