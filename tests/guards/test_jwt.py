@@ -12,10 +12,11 @@ import jwt
 import pytest
 from tests.guards.conftest import OTHER_SECRET, SECRET, make_token
 from tests.support.ci import unavailable
+from tests.support.serving import SERVING, Served, serving
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-from wskit import Context, ErrorCode, HandshakeRequest, Router, RpcSchema, Server, UsageError, WsKitError, rpc
+from wskit import Context, ErrorCode, HandshakeRequest, Router, RpcSchema, UsageError, WsKitError, rpc
 from wskit.guards import (
     JwtVerifier,
     TokenPlace,
@@ -282,21 +283,18 @@ def test_authenticate_refuses_a_bad_token_even_when_anonymous_is_allowed() -> No
 WhoAmI: RpcSchema[None, None] = rpc("WHOAMI", None, "YOU_ARE", None)
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[Server]:
-    """A server on a free port whose WHOAMI answers with the connection's user in meta."""
+@pytest.fixture(params=SERVING)
+async def server(request: pytest.FixtureRequest) -> AsyncIterator[Served]:
+    """A server on a free port whose WHOAMI answers with the connection's user in meta, once
+    per way wskit is hosted (serve(), uvicorn, hypercorn, mounted in FastAPI)."""
     router: Router[Any] = Router()
 
     @router.rpc(WhoAmI)
     async def whoami(ctx: Context[None]) -> None:
         await ctx.reply(meta={"user": ctx.data.get("user_id")})
 
-    found = Server(router, host="127.0.0.1", port=0, authenticate=jwt_authenticate(JwtVerifier(SECRET)))
-    await found.start()
-    try:
+    async with serving(router, request.param, authenticate=jwt_authenticate(JwtVerifier(SECRET))) as found:
         yield found
-    finally:
-        await found.stop()
 
 
 async def whoami(ws: ClientConnection) -> Any:
@@ -305,7 +303,7 @@ async def whoami(ws: ClientConnection) -> Any:
 
 
 @pytest.mark.parametrize("place", list(TokenPlace))
-async def test_valid_token_upgrades_and_sets_the_user(server: Server, place: TokenPlace) -> None:
+async def test_valid_token_upgrades_and_sets_the_user(server: Served, place: TokenPlace) -> None:
     """With a valid token in any of the four places, the upgrade succeeds and ctx.data["user_id"] is set."""
     token = make_token(sub="alice")
     url, options = server.url, dict[str, Any]()
@@ -327,7 +325,7 @@ async def test_valid_token_upgrades_and_sets_the_user(server: Server, place: Tok
     [make_token(ttl_s=-300), make_token(key=OTHER_SECRET), "garbage"],
     ids=["expired", "wrong-key", "garbage"],
 )
-async def test_bad_token_is_refused_with_401(server: Server, token: str) -> None:
+async def test_bad_token_is_refused_with_401(server: Served, token: str) -> None:
     """An invalid token gets HTTP 401 at the upgrade."""
     with pytest.raises(InvalidStatus) as raised:
         async with connect(f"{server.url}?access_token={token}", open_timeout=5):
@@ -335,7 +333,7 @@ async def test_bad_token_is_refused_with_401(server: Server, token: str) -> None
     assert raised.value.response.status_code == 401
 
 
-async def test_missing_token_is_refused_with_401(server: Server) -> None:
+async def test_missing_token_is_refused_with_401(server: Served) -> None:
     """Without a token (and without allow_anonymous) the upgrade gets HTTP 401."""
     with pytest.raises(InvalidStatus) as raised:
         async with connect(server.url, open_timeout=5):

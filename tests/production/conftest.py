@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -17,6 +18,7 @@ from pydantic import BaseModel
 
 # a fixture shared with the guard tests: one throwaway redis-server per module
 from tests.guards.conftest import redis_url  # noqa: F401
+from tests.support.serving import SERVING, Served, prefix_of, serving
 
 from wskit import Context, Router, Server, message, rpc
 
@@ -56,11 +58,27 @@ def build_router(**router_options: Any) -> Router[Any]:
     return router
 
 
-ServerFactory = Callable[..., "Awaitable[Server]"]
+ServerFactory = Callable[..., "Awaitable[Served]"]
+
+
+@pytest.fixture(params=SERVING)
+async def make_server(request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., Any]]:
+    """Serves a router (the test app by default) with ``serve()``'s keyword options, once per
+    way wskit is hosted (:data:`tests.support.serving.SERVING`): each test using it runs
+    under serve()'s own server, under uvicorn, under hypercorn and mounted in FastAPI."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def make(**options: Any) -> Served:
+            router = options.pop("router", None) or build_router()
+            return await stack.enter_async_context(serving(router, request.param, **options))
+
+        yield make
 
 
 @pytest.fixture
-async def make_server() -> AsyncIterator[Callable[..., Any]]:
+async def make_standalone() -> AsyncIterator[Callable[..., Any]]:
+    """Serves with ``serve()``'s own server only: for what only a process wskit owns does
+    (TLS, the HTTP parser's slowloris guard); an ASGI host does those itself."""
     servers: list[Server] = []
 
     async def make(**options: Any) -> Server:
@@ -76,7 +94,7 @@ async def make_server() -> AsyncIterator[Callable[..., Any]]:
 
 
 async def http_status(
-    port: int,
+    target: int | Served,
     path: str = "/",
     headers: dict[str, str] | list[tuple[str, str]] | None = None,
     *,
@@ -84,8 +102,13 @@ async def http_status(
 ) -> tuple[int, str]:
     """One raw HTTP/1.1 request; the status and body of the answer (101 for an upgrade).
 
-    ``headers`` as a list of pairs may repeat a name (one header line each).
+    ``target``: a port, or a running server (``path`` is then below its mount). ``headers``
+    as a list of pairs may repeat a name (one header line each).
     """
+    if isinstance(target, int):
+        port = target
+    else:
+        port, path = target.port, prefix_of(target) + path
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
     if upgrade:

@@ -15,9 +15,9 @@ from wskit import Server
 async def test_foreign_origin_is_refused_with_403(make_server: Any) -> None:
     """With ALLOWED_ORIGINS set, an upgrade from another origin gets HTTP 403."""
     server: Server = await make_server(allowed_origins="https://app.example.com")
-    assert (await http_status(server.port, headers={"Origin": "https://evil.example.net"}))[0] == 403
-    assert (await http_status(server.port))[0] == 403, "no Origin at all is refused too"
-    assert (await http_status(server.port, headers={"Origin": "https://app.example.com"}))[0] == 101
+    assert (await http_status(server, headers={"Origin": "https://evil.example.net"}))[0] == 403
+    assert (await http_status(server))[0] == 403, "no Origin at all is refused too"
+    assert (await http_status(server, headers={"Origin": "https://app.example.com"}))[0] == 101
 
 
 async def test_cors_origin_alias_and_wildcard(make_server: Any) -> None:
@@ -25,14 +25,14 @@ async def test_cors_origin_alias_and_wildcard(make_server: Any) -> None:
     server = Server(build_router(), port=0, env={"CORS_ORIGIN": "http://a.test, http://b.test"})
     assert server.settings.allowed_origins == ("http://a.test", "http://b.test")
     open_server: Server = await make_server(allowed_origins="*")
-    assert (await http_status(open_server.port, headers={"Origin": "http://anything.test"}))[0] == 101
+    assert (await http_status(open_server, headers={"Origin": "http://anything.test"}))[0] == 101
 
 
 async def test_global_connection_cap_answers_503(make_server: Any) -> None:
     """MAX_CONNECTIONS reached: the next upgrade gets 503 until one closes."""
     server: Server = await make_server(max_connections=2)
     async with ws_client(server.url), ws_client(server.url):
-        assert (await http_status(server.port))[0] == 503
+        assert (await http_status(server))[0] == 503
     await eventually(lambda: server.connection_count == 0, what="the server saw both clients go")
     async with ws_client(server.url) as ws:
         assert (await request(ws, "ECHO", {"text": "again"}))["type"] == "ECHO_OK"
@@ -42,7 +42,7 @@ async def test_per_ip_cap_answers_429_and_is_released(make_server: Any) -> None:
     """MAX_CONNECTIONS_PER_IP: a flood from one IP is capped; closing frees a slot."""
     server: Server = await make_server(max_connections_per_ip=3)
     async with ws_client(server.url), ws_client(server.url), ws_client(server.url):
-        statuses = await asyncio.gather(*[http_status(server.port) for _ in range(20)])
+        statuses = await asyncio.gather(*[http_status(server) for _ in range(20)])
         assert {status for status, _ in statuses} == {429}
         assert server.admission.per_ip == {"127.0.0.1": 3}
     await eventually(lambda: server.admission.per_ip == {}, what="the three slots released")
@@ -55,13 +55,13 @@ async def test_x_forwarded_for_is_believed_only_from_trusted_proxies(make_server
     trusting: Server = await make_server(max_connections_per_ip=1, trusted_proxies="127.0.0.1")
     async with ws_client(trusting.url, additional_headers={"X-Forwarded-For": "203.0.113.5"}):
         # another client behind the same proxy is someone else
-        status, _ = await http_status(trusting.port, headers={"X-Forwarded-For": "203.0.113.6"})
+        status, _ = await http_status(trusting, headers={"X-Forwarded-For": "203.0.113.6"})
         assert status == 101
-        status, _ = await http_status(trusting.port, headers={"X-Forwarded-For": "203.0.113.5"})
+        status, _ = await http_status(trusting, headers={"X-Forwarded-For": "203.0.113.5"})
         assert status == 429
     plain: Server = await make_server(max_connections_per_ip=1)
     async with ws_client(plain.url, additional_headers={"X-Forwarded-For": "203.0.113.5"}):
-        status, _ = await http_status(plain.port, headers={"X-Forwarded-For": "203.0.113.6"})
+        status, _ = await http_status(plain, headers={"X-Forwarded-For": "203.0.113.6"})
         assert status == 429, "an untrusted peer's X-Forwarded-For must not dodge the cap"
 
 
@@ -90,9 +90,9 @@ async def test_forwarded_for_lines_are_joined_so_a_second_proxy_line_wins(make_s
     seen: list[str | None] = []
     server: Server = await make_server(trusted_proxies="127.0.0.1", authenticate=_recording_ips(seen))
     spoofed = [("X-Forwarded-For", "203.0.113.9"), ("X-Forwarded-For", "198.51.100.7")]
-    assert (await http_status(server.port, headers=spoofed))[0] == 101
+    assert (await http_status(server, headers=spoofed))[0] == 101
     combined = [("X-Forwarded-For", "203.0.113.9, 10.0.0.1"), ("x-forwarded-for", "198.51.100.8, 127.0.0.1")]
-    assert (await http_status(server.port, headers=combined))[0] == 101
+    assert (await http_status(server, headers=combined))[0] == 101
     assert seen == ["198.51.100.7", "198.51.100.8"]
 
 
@@ -102,7 +102,7 @@ async def test_forwarded_for_lines_share_one_per_ip_cap(make_server: Any) -> Non
     first = [("X-Forwarded-For", "203.0.113.1"), ("X-Forwarded-For", "198.51.100.7")]
     async with ws_client(server.url, additional_headers=first):
         again = [("X-Forwarded-For", "203.0.113.2"), ("X-Forwarded-For", "198.51.100.7")]
-        assert (await http_status(server.port, headers=again))[0] == 429
+        assert (await http_status(server, headers=again))[0] == 429
 
 
 async def test_ipv4_mapped_peer_matches_an_ipv4_trusted_proxy(make_server: Any) -> None:
@@ -112,9 +112,9 @@ async def test_ipv4_mapped_peer_matches_an_ipv4_trusted_proxy(make_server: Any) 
     trusting: Server = await make_server(
         host="::ffff:127.0.0.1", trusted_proxies="127.0.0.1", authenticate=_recording_ips(seen)
     )
-    assert (await http_status(trusting.port, headers={"X-Forwarded-For": "198.51.100.7"}))[0] == 101
+    assert (await http_status(trusting, headers={"X-Forwarded-For": "198.51.100.7"}))[0] == 101
     plain: Server = await make_server(host="::ffff:127.0.0.1", authenticate=_recording_ips(seen))
-    assert (await http_status(plain.port, headers={"X-Forwarded-For": "198.51.100.7"}))[0] == 101
+    assert (await http_status(plain, headers={"X-Forwarded-For": "198.51.100.7"}))[0] == 101
     assert seen == ["198.51.100.7", "127.0.0.1"]
 
 
@@ -142,13 +142,13 @@ async def test_banned_user_is_refused_with_403(make_server: Any) -> None:
 
     server: Server = await make_server(authenticate=authenticate)
     await server.router.ban_user("mallory")
-    assert (await http_status(server.port, "/?user=mallory"))[0] == 403
-    assert (await http_status(server.port, "/?user=alice"))[0] == 101
+    assert (await http_status(server, "/?user=mallory"))[0] == 403
+    assert (await http_status(server, "/?user=alice"))[0] == 101
 
 
-async def test_slow_handshake_is_closed(make_server: Any) -> None:
+async def test_slow_handshake_is_closed(make_standalone: Any) -> None:
     """Slowloris: a client that never finishes its request headers is disconnected."""
-    server: Server = await make_server(handshake_timeout_ms=300)
+    server: Server = await make_standalone(handshake_timeout_ms=300)
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
     await writer.drain()
@@ -159,9 +159,9 @@ async def test_slow_handshake_is_closed(make_server: Any) -> None:
     assert server.transport.guard.expired == 1
 
 
-async def test_a_complete_handshake_is_not_cut_by_the_guard(make_server: Any) -> None:
+async def test_a_complete_handshake_is_not_cut_by_the_guard(make_standalone: Any) -> None:
     """The handshake timer stops once the request arrived: the connection lives on."""
-    server: Server = await make_server(handshake_timeout_ms=200)
+    server: Server = await make_standalone(handshake_timeout_ms=200)
     async with ws_client(server.url) as ws:
         await asyncio.sleep(0.2 + QUIET_S)  # past the handshake timeout: the guard would have cut by now
         assert (await request(ws, "ECHO", {"text": "still here"}))["payload"] == {"text": "still here"}
@@ -176,11 +176,11 @@ async def test_bad_values_fail_at_start(name: str) -> None:
         Server(build_router(), **{name: "not valid!"})
 
 
-async def test_a_second_request_trickled_on_a_keep_alive_socket_is_cut(make_server: Any) -> None:
+async def test_a_second_request_trickled_on_a_keep_alive_socket_is_cut(make_standalone: Any) -> None:
     """Slowloris after a first request: a complete GET /healthz cancels the handshake timer, but
     a second request trickled on the same keep-alive socket is still cut within about
     HANDSHAKE_TIMEOUT_MS (not aiohttp's hour-long keep-alive default)."""
-    server: Server = await make_server(handshake_timeout_ms=500)
+    server: Server = await make_standalone(handshake_timeout_ms=500)
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     try:
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from tests.production.conftest import Heard, request, ws_client
+from tests.support.serving import Served, prefix_of
 from tests.support.waiting import PATIENCE_S, eventually
 
 from wskit import Server
@@ -22,8 +23,10 @@ PAYLOAD = {"text": "x" * 1000}
 FLOOD = 20_000  # ~20 MB: far more than the socket buffers between us and the stalled reader
 
 
-async def _stalled_client(port: int) -> socket.socket:
-    """A raw client that completes the upgrade, subscribes, and then never reads again."""
+async def _stalled_client(server: Served | int) -> socket.socket:
+    """A raw client of ``server`` (or of a port) that completes the upgrade, subscribes, and
+    then never reads again."""
+    port, prefix = (server, "") if isinstance(server, int) else (server.port, prefix_of(server))
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.setblocking(False)
@@ -33,7 +36,7 @@ async def _stalled_client(port: int) -> socket.socket:
     await loop.sock_sendall(
         sock,
         (
-            f"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"GET {prefix}/ HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         ).encode(),
     )
@@ -48,7 +51,7 @@ async def _stalled_client(port: int) -> socket.socket:
     return sock
 
 
-async def _flood(server: Server) -> None:
+async def _flood(server: Served) -> None:
     """Publish FLOOD messages to "all"; the publisher never waits on a socket."""
     for i in range(FLOOD):
         await server.router.publish("all", Heard, PAYLOAD)
@@ -72,11 +75,10 @@ async def test_slow_consumer_is_closed_1013_and_its_queue_stays_bounded(make_ser
     async def record(ctx: Any) -> None:
         closed.append(ctx.close_code)
 
-    stalled = await _stalled_client(server.port)
+    stalled = await _stalled_client(server)
     async with ws_client(server.url, max_size=2**20) as fast:
         await fast.send('{"type":"SAY","payload":{"text":"join"}}')
         await _members(server, 2)
-        assert server.transport is not None
         conns = list(server.runtime.connections)
         peak = 0
 
@@ -111,9 +113,8 @@ async def test_drop_oldest_keeps_the_slow_client_and_counts_drops(make_server: A
     """Policy drop-oldest: the stalled client stays connected, its queue stays bounded and
     every dropped frame is counted."""
     server: Server = await make_server(send_queue_messages=100, send_queue_bytes=10**7, backpressure="drop-oldest")
-    stalled = await _stalled_client(server.port)
+    stalled = await _stalled_client(server)
     await _members(server, 1)
-    assert server.transport is not None
     (conn,) = list(server.runtime.connections)
     await _flood(server)
     assert conn.close_code is None
@@ -125,9 +126,8 @@ async def test_drop_oldest_keeps_the_slow_client_and_counts_drops(make_server: A
 async def test_per_publish_policy_overrides_the_connection_default(make_server: Any) -> None:
     """router.publish(..., overflow="drop-new") keeps a slow client connected under policy close."""
     server: Server = await make_server(send_queue_messages=50, send_queue_bytes=10**7)
-    stalled = await _stalled_client(server.port)
+    stalled = await _stalled_client(server)
     await _members(server, 1)
-    assert server.transport is not None
     (conn,) = list(server.runtime.connections)
     for i in range(FLOOD):
         await server.router.publish("all", Heard, PAYLOAD, overflow="drop-new")
@@ -150,9 +150,8 @@ async def test_router_send_queue_is_the_default_and_settings_win(make_server: An
 
     limits = QueueLimits(max_messages=64, max_bytes=10**6, policy=OverflowPolicy.DROP_NEW)
     default: Server = await make_server(router=build_router(send_queue=limits))
-    stalled = await _stalled_client(default.port)
+    stalled = await _stalled_client(default)
     await _members(default, 1)
-    assert default.transport is not None
     (conn,) = list(default.runtime.connections)
     assert conn.limits == limits
     for i in range(FLOOD // 4):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -13,9 +14,10 @@ import jwt
 import pytest
 from pydantic import BaseModel
 from tests.production.conftest import build_router, request, ws_client
+from tests.support.serving import SERVING, Served, serving
 from websockets.exceptions import ConnectionClosed
 
-from wskit import Context, Router, Server, message
+from wskit import Context, Router, message
 
 SECRET = "b" * 40
 
@@ -44,28 +46,27 @@ def _router() -> Router[Any]:
     return router
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def pair(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Server, Server]]:
-    """Two servers sharing a broker: one where users connect, one that bans (memory: the same)."""
-    if request.param == "memory":
-        server = Server(_router(), port=0, env={}, jwt_secret=SECRET)
-        await server.start()
-        yield server, server
-        await server.stop()
-        return
-    from wskit.pubsub import RedisBroker
+@pytest.fixture(params=[(broker, way) for broker in ("memory", "redis") for way in SERVING], ids=lambda p: "-".join(p))
+async def pair(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Served, Served]]:
+    """Two servers sharing a broker: one where users connect, one that bans (memory: the same);
+    once per way wskit is hosted."""
+    broker, way = request.param
+    async with contextlib.AsyncExitStack() as stack:
+        if broker == "memory":
+            server = await stack.enter_async_context(serving(_router(), way, jwt_secret=SECRET))
+            yield server, server
+            return
+        from wskit.pubsub import RedisBroker
 
-    url = request.getfixturevalue("redis_url")
-    namespace = f"wskit-bans-{uuid.uuid4().hex[:8]}"
-    servers = [
-        Server(_router(), port=0, env={}, jwt_secret=SECRET, broker=RedisBroker(url, namespace=namespace))
-        for _ in range(2)
-    ]
-    for server in servers:
-        await server.start()
-    yield servers[0], servers[1]
-    for server in servers:
-        await server.stop()
+        url = request.getfixturevalue("redis_url")
+        namespace = f"wskit-bans-{uuid.uuid4().hex[:8]}"
+        first, second = [
+            await stack.enter_async_context(
+                serving(_router(), way, jwt_secret=SECRET, broker=RedisBroker(url, namespace=namespace))
+            )
+            for _ in range(2)
+        ]
+        yield first, second
 
 
 async def _closed(ws: Any) -> tuple[int | None, str]:
@@ -76,7 +77,7 @@ async def _closed(ws: Any) -> tuple[int | None, str]:
     return ws.close_code, ws.close_reason
 
 
-async def test_banned_user_cannot_sign_in_by_auth_message(pair: tuple[Server, Server]) -> None:
+async def test_banned_user_cannot_sign_in_by_auth_message(pair: tuple[Served, Served]) -> None:
     """AUTH with a banned user's valid token: RPC_ERROR PERMISSION_DENIED {reason: banned}, then
     close 1008 "banned"; the identity is never assigned. Another user signs in as usual."""
     server, banning = pair
@@ -93,7 +94,7 @@ async def test_banned_user_cannot_sign_in_by_auth_message(pair: tuple[Server, Se
         assert (await request(ws, "ECHO", {"text": "in"}, cid="e"))["type"] == "ECHO_OK"
 
 
-async def test_banned_user_set_by_assign_data_is_closed(pair: tuple[Server, Server]) -> None:
+async def test_banned_user_set_by_assign_data_is_closed(pair: tuple[Served, Served]) -> None:
     """ctx.assign_data(user_id=<banned>) from the application's own login closes the connection
     with 1008 "banned" (checked in the background); other users stay connected."""
     server, banning = pair
@@ -110,7 +111,7 @@ async def test_banned_user_set_by_assign_data_is_closed(pair: tuple[Server, Serv
         assert (await request(ws, "ECHO", {"text": "still"}, cid="e"))["type"] == "ECHO_OK"
 
 
-async def test_unbanned_user_signs_in_again(pair: tuple[Server, Server]) -> None:
+async def test_unbanned_user_signs_in_again(pair: tuple[Served, Served]) -> None:
     """After unban_user the same AUTH succeeds (the check reads the live ban list)."""
     server, banning = pair
     await banning.router.ban_user("mallory")

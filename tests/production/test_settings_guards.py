@@ -16,6 +16,7 @@ import jwt
 import pytest
 from tests.production.conftest import build_router, request, ws_client
 from tests.support.redis_server import free_port
+from tests.support.serving import SERVING, serving
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from wskit import Context, Router, Server, message
@@ -147,10 +148,10 @@ def _self_signed(tmp: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-async def test_tls_serves_wss(make_server: Any, tmp_path: Path) -> None:
+async def test_tls_serves_wss(make_standalone: Any, tmp_path: Path) -> None:
     """TLS_CERT_FILE + TLS_KEY_FILE: the server speaks wss:// with that certificate."""
     cert, key = _self_signed(tmp_path)
-    server: Server = await make_server(tls_cert_file=str(cert), tls_key_file=str(key))
+    server: Server = await make_standalone(tls_cert_file=str(cert), tls_key_file=str(key))
     assert server.url.startswith("wss://")
     context = ssl.create_default_context(cafile=str(cert))
     async with ws_client(server.url, ssl=context) as ws:
@@ -295,16 +296,17 @@ async def test_require_auth_follows_the_servers_leeway(make_server: Any) -> None
             assert json.loads(await ws.recv())["type"] == "SECRET", "10 s past exp is within 60 s"
 
 
-async def test_ws_path_setting_narrows_upgrades() -> None:
+@pytest.mark.parametrize("way", SERVING)
+async def test_ws_path_setting_narrows_upgrades(way: str) -> None:
     """WS_PATH=/ws: upgrades elsewhere get 404; the keyword path= wins over the variable."""
     from tests.production.conftest import http_status
 
-    async with Server(build_router(), port=0, env={"WS_PATH": "/ws"}) as server:
-        assert (await http_status(server.port, "/"))[0] == 404
-        assert (await http_status(server.port, "/ws"))[0] == 101
-    async with Server(build_router(), port=0, path="/live", env={"WS_PATH": "/ws"}) as server:
-        assert (await http_status(server.port, "/ws"))[0] == 404
-        assert (await http_status(server.port, "/live"))[0] == 101
+    async with serving(build_router(), way, env={"WS_PATH": "/ws"}) as server:
+        assert (await http_status(server, "/"))[0] == 404
+        assert (await http_status(server, "/ws"))[0] == 101
+    async with serving(build_router(), way, path="/live", env={"WS_PATH": "/ws"}) as server:
+        assert (await http_status(server, "/ws"))[0] == 404
+        assert (await http_status(server, "/live"))[0] == 101
 
 
 @pytest.mark.parametrize("code", [1001, 1012])

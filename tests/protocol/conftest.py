@@ -7,6 +7,7 @@ sockets to ``asgi_app`` under each ASGI host (:data:`tests.protocol.wire.ASGI_WI
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -39,7 +40,7 @@ def _skip_host_limits(request: pytest.FixtureRequest, wire: str) -> None:
         pytest.skip(why)
 
 
-@pytest.fixture(params=["memory", "socket", *ASGI_WIRES])
+@pytest.fixture(params=["memory", "socket", *ASGI_WIRES, "starlette-testclient"])
 async def wire(request: pytest.FixtureRequest) -> AsyncIterator[Wire]:
     """The transport under test (each test using it runs once per transport)."""
     _skip_host_limits(request, request.param)
@@ -63,6 +64,7 @@ def app() -> App:
 
 @pytest.fixture
 async def endpoint(wire: Wire, app: App) -> Endpoint:
+    app.loop = asyncio.get_running_loop()
     return await wire.serve(app.router)
 
 

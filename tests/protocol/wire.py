@@ -199,6 +199,52 @@ class SocketPeer:
             await self.ws.close(code, reason)
 
 
+class StarletteTestClientPeer:
+    """A session of Starlette's own ``TestClient`` (``client.websocket_connect``), the way a
+    FastAPI or Starlette user tests their app: no socket, the ASGI messages themselves, the
+    app running in the test client's thread and event loop. Its blocking calls run in a
+    worker thread here, so this test's loop goes on meanwhile."""
+
+    transport = "starlette-testclient"
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.closed: Closed | None = None
+
+    async def send_text(self, text: str) -> None:
+        await asyncio.to_thread(self.session.send_text, text)
+
+    async def send_bytes(self, data: bytes) -> None:
+        await asyncio.to_thread(self.session.send_bytes, data)
+
+    async def recv_frame(self, timeout: float = WAIT) -> Frame | Closed:
+        if self.closed is not None:
+            return self.closed
+        session = self.session
+
+        async def next_message() -> Any:
+            # the session's own receive() has no timeout: its queue, read with one
+            import anyio
+
+            with anyio.fail_after(timeout):
+                return await session._send_rx.receive()
+
+        try:
+            message = await asyncio.to_thread(session.portal.call, next_message)
+        except TimeoutError:
+            raise TimeoutError(f"no frame within {timeout} s") from None
+        if message["type"] == "websocket.close":
+            self.closed = Closed(message.get("code", 1000), message.get("reason") or "")
+            return self.closed
+        text = message.get("text")
+        return Frame(text, text=True) if text is not None else Frame(message["bytes"], text=False)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if self.closed is None:
+            self.closed = Closed(code, reason)
+            await asyncio.to_thread(self.session.close, code, reason)
+
+
 async def send_json(peer: Peer, obj: Any) -> None:
     """Send ``obj`` as one text frame of compact JSON."""
     await peer.send_text(json.dumps(obj, separators=(",", ":")))
@@ -353,6 +399,17 @@ class App:
     hang_started: asyncio.Event = field(default_factory=asyncio.Event)
     hang_cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     hang_finished_normally: bool = False
+    #: the tests' event loop (set by the ``endpoint`` fixture): the Starlette TestClient wire
+    #: runs the server in a thread of its own, which must wake the tests' waits through it
+    loop: asyncio.AbstractEventLoop | None = None
+
+    def wake(self, event: asyncio.Event) -> None:
+        """``event.set()`` from the server's side, whichever thread and loop that is."""
+        loop = self.loop
+        if loop is None or _running_loop() is loop:
+            event.set()
+        else:
+            loop.call_soon_threadsafe(event.set)
 
     async def wait_closes(self, count: int) -> list[int | None]:
         """Wait (bounded) until ``on_close`` ran ``count`` times; the codes it saw."""
@@ -361,6 +418,13 @@ class App:
                 self.closed.clear()
                 await self.closed.wait()
         return self.closes
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 async def _answer_error(ctx: Context[ErrSpec]) -> None:
@@ -472,11 +536,11 @@ def build_app() -> App:
 
     @router.rpc(HangRpc)
     async def hang(ctx: Context[Empty]) -> None:
-        app.hang_started.set()
+        app.wake(app.hang_started)
         try:
             await asyncio.sleep(30)
         except asyncio.CancelledError:
-            app.hang_cancelled.set()
+            app.wake(app.hang_cancelled)
             raise
         app.hang_finished_normally = True
         await ctx.reply({})
@@ -492,7 +556,7 @@ def build_app() -> App:
     @router.on_close
     def record_close(ctx: Context[Any]) -> None:
         app.closes.append(ctx.close_code)
-        app.closed.set()
+        app.wake(app.closed)
 
     return app
 
@@ -511,12 +575,16 @@ class Endpoint:
         self.server: Server | None = None
         #: where peers connect (the real sockets' wires)
         self.url = ""
+        #: Starlette's TestClient around the app (that wire only)
+        self.test_client: Any = None
 
     async def start(self) -> None:
         if self.transport == "socket":
             self.server = await self.stack.enter_async_context(
                 Server(self.router, host="127.0.0.1", port=0, **self.options)
             )
+        elif self.transport == "starlette-testclient":
+            self.test_client = await _start_test_client(self.router, self.stack, self.options)
         elif self.transport in ASGI_WIRES:
             self.url, port = await _start_asgi(self.transport, self.router, self.stack, self.options)
             if self.transport != "fastapi-mount":
@@ -532,6 +600,12 @@ class Endpoint:
             memory_peer = MemoryPeer(client)
             self.stack.push_async_callback(_quiet_close, memory_peer)
             return memory_peer
+        if self.transport == "starlette-testclient":
+            session = self.test_client.websocket_connect("/" + query)
+            await asyncio.to_thread(session.__enter__)
+            test_client_peer = StarletteTestClientPeer(session)
+            self.stack.push_async_callback(_leave, test_client_peer)
+            return test_client_peer
         url = self.server.url if self.server is not None else self.url
         ws = await connect(url + query, open_timeout=WAIT, close_timeout=WAIT, max_size=None)
         socket_peer = SocketPeer(ws)
@@ -576,6 +650,25 @@ async def _start_asgi(
         )
     host = await stack.enter_async_context(running(app, transport))
     return host.url(path), host.port
+
+
+async def _start_test_client(router: Router[Any], stack: contextlib.AsyncExitStack, options: Any) -> Any:
+    """Starlette's ``TestClient`` around :func:`asgi_app`, entered (lifespan started in the
+    test client's own thread); left when the test ends."""
+    from starlette.testclient import TestClient as StarletteTestClient
+
+    client = StarletteTestClient(asgi_app(router, **options))
+    await asyncio.to_thread(client.__enter__)
+    stack.push_async_callback(asyncio.to_thread, client.__exit__, None, None, None)
+    return client
+
+
+async def _leave(peer: StarletteTestClientPeer) -> None:
+    """End a test client session: its close (unless sent), then wait for the app to return."""
+    with contextlib.suppress(Exception):
+        await peer.close()
+    with contextlib.suppress(Exception):
+        await asyncio.to_thread(peer.session.exit_stack.close)
 
 
 async def _quiet_close(peer: Peer) -> None:

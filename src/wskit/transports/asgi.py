@@ -54,7 +54,7 @@ class AsgiSocket:
     until it is done, so order is kept and at most one send is in flight.
     """
 
-    __slots__ = ("_pending", "_send", "closed_by_us", "disconnect_code", "disconnected")
+    __slots__ = ("_pending", "_send", "abandoned", "closed_by_us", "disconnect_code", "disconnected", "reader")
 
     def __init__(self, send: Send) -> None:
         self._send = send
@@ -64,6 +64,10 @@ class AsgiSocket:
         #: the host reported ``websocket.disconnect`` (sending is over), and its code
         self.disconnected = False
         self.disconnect_code: int | None = None
+        #: the task reading this socket now (what a close that cannot finish stops)
+        self.reader: asyncio.Task[Any] | None = None
+        #: this side closed: reading is over
+        self.abandoned = False
 
     def send_frame(self, data: bytes) -> Awaitable[None] | None:
         if self.closed_by_us or self.disconnected:
@@ -92,6 +96,17 @@ class AsgiSocket:
             raise ConnectionResetError("WebSocket is closed") from exc
 
     async def close(self, code: int, reason: str) -> None:
+        """Send ``websocket.close``, then stop reading: the connection is over for this side.
+
+        What the peer sends after our close is not read (RFC 6455: nothing after a close
+        frame is data), and the host finishes the closing handshake on its own once the app
+        returns (uvicorn keeps the socket for its close timeout; hypercorn alike), so the
+        session ends now with its own close code instead of waiting for a
+        ``websocket.disconnect`` some hosts never send (Starlette's ``TestClient``). A peer
+        that stopped reading holds the host's sends back (uvicorn and hypercorn wait on their
+        flow control before every message, a close included): the close waits for that at
+        most ``CLOSE_WAIT_S`` twice, and reading stops all the same.
+        """
         if self.closed_by_us or self.disconnected:
             return
         self.closed_by_us = True
@@ -101,9 +116,24 @@ class AsgiSocket:
             await asyncio.wait([pending], timeout=CLOSE_WAIT_S)
         message = {"type": "websocket.close", "code": code, "reason": clip_close_reason(reason).decode()}
         try:
-            await self._send(message)
+            async with asyncio.timeout(CLOSE_WAIT_S):
+                await self._send(message)
+        except TimeoutError:
+            pass  # the host still holds it: the peer reads nothing any more
         except (OSError, RuntimeError):  # already gone: the host's disconnect says how
             self.disconnected = True
+            return
+        self.abandon()
+
+    def abandon(self) -> None:
+        """Stop reading a socket this side closed: the reading task, blocked in ``receive``,
+        is cancelled (:meth:`AsgiSession.read` takes that as the end of the connection); when
+        the reading task is the caller, it sees :attr:`abandoned` before its next
+        ``receive``."""
+        self.abandoned = True
+        reader = self.reader
+        if reader is not None and not reader.done() and reader is not asyncio.current_task():
+            reader.cancel()
 
 
 async def _awaited(awaitable: Awaitable[None]) -> None:
@@ -126,8 +156,15 @@ class AsgiSession(Session):
         conn = self.conn
         sock = conn.socket
         assert isinstance(sock, AsgiSocket)
+        task = sock.reader = asyncio.current_task()
         try:
             return await self._read(sock)
+        except asyncio.CancelledError:
+            if not sock.abandoned or task is None:
+                raise
+            task.uncancel()  # our own close ended the reading (AsgiSocket.abandon)
+            await self.finish(None, "")
+            return False
         except OSError as exc:  # the host says the peer is gone: its doing, no traceback
             log.debug("client %s: connection lost while reading: %r", conn.client_id, exc)
         except Exception:
@@ -141,7 +178,7 @@ class AsgiSession(Session):
         dispatch = self.runtime.dispatcher.receive
         code: int | None = None
         reason = ""
-        while True:
+        while not sock.abandoned:
             message = await receive()
             kind = message["type"]
             if kind == "websocket.receive":
