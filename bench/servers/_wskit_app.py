@@ -1,4 +1,11 @@
-"""The bench messages as a wskit router, for pydantic or msgspec payload classes.
+"""The bench messages as a wskit router, for pydantic or msgspec payload classes, written
+two ways:
+
+- ``default``: as a user writes it (the docs' style): handlers that ``reply``/``send``
+  dicts, every connection subscribed to a topic on open, ``serve()`` with its default
+  settings (heartbeat on, connection cap and handshake timeout at their defaults);
+- ``tuned``: the bench's own fast path: handlers that pass the payload instance back, no
+  topic on open, heartbeat, connection cap and handshake guard off.
 
 Besides the messages, the server answers ``GET /bench/stats`` with how many ``PUB`` it
 handled and how many times a ``TICK`` frame was serialised, so the suite can check
@@ -18,7 +25,7 @@ from wskit import Context, Router, message, rpc, serve
 __all__ = ["run"]
 
 
-def build(text: type, topic: type, tick: type) -> tuple[Router[Any], dict[str, int]]:
+def build(text: type, topic: type, tick: type, *, style: str = "tuned") -> tuple[Router[Any], dict[str, int]]:
     """The router and its counters (``publishes``, ``tick_encodes``)."""
     echo = rpc("ECHO", text, "ECHO_OK", text)
     ping = message("PING", text)
@@ -28,6 +35,33 @@ def build(text: type, topic: type, tick: type) -> tuple[Router[Any], dict[str, i
     tick_msg = message("TICK", tick)
     counts = {"publishes": 0, "tick_encodes": 0}
     router: Router[Any] = Router()
+
+    if style == "default":
+
+        @router.on_open
+        async def join_lobby(ctx: Context[Any]) -> None:
+            await ctx.subscribe("lobby")
+
+        @router.rpc(echo)
+        async def on_echo_dict(ctx: Context[Any]) -> None:
+            await ctx.reply({"text": ctx.payload.text})
+
+        @router.on(ping)
+        async def on_ping_dict(ctx: Context[Any]) -> None:
+            await ctx.send(pong, {"text": ctx.payload.text})
+
+        @router.rpc(sub)
+        async def on_sub_dict(ctx: Context[Any]) -> None:
+            await ctx.subscribe(ctx.payload.topic)
+            await ctx.reply({"topic": ctx.payload.topic})
+
+        @router.on(pub)
+        async def on_pub_dict(ctx: Context[Any]) -> None:
+            counts["publishes"] += 1
+            p = ctx.payload
+            await ctx.publish(p.topic, tick_msg, {"topic": p.topic, "seq": p.seq, "t": p.t})
+
+        return router, counts
 
     @router.rpc(echo)
     async def on_echo(ctx: Context[Any]) -> None:
@@ -50,22 +84,24 @@ def build(text: type, topic: type, tick: type) -> tuple[Router[Any], dict[str, i
     return router, counts
 
 
-def run(text: type, topic: type, tick: type) -> None:
-    """Serve the bench router on ``--port`` with the production guards out of the way."""
+def run(text: type, topic: type, tick: type, *, style: str = "tuned") -> None:
+    """Serve the bench router on ``--port``: with ``serve()``'s defaults (``default``), or
+    with the production guards out of the way (``tuned``)."""
     raise_fd_limit()
-    router, counts = build(text, topic, tick)
+    router, counts = build(text, topic, tick, style=style)
 
     async def stats(_request: web.Request) -> web.Response:
         counts["tick_encodes"] = router.runtime.codec.encodes["TICK"]
         return web.Response(body=orjson.dumps(counts), content_type="application/json")
 
+    guards_off: dict[str, Any] = {}
+    if style == "tuned":
+        guards_off = {"ping_interval": 0, "max_connections": 0, "handshake_timeout_ms": 0}
     serve(
         router,
         host=HOST,
         port=parse_port(),
-        ping_interval=0,
-        max_connections=0,
-        handshake_timeout_ms=0,
         log_level="WARNING",
         http_routes={"/bench/stats": stats},
+        **guards_off,
     )

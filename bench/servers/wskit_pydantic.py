@@ -1,4 +1,5 @@
-"""wskit with pydantic models (the default backend), serve() on uvloop."""
+"""wskit with pydantic models, the bench's tuned path (payload instances passed back, guards off),
+serve() on uvloop; ``wskit_default.py`` is the same models as a user writes them."""
 
 from __future__ import annotations
 

@@ -335,7 +335,6 @@ def _serve_one(router: Router[Any], options: Mapping[str, Any], *, reuse_port: b
 
     async def main() -> None:
         server = Server(router, reuse_port=reuse_port, owns_process=True, **options)
-        await server.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         signals = 0
@@ -349,8 +348,11 @@ def _serve_one(router: Router[Any], options: Mapping[str, Any], *, reuse_port: b
                 log.warning("second signal: closing every connection now")
                 forced.append(asyncio.ensure_future(server.stop()))
 
+        # before the port opens: a stop request that comes as soon as clients can connect
+        # (a supervisor, a test) must find the handler, not the default that kills (-15)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
+        await server.start()
         await stop.wait()
         log.info("wskit: shutting down (grace %d ms)", server.settings.shutdown_grace_ms)
         await server.shutdown()

@@ -59,7 +59,10 @@ async def test_uvicorn_proxy_headers_decide_the_client_address(proxy_headers: bo
     TRUSTED_PROXIES decides (here unset: one cap for both)."""
     app = asgi_app(build_router(), env={"MAX_CONNECTIONS_PER_IP": "1"})
     options: dict[str, Any] = {"proxy_headers": proxy_headers}
-    async with running(app, UVICORN, **options) as host:
-        async with connect(host.url(), additional_headers={"X-Forwarded-For": "203.0.113.5"}, open_timeout=5):
-            status, _ = await http_status(host.port, headers={"X-Forwarded-For": "203.0.113.6"})
+    forwarded = {"X-Forwarded-For": "203.0.113.5"}
+    async with (
+        running(app, UVICORN, **options) as host,
+        connect(host.url(), additional_headers=forwarded, open_timeout=5),
+    ):
+        status, _ = await http_status(host.port, headers={"X-Forwarded-For": "203.0.113.6"})
     assert status == (101 if proxy_headers else 429)

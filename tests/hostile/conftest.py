@@ -8,5 +8,6 @@ latency, log lines per bad request.
 
 from __future__ import annotations
 
-# shared with the production-guard tests: a tiny app, a server factory, raw HTTP helpers
-from tests.production.conftest import make_server  # noqa: F401
+# shared with the production-guard tests: a tiny app, the server factories (every host, and
+# serve()'s own for what is the aiohttp host's: frames, pings), raw HTTP helpers
+from tests.production.conftest import make_server, make_standalone  # noqa: F401

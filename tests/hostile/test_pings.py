@@ -19,10 +19,10 @@ from wskit import Context, Server, message
 WAIT = 5.0
 
 
-async def test_peer_answering_pings_stays_and_silent_peer_is_closed_1011(make_server: Any, tick: float) -> None:
+async def test_peer_answering_pings_stays_and_silent_peer_is_closed_1011(make_standalone: Any, tick: float) -> None:
     """With ping_interval=tick: an autoping client is still open after 8 intervals; a client that
     never answers is closed 1011 with a reason naming the ping timeout."""
-    server: Server = await make_server(ping_interval=tick)
+    server: Server = await make_standalone(ping_interval=tick)
     async with aiohttp.ClientSession() as session, session.ws_connect(server.url, autoping=True) as alive:
         # aiohttp's client answers pings while something reads
         reading = asyncio.ensure_future(alive.receive())
@@ -45,9 +45,9 @@ async def test_peer_answering_pings_stays_and_silent_peer_is_closed_1011(make_se
         assert server.watchdog.closed["ping"] == 1
 
 
-async def test_ping_from_the_peer_is_answered_with_its_payload(make_server: Any) -> None:
+async def test_ping_from_the_peer_is_answered_with_its_payload(make_standalone: Any) -> None:
     """A client's ping gets a pong carrying the same payload (autoping is ours now)."""
-    server: Server = await make_server(ping_interval=0)
+    server: Server = await make_standalone(ping_interval=0)
     async with aiohttp.ClientSession() as session, session.ws_connect(server.url, autoping=False) as ws:
         await ws.ping(b"are you there")
         msg = await ws.receive(timeout=WAIT)
@@ -62,7 +62,7 @@ class Nap(BaseModel):
 NapMsg = message("NAP", Nap)
 
 
-async def test_busy_connection_that_answers_pings_is_not_closed(make_server: Any, tick: float) -> None:
+async def test_busy_connection_that_answers_pings_is_not_closed(make_standalone: Any, tick: float) -> None:
     """A handler that keeps the read loop busy for 10 ping intervals does not get its connection
     closed: the pongs' bytes count even while nothing reads the frames they came in."""
     router = build_router()
@@ -72,7 +72,7 @@ async def test_busy_connection_that_answers_pings_is_not_closed(make_server: Any
         await asyncio.sleep(ctx.payload.ms / 1000)
         await ctx.send(NapMsg, ctx.payload)
 
-    server: Server = await make_server(router=router, ping_interval=tick)
+    server: Server = await make_standalone(router=router, ping_interval=tick)
     async with aiohttp.ClientSession() as session, session.ws_connect(server.url, autoping=True) as ws:
         await ws.send_json({"type": "NAP", "payload": {"ms": int(10 * tick * 1000)}})
         msg = await ws.receive(timeout=WAIT)  # answers pings while it waits

@@ -104,8 +104,8 @@ class Raw:
 
 
 @pytest.fixture
-async def server(make_server: Any) -> Server:
-    built: Server = await make_server(ping_interval=0)
+async def server(make_standalone: Any) -> Server:
+    built: Server = await make_standalone(ping_interval=0)
     return built
 
 
@@ -251,11 +251,11 @@ async def _slow_authenticate(request: Any) -> dict[str, Any]:
     return {"user_id": "u"}
 
 
-async def test_unmasked_frame_sent_while_the_upgrade_is_admitted_closes_1002(make_server: Any) -> None:
+async def test_unmasked_frame_sent_while_the_upgrade_is_admitted_closes_1002(make_standalone: Any) -> None:
     """A frame sent after the upgrade request but while an async authenticate runs (before the
     101) reached aiohttp's parser ahead of the mask check and was served; now it fails the
     connection with 1002 like any unmasked frame."""
-    server: Server = await make_server(ping_interval=0, authenticate=_slow_authenticate)
+    server: Server = await make_standalone(ping_interval=0, authenticate=_slow_authenticate)
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(_request(server.port))
     await writer.drain()
@@ -269,10 +269,10 @@ async def test_unmasked_frame_sent_while_the_upgrade_is_admitted_closes_1002(mak
     ws.close()
 
 
-async def test_a_masked_frame_split_across_the_101_is_served(make_server: Any) -> None:
+async def test_a_masked_frame_split_across_the_101_is_served(make_standalone: Any) -> None:
     """Half a masked frame before the 101 and the rest after it: one ECHO_OK (the mask check
     used to start in the middle of the frame and close 1002)."""
-    server: Server = await make_server(ping_interval=0, authenticate=_slow_authenticate)
+    server: Server = await make_standalone(ping_interval=0, authenticate=_slow_authenticate)
     frame = _frame(0x1, ECHO)
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(_request(server.port) + frame[:5])

@@ -110,6 +110,39 @@ def test_a_second_signal_as_the_process_exits_does_not_kill_it(gap_ms: int) -> N
         reap(proc)
 
 
+def test_a_signal_while_the_server_starts_stops_it_cleanly() -> None:
+    """SIGTERM while serve() is still starting (its broker connecting, the port not yet open):
+    the stop request is taken (exit 0), not left to the default handler (killed, -15)."""
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio, sys\n"
+        "from wskit import Router, serve\n"
+        "from wskit.pubsub import MemoryBroker\n"
+        "class SlowStart(MemoryBroker):\n"
+        "    async def start(self, listener):\n"
+        "        print('starting', flush=True)\n"
+        "        await asyncio.sleep(1.0)\n"
+        "        await super().start(listener)\n"
+        "serve(Router(), host='127.0.0.1', port=0, shutdown_grace_ms=0, broker=SlowStart())\n"
+        "print('returned', flush=True)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "starting"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, f"exit {proc.returncode}"
+        assert "returned" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def test_serve_gives_the_callers_ctrl_c_back_when_it_returns() -> None:
     """After serve() returns (SIGTERM, clean shutdown), Ctrl-C raises KeyboardInterrupt again in
     the code that called it; only a default SIGTERM stays ignored (a stopped server)."""

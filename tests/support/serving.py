@@ -53,7 +53,8 @@ class Served(Protocol):
     def connection_count(self) -> int: ...
     @property
     def settings(self) -> Settings: ...
-    async def shutdown(self) -> None: ...
+    async def shutdown(self, *, grace_ms: int | None = None) -> None: ...
+    async def stop(self) -> None: ...
 
 
 class AsgiServed:
@@ -87,9 +88,13 @@ class AsgiServed:
     def settings(self) -> Settings:
         return self.app.settings
 
-    async def shutdown(self) -> None:
+    async def shutdown(self, *, grace_ms: int | None = None) -> None:
         """What a host's lifespan shutdown does: notice, drain, close with the configured code."""
-        await self.app.shutdown()
+        await self.app.shutdown(grace_ms=grace_ms)
+
+    async def stop(self) -> None:
+        """Stop at once (no grace): what ``Server.stop()`` does."""
+        await self.app.shutdown(grace_ms=0)
 
 
 def prefix_of(server: object) -> str:

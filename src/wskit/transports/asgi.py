@@ -12,12 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable
 from types import CoroutineType
 from typing import Any
-from urllib.parse import parse_qsl
-
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from wskit.admission import Refusal
 from wskit.connection import Connection
@@ -26,14 +23,20 @@ from wskit.lifecycle import Session, answer_to_close
 from wskit.protocol import dumps, frame, type_prefix
 from wskit.runtime import SHUTDOWN_TYPE, Runtime
 from wskit.stepping import step
-from wskit.transports.base import HandshakeRequest, chosen_subprotocol
+from wskit.transports.asgi_upgrade import Message, Receive, Scope, Send, handshake_request, refuse
+from wskit.transports.base import chosen_subprotocol
 
-__all__ = ["AsgiSession", "AsgiSocket", "Receive", "Scope", "Send", "handshake_request", "refuse", "serve_websocket"]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+__all__ = [
+    "AsgiSession",
+    "AsgiSocket",
+    "Message",
+    "Receive",
+    "Scope",
+    "Send",
+    "handshake_request",
+    "refuse",
+    "serve_websocket",
+]
 
 log = logging.getLogger("wskit.asgi")
 
@@ -234,44 +237,6 @@ def _too_big(data: str | bytes, limit: int) -> bool:
     if isinstance(data, bytes) or len(data) > limit:
         return True
     return len(data.encode()) > limit
-
-
-def _cookies(header: str | None) -> dict[str, str]:
-    cookies: dict[str, str] = {}
-    for part in (header or "").split(";"):
-        name, eq, value = part.partition("=")
-        if eq and name.strip():
-            cookies.setdefault(name.strip(), value.strip().strip('"'))
-    return cookies
-
-
-def handshake_request(scope: Scope, path: str, runtime: Runtime) -> HandshakeRequest:
-    """The runtime-neutral view of a WebSocket scope (``path`` relative to ``root_path``)."""
-    headers = CIMultiDictProxy(CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]))
-    query = scope.get("query_string", b"").decode("latin-1")
-    client = scope.get("client")
-    return HandshakeRequest(
-        path=path,
-        headers=headers,
-        # the first value of each name, as aiohttp's view of the query gives it
-        query_params={name: value for name, value in reversed(parse_qsl(query, keep_blank_values=True))},
-        cookies=_cookies(headers.get("cookie")),
-        client_ip=runtime.admission.resolve_ip(client[0] if client else None, headers),
-        subprotocols=tuple(scope.get("subprotocols") or ()),
-    )
-
-
-async def refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
-    """Answer a refused upgrade: its HTTP status where the host has the
-    ``websocket.http.response`` extension, else a close before accept (the host answers 403)."""
-    if "websocket.http.response" not in (scope.get("extensions") or {}):
-        await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION, "reason": ""})
-        return
-    body = refusal.text.encode()
-    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
-    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in refusal.headers.items()]
-    await send({"type": "websocket.http.response.start", "status": refusal.status, "headers": headers})
-    await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
 
 
 async def serve_websocket(runtime: Runtime, scope: Scope, receive: Receive, send: Send, path: str) -> None:
