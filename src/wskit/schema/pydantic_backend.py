@@ -234,17 +234,19 @@ def _has_constant_slow(data: bytes | str) -> bool:
 
 
 class _Decoder:
-    __slots__ = ("_adapter", "_bare", "_known", "_skip")
+    __slots__ = ("_bare", "_known", "_skip", "_validate_json")
 
     def __init__(self, adapter: TypeAdapter[Any], known: frozenset[str], bare: frozenset[str], *, tagged: bool) -> None:
-        self._adapter = adapter
+        # pydantic-core's own entry point: TypeAdapter.validate_json wraps it in ~0.3 us of
+        # Python per call (measured: 0.72 -> 0.42 us for a one-field payload)
+        self._validate_json = adapter.validator.validate_json
         self._known = known
         self._bare = bare  # types without payload: an empty {} payload decodes to None
         self._skip = 1 if tagged else 0  # a union's error locations start with the tag
 
     def decode(self, data: bytes | str) -> Inbound:
         try:
-            env = self._adapter.validate_json(data)
+            env = self._validate_json(data)
         except ValidationError as error:
             issues = partial(_issues, error, skip=self._skip)
             raise classify_failure(data, self._known, issues, issue_count=error.error_count) from None
@@ -303,6 +305,10 @@ class PydanticValidator:
         with _compiling(classes):
             strict: TypeAdapter[Any] = TypeAdapter(strict_type)
         type_name = schema.type
+        # pydantic-core's serializer and validator themselves: TypeAdapter.dump_json and
+        # validate_python add ~0.4 and ~0.2 us of Python per call around them (measured)
+        to_json_core = adapter.serializer.to_json
+        validate_strict = strict.validator.validate_python
         # a TypedDict's instances are dicts (and isinstance() refuses TypedDict classes)
         instance_type: type = dict if hasattr(model, "__required_keys__") else model
         # instances pydantic built were validated then; only a stdlib dataclass never was
@@ -310,18 +316,18 @@ class PydanticValidator:
 
         def encode(value: Any) -> bytes:
             if not validate:
-                return adapter.dump_json(value) if isinstance(value, instance_type) else to_json(value)
+                return to_json_core(value) if isinstance(value, instance_type) else to_json(value)
             try:
                 if isinstance(value, instance_type) and trusted:
                     try:
                         # the serializer re-checks every field's type at no extra cost;
                         # model_construct() or assignment can still have slipped in a bad value
-                        return adapter.dump_json(value, warnings="error")
+                        return to_json_core(value, warnings="error")
                     except PydanticSerializationError:
                         value = _plain(value)
                 elif not isinstance(value, dict):
                     value = _plain(value)
-                return adapter.dump_json(strict.validate_python(value))
+                return to_json_core(validate_strict(value))
             except ValidationError as error:
                 raise OutboundValidationError(type_name, _issues(error, skip=0)) from None
 
