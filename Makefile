@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit contract install system-deps bench mutation clean
+.PHONY: run test lint typecheck unit contract install system-deps bun bench mutation clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "wskit needs Python >= 3.11 (set PYTHON=...)"; exit 1; }
@@ -32,7 +32,11 @@ typecheck: $(STAMP)
 system-deps:
 	@bash scripts/system-deps.sh
 
-unit: $(STAMP) system-deps
+## bun: Bun from npm, which the native load generator (bench/loadgen_bun.ts) and its test run on
+bun:
+	@bash bench/setup_peers.sh --bun-only
+
+unit: $(STAMP) system-deps bun
 	$(PY) -m pytest
 
 ## contract: the shared API.md example served by serve(), checked over a real socket

@@ -312,8 +312,18 @@ class Server:
         return None
 
 
-def run_loadgen(args: list[str], cpu: int | None, timeout: float) -> dict[str, Any]:
-    cmd = [sys.executable, str(HERE / "loadgen.py"), *args, "--deadline", str(timeout - 5)]
+#: the scenarios the native load generator (``loadgen_bun.ts``) runs; the rest stay Python's
+BUN_SCENARIOS = ("echo", "pipelined")
+
+
+def run_loadgen(args: list[str], cpu: int | None, timeout: float, *, native: bool = False) -> dict[str, Any]:
+    """One sample from the Python load generator, or from Bun's when ``native`` (and the
+    scenario is one it has, over the WS-Kit dialect)."""
+    scenario = args[args.index("--scenario") + 1] if "--scenario" in args else ""
+    if native and scenario in BUN_SCENARIOS and "--protocol" not in args:
+        cmd = [str(BUN), str(HERE / "loadgen_bun.ts"), *args, "--deadline", str(timeout - 5)]
+    else:
+        cmd = [sys.executable, str(HERE / "loadgen.py"), *args, "--deadline", str(timeout - 5)]
     try:
         proc = subprocess.run(
             cmd, capture_output=True, text=True, timeout=timeout, preexec_fn=pinner(cpu), cwd=ROOT, check=False
@@ -354,6 +364,8 @@ class Options:
     retries: int
     server_cpu: int | None
     loadgen_cpu: int | None
+    #: echo and pipelined from Bun's native client (``--loadgen bun``)
+    native_loadgen: bool = False
 
 
 Samples = dict[str, dict[str, list[dict[str, Any]]]]  # scenario -> peer -> samples
@@ -369,7 +381,7 @@ def sample(opts: Options, scenario: Scenario, server: Server | None) -> dict[str
     before = server.stats() if server is not None else None
     result: dict[str, Any] = {}
     for attempt in range(opts.retries + 1):
-        result = run_loadgen(args, opts.loadgen_cpu, timeout)
+        result = run_loadgen(args, opts.loadgen_cpu, timeout, native=opts.native_loadgen)
         result["attempts"] = attempt + 1
         if "error" in result or result.get("steal", 0.0) <= opts.max_steal:
             break
@@ -589,7 +601,13 @@ def report(
         f"- Date: {now}; took {time.monotonic() - started:.0f} s",
         f"- Command: `{command}`",
         *machine_facts(),
-        f"- Pinning: servers on CPU {opts.server_cpu}, load generator (`bench/loadgen.py`, picows on uvloop) on CPU "
+        f"- Pinning: servers on CPU {opts.server_cpu}, load generator ("
+        + (
+            "`bench/loadgen_bun.ts`, Bun's native client, for echo and pipelined; `bench/loadgen.py` for the rest"
+            if opts.native_loadgen
+            else "`bench/loadgen.py`, picows on uvloop"
+        )
+        + f") on CPU "
         f"{opts.loadgen_cpu}; every figure is the median of {opts.repeats} sample(s), the servers interleaved inside "
         f"each repeat; a sample with hypervisor steal above {opts.max_steal:.0%} is run again (at most "
         f"{opts.retries} times).",
@@ -615,6 +633,26 @@ def report(
             cells = [fmt(ratio(summary, s, current, peer), ".2f") + "x" for s in head[1:]]
             rows.append([f"{PEERS[current].label} vs itself at {rev}", *cells])
     out.append(table(head, rows))
+    out += ["", "## Load generator headroom", ""]
+    out.append(
+        "The busiest the load generator's core got in each scenario (median sample), and for which server: "
+        "below ~90%, the client was not what set the pace."
+    )
+    out.append("")
+    headroom = []
+    for scenario in opts.scenarios:
+        if scenario.wskit_only or not scenario.higher_is_better:
+            continue
+        shares = {
+            peer: summary[scenario.name][peer].get("loadgen_cpu")
+            for peer in peers
+            if summary[scenario.name].get(peer, {}).get("loadgen_cpu") is not None
+        }
+        if shares:
+            busiest = max(shares, key=lambda p: shares[p] or 0.0)
+            share = shares[busiest] or 0.0
+            headroom.append([scenario.name, f"{share:.0%}", PEERS[busiest].label])
+    out.append(table(["scenario", "load generator CPU, at most", "while serving"], headroom))
     out += ["", "## Targets", ""]
     out.append(table(["target", "measured", "verdict"], [[t.text, t.shown, f"**{t.verdict}**"] for t in checks]))
     for scenario in opts.scenarios:
@@ -745,6 +783,13 @@ def main() -> int:
     parser.add_argument("--output-dir", type=Path, default=HERE / "results")
     parser.add_argument("--no-pin", action="store_true", help="leave CPU affinity alone")
     parser.add_argument(
+        "--loadgen",
+        choices=("python", "bun"),
+        default="python",
+        help="load generator of echo and pipelined: bench/loadgen.py (picows), or bench/loadgen_bun.ts (Bun's "
+        "native client, which outruns every server here; needs bench/setup_peers.sh)",
+    )
+    parser.add_argument(
         "--baseline",
         metavar="REV",
         help="also run the wskit peers of git revision REV (e.g. the commit before a redesign), in the same run",
@@ -784,7 +829,10 @@ def main() -> int:
         retries=args.retries if args.retries is not None else (0 if args.smoke else 2),
         server_cpu=cpus[0] if pin else None,
         loadgen_cpu=cpus[1] if pin else None,
+        native_loadgen=args.loadgen == "bun",
     )
+    if opts.native_loadgen and not BUN.exists():
+        parser.error("--loadgen bun needs Bun: run bash bench/setup_peers.sh")
     if pin:
         os.sched_setaffinity(0, {cpus[1]})
     logdir = Path(tempfile.mkdtemp(prefix="wskit-suite-"))

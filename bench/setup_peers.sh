@@ -4,6 +4,7 @@
 #   - Bun and WS-Kit 0.10 from the npm registry into bench/.scratch/ (git-ignored). The npm `bun`
 #     package carries the Linux binary as an optional dependency, so nothing else is downloaded.
 # Idempotent: a peer already installed at the pinned version is left alone.
+# `--bun-only`: Bun alone (what `make test` needs for the native load generator's test).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -16,6 +17,21 @@ WSKIT_ZOD=0.10.2
 WSKIT_BUN=0.10.1
 WSKIT_MEMORY=0.10.1
 ZOD_VERSION=4.1.13
+
+if [ "${1:-}" = "--bun-only" ]; then
+    if [ -x "$SCRATCH/node_modules/.bin/bun" ]; then
+        exit 0
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "setup_peers: npm not found: Bun cannot be installed" >&2
+        exit 0
+    fi
+    mkdir -p "$SCRATCH"
+    [ -f "$SCRATCH/package.json" ] || echo '{"name":"wskit-bench-scratch","private":true}' > "$SCRATCH/package.json"
+    echo "setup_peers: npm install bun@$BUN_VERSION (into $SCRATCH)"
+    npm install --prefix "$SCRATCH" --no-audit --no-fund --loglevel=error "bun@$BUN_VERSION"
+    exit 0
+fi
 
 missing=()
 for spec in "socketio:python-socketio>=5.11" "uvicorn:uvicorn>=0.30" "starlette:starlette>=0.37" \
