@@ -40,9 +40,15 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "servers"))
+from _common import raise_fd_limit  # bench/servers: shared with the servers
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 HOST = "127.0.0.1"
+#: connections per loopback source address (an explicit bind draws from half of the ~28,000
+#: ephemeral ports of one)
+PER_SOURCE = 12_000
 HERE = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 _T_FIELD = re.compile(rb'"t":(\d+)')
@@ -266,12 +272,21 @@ async def open_conns(
     gate = asyncio.Semaphore(concurrency)
     url = f"ws://{HOST}:{port}{dialect.path}"
 
-    async def one() -> Conn:
+    async def one(i: int) -> Conn:
+        # one source address holds ~28,000 connections to one port (the ephemeral port range):
+        # past PER_SOURCE, the next loopback addresses (127.0.0.2, ...) are the sources (an
+        # explicit bind draws from half the range: PER_SOURCE each)
+        extra = i // PER_SOURCE
+        source = {"local_addr": (f"127.0.0.{1 + extra}", 0)} if extra else {}
         async with gate:
             for attempt in range(3):
                 try:
                     _t, conn = await ws_connect(
-                        lambda: Conn(dialect, handler), url, websocket_handshake_timeout=10, read_buffer_init_size=4096
+                        lambda: Conn(dialect, handler),
+                        url,
+                        websocket_handshake_timeout=10,
+                        read_buffer_init_size=4096,
+                        **source,
                     )
                     async with asyncio.timeout(10):
                         await conn.ready
@@ -282,7 +297,7 @@ async def open_conns(
                     await asyncio.sleep(0.2)
             raise AssertionError("unreachable")
 
-    return list(await asyncio.gather(*(one() for _ in range(count))))
+    return list(await asyncio.gather(*(one(i) for i in range(count))))
 
 
 async def close_conns(conns: list[Conn]) -> None:
@@ -533,8 +548,7 @@ def main() -> int:
     parser.add_argument("--warmup-messages", type=int, default=500, help="redis: unmeasured first publishes")
     parser.add_argument("--deadline", type=float, default=300.0, help="hard bound of the whole run, seconds")
     args = parser.parse_args()
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_fd_limit()
     import uvloop
 
     try:

@@ -40,6 +40,9 @@ from typing import Any
 
 import orjson
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "servers"))
+from _common import raise_fd_limit  # bench/servers: shared with the servers
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SERVERS = HERE / "servers"
@@ -163,6 +166,9 @@ class Scenario:
     latency: bool = True
     higher_is_better: bool = True
     wskit_only: bool = False
+    #: measured for these peers only (empty: every peer); the 50,000-connection scenarios take
+    #: a minute each, so they run for the headline and its references
+    only: tuple[str, ...] = ()
 
     def loadgen_args(self, smoke: bool) -> list[str]:
         return ["--scenario", *(self.smoke if smoke else self.full)]
@@ -208,6 +214,36 @@ SCENARIOS = {
             ("fanout", "--subscribers", "40", "--burst", "5", "--rounds", "1", "--publishes", "3"),
         ),
         Scenario(
+            "idle_50000",
+            "idle connections held open, 50,000 (the headline peer)",
+            "bytes RSS/conn",
+            ("idle", "--conns", "50000", "--seconds", "2"),
+            ("idle", "--conns", "200", "--seconds", "0.3"),
+            latency=False,
+            higher_is_better=False,
+            only=(WSKIT, "raw_aiohttp", "wskit_bun"),
+        ),
+        Scenario(
+            "fanout_50000",
+            "fan-out, 1 publisher, 50,000 subscribers (the headline peer)",
+            "deliveries/s",
+            (
+                "fanout",
+                "--subscribers",
+                "50000",
+                "--burst",
+                "2",
+                "--rounds",
+                "2",
+                "--publishes",
+                "10",
+                "--round-timeout",
+                "120",
+            ),
+            ("fanout", "--subscribers", "200", "--burst", "2", "--rounds", "1", "--publishes", "3"),
+            only=(WSKIT,),
+        ),
+        Scenario(
             "idle_5000",
             "idle connections held open, 5,000",
             "bytes RSS/conn",
@@ -227,7 +263,17 @@ SCENARIOS = {
     )
 }
 # idle first: its baseline RSS is taken before the server has served anything else
-ORDER = ["idle_5000", "echo_c1", "echo_c50", "pipelined", "fanout_1000", "fanout_5000", "redis"]
+ORDER = [
+    "idle_5000",
+    "idle_50000",
+    "echo_c1",
+    "echo_c50",
+    "pipelined",
+    "fanout_1000",
+    "fanout_5000",
+    "fanout_50000",
+    "redis",
+]
 
 # -- processes ------------------------------------------------------------------------------------
 
@@ -236,11 +282,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
-
-
-def raise_fd_limit() -> None:
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def pinner(cpu: int | None) -> Callable[[], None] | None:
@@ -417,6 +458,8 @@ def run(opts: Options, logdir: Path) -> Samples:
             with servers(order, logdir, opts.server_cpu) as running:
                 for scenario in shared:
                     for peer in order:
+                        if scenario.only and peer.name not in scenario.only:
+                            continue
                         server = running[peer.name]
                         if not server.alive():
                             result: dict[str, Any] = {"error": f"server exited:\n{server.tail()}"}
@@ -520,6 +563,24 @@ def targets(summary: dict[str, dict[str, dict[str, float | None]]]) -> list[Targ
             rss,
             "not measured" if rss is None else f"{rss / 1024:.1f} KiB",
             None if rss is None else rss <= 8 * 1024,
+        )
+    )
+    rss50 = summary.get("idle_50000", {}).get(WSKIT, {}).get("rate")
+    out.append(
+        Target(
+            "50,000 idle connections on one process (RSS per connection reported)",
+            rss50,
+            "not measured" if rss50 is None else f"{rss50 / 1024:.1f} KiB",
+            None if rss50 is None else True,
+        )
+    )
+    p99_50 = summary.get("fanout_50000", {}).get(WSKIT, {}).get("p99_ms")
+    out.append(
+        Target(
+            "fan-out to 50,000 subscribers on one process (publish-to-receive p99 reported)",
+            p99_50,
+            "not measured" if p99_50 is None else f"{p99_50:.1f} ms",
+            None if p99_50 is None else True,
         )
     )
     for scenario in ("echo_c50", "pipelined"):
@@ -813,6 +874,15 @@ def main() -> int:
         )
     chosen = pick(args.scenarios, SCENARIOS, "scenarios")
     scenarios = [SCENARIOS[n] for n in ORDER if n in chosen]
+    fds = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    for big in ("idle_50000", "fanout_50000"):
+        too_few = not args.smoke and fds != resource.RLIM_INFINITY and fds < 50_500
+        if too_few and any(s.name == big for s in scenarios):
+            skipped[big] = (
+                f"this machine caps a process at {fds} open files (hard RLIMIT_NOFILE, which an unprivileged "
+                "process cannot raise): 50,000 sockets do not fit in one process"
+            )
+            scenarios = [s for s in scenarios if s.name != big]
     if any(s.name == "redis" for s in scenarios) and shutil.which("redis-server") is None:
         skipped["redis"] = "redis-server is not on PATH (make system-deps)"
         scenarios = [s for s in scenarios if s.name != "redis"]
