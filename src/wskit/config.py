@@ -277,6 +277,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("tls_cert_file", "TLS_CERT_FILE", _file, None, "PEM certificate: serve wss:// (needs TLS_KEY_FILE)"),
     Option("tls_key_file", "TLS_KEY_FILE", _file, None, "PEM private key of TLS_CERT_FILE"),
+    Option(
+        "transport",
+        "WSKIT_TRANSPORT",
+        _choice("aiohttp", "picows"),
+        "aiohttp",
+        "serve()'s WebSocket host: aiohttp, or picows (wskit[fast]; no static_files or http_routes)",
+    ),
 )
 
 
@@ -316,6 +323,7 @@ class Settings:
     gc_unfreeze_interval_s: float = 600.0
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
+    transport: str = "aiohttp"
 
 
 def _from_env(option: Option, env: Mapping[str, str]) -> tuple[str, str] | None:

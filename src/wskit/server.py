@@ -16,14 +16,14 @@ import logging
 import signal
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from wskit.admission import Admission, Authenticate
-from wskit.config import Settings, explicit_settings, load_settings
+from wskit.config import ConfigError, Settings, explicit_settings, load_settings
 from wskit.connection import QueueLimits
 from wskit.gcpolicy import GcFreezer
 from wskit.lifetime import Watchdog
@@ -33,6 +33,9 @@ from wskit.router import Middleware, Router
 from wskit.runtime import SHUTDOWN_TYPE, Runtime, build_runtime
 from wskit.transports.aiohttp_log import PeerErrorLog
 from wskit.transports.aiohttp_server import HandshakeGuard, HttpHandler, Transport, build_app
+
+if TYPE_CHECKING:
+    from wskit.transports.picows_upgrade import PicowsHost
 
 __all__ = ["SHUTDOWN_TYPE", "Server", "serve", "serve_async"]
 
@@ -93,12 +96,14 @@ class Server:
         )
         self._static = {route: Path(file) for route, file in (static_files or {}).items()}
         self._http = dict(http_routes or {})
+        if self.settings.transport == "picows":
+            _check_picows(self._static, self._http)
         #: the runtime being served (built at start)
         self.runtime: Runtime | None = None
         #: this server holds a share of the process's GC freezing timer (see wskit.gcpolicy)
         self._gc_frozen = False
         self._stopping: asyncio.Future[None] | None = None
-        self.transport: Transport | None = None
+        self.transport: Transport | PicowsHost | None = None
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
         self._port: int | None = None
@@ -154,6 +159,9 @@ class Server:
             logging.getLogger("wskit").setLevel(s.log_level)
         runtime = self.runtime = self._build()
         await runtime.start()
+        if s.transport == "picows":
+            await self._start_picows(runtime)
+            return
         self.transport = Transport(
             runtime=runtime,
             max_payload_bytes=s.max_payload_bytes,
@@ -180,11 +188,23 @@ class Server:
         assert server is not None
         guard = HandshakeGuard(server, s.handshake_timeout_ms / 1000.0)
         self.transport.guard = guard
+        await self._listen(guard)
+
+    async def _start_picows(self, runtime: Runtime) -> None:
+        from wskit.transports.picows_upgrade import PicowsHost
+
+        s = self.settings
+        host = self.transport = PicowsHost(runtime, s.max_payload_bytes, s.handshake_timeout_ms / 1000.0, s.path)
+        host.start(s.ping_interval)
+        await self._listen(host)
+
+    async def _listen(self, factory: Callable[[], asyncio.BaseProtocol]) -> None:
+        s = self.settings
         sock = _bind(s.host, s.port, reuse_port=self.reuse_port)
         loop = asyncio.get_running_loop()
-        self._listener = await loop.create_server(guard, sock=sock, ssl=_tls(s), backlog=1024)
+        self._listener = await loop.create_server(factory, sock=sock, ssl=_tls(s), backlog=1024)
         self._port = sock.getsockname()[1]
-        log.info("wskit listening on %s", self.url)
+        log.info("wskit listening on %s (%s)", self.url, s.transport)
         if self._owns_gc:
             self._gc_frozen = GcFreezer.acquire(s.gc_freeze_interval_s, s.gc_unfreeze_interval_s)
 
@@ -237,6 +257,8 @@ class Server:
         await runtime.close_connections(code, reason)
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.transport is not None and not isinstance(self.transport, Transport):
+            await self.transport.stop()
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._listener.wait_closed(), 2.0)
@@ -252,6 +274,21 @@ class Server:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def _check_picows(static_files: Mapping[str, Path], http_routes: Mapping[str, HttpHandler]) -> None:
+    """The picows host serves WebSocket upgrades, /healthz and /readyz only: a feature it
+    cannot serve fails at start rather than going missing."""
+    unserved = [name for name, given in (("static_files", static_files), ("http_routes", http_routes)) if given]
+    if unserved:
+        raise ConfigError(
+            f"WSKIT_TRANSPORT=picows cannot serve {' or '.join(unserved)} (aiohttp handlers and files): "
+            "use the aiohttp transport, or serve them elsewhere"
+        )
+    try:
+        import picows  # noqa: F401
+    except ImportError:
+        raise ConfigError("WSKIT_TRANSPORT=picows needs picows: pip install 'wskit[fast]'") from None
 
 
 def _keepalive_s(settings: Settings) -> float:

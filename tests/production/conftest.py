@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 # a fixture shared with the guard tests: one throwaway redis-server per module
 from tests.guards.conftest import redis_url  # noqa: F401
+from tests.protocol.conftest import skip_host_limits
 from tests.support.serving import SERVING, Served, prefix_of, serving
 
 from wskit import Context, Router, Server, message, rpc
@@ -75,14 +76,17 @@ async def make_server(request: pytest.FixtureRequest) -> AsyncIterator[Callable[
         yield make
 
 
-@pytest.fixture
-async def make_standalone() -> AsyncIterator[Callable[..., Any]]:
-    """Serves with ``serve()``'s own server only: for what only a process wskit owns does
-    (TLS, the HTTP parser's slowloris guard); an ASGI host does those itself."""
+@pytest.fixture(params=["aiohttp", "picows"])
+async def make_standalone(request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., Any]]:
+    """Serves with ``serve()``'s own server only, once per transport it has (aiohttp,
+    picows): for what only a process wskit owns does (TLS, the HTTP parser's slowloris
+    guard); an ASGI host does those itself."""
+    skip_host_limits(request, request.param)
     servers: list[Server] = []
 
     async def make(**options: Any) -> Server:
         options.setdefault("port", 0)
+        options.setdefault("transport", request.param)
         server = Server(options.pop("router", None) or build_router(), env={}, **options)
         await server.start()
         servers.append(server)

@@ -3,7 +3,8 @@
 Every test talks to the server through a :class:`Peer`, which speaks raw frames. The
 ``wire`` fixture is parametrised by transport, so each test runs over the in-memory
 transport (:class:`wskit.testing.TestClient`), over real sockets to the standalone server
-(``socket``: a :class:`wskit.Server` on 127.0.0.1, port 0, and a ``websockets`` client), and
+(``socket``: a :class:`wskit.Server` on 127.0.0.1, port 0, and a ``websockets`` client; ``picows``:
+the same server with ``transport="picows"``), and
 over real sockets to :func:`wskit.asgi.asgi_app` under the ASGI hosts of
 :data:`ASGI_WIRES` (uvicorn with each of its WebSocket implementations, hypercorn, and a
 FastAPI app that mounts wskit at ``/ws/`` beside its own route, under uvicorn). The conformance
@@ -579,9 +580,9 @@ class Endpoint:
         self.test_client: Any = None
 
     async def start(self) -> None:
-        if self.transport == "socket":
+        if self.transport in SERVE_WIRES:
             self.server = await self.stack.enter_async_context(
-                Server(self.router, host="127.0.0.1", port=0, **self.options)
+                Server(self.router, host="127.0.0.1", port=0, transport=SERVE_WIRES[self.transport], **self.options)
             )
         elif self.transport == "starlette-testclient":
             self.test_client = await _start_test_client(self.router, self.stack, self.options)
@@ -612,6 +613,9 @@ class Endpoint:
         self.stack.push_async_callback(_quiet_close, socket_peer)
         return socket_peer
 
+
+#: The wires that are serve()'s own server, and the transport each runs (WSKIT_TRANSPORT)
+SERVE_WIRES = {"socket": "aiohttp", "picows": "picows"}
 
 #: The ASGI wires: uvicorn with each WebSocket implementation it has, hypercorn, and a FastAPI
 #: app mounting wskit at ``/ws`` (uvicorn's default implementation) that adopts its lifespan.

@@ -4,7 +4,7 @@
 with the keyword options of ``serve()`` and yields what the tests read of a server: its
 ``url``, ``port`` and path ``prefix``, its ``router``, ``runtime``, ``admission``,
 ``watchdog``, ``connection_count`` and ``settings``, and ``shutdown()``. The ways
-(:data:`SERVING`): ``serve``'s own aiohttp :class:`~wskit.Server`, :func:`wskit.asgi.asgi_app`
+(:data:`SERVING`): ``serve``'s own :class:`~wskit.Server` (aiohttp, and picows), :func:`wskit.asgi.asgi_app`
 under uvicorn and under hypercorn, and a FastAPI app that mounts it at ``/ws`` beside a route
 of its own and adopts its lifespan.
 """
@@ -27,9 +27,11 @@ from wskit.runtime import Runtime
 #: uvicorn's default WebSocket implementation (the protocol suite runs every one of them)
 UVICORN = "uvicorn-websockets-sansio" if "websockets-sansio" in UVICORN_WS else "uvicorn-wsproto"
 #: every way a suite runs its tests
-SERVING = ["serve", "uvicorn", "hypercorn", "fastapi-mount"]
+SERVING = ["serve", "picows", "uvicorn", "hypercorn", "fastapi-mount"]
+#: the ways that are serve()'s own server, and the transport each runs (WSKIT_TRANSPORT)
+SERVE_WAYS = {"serve": "aiohttp", "picows": "picows"}
 #: the ways that are ASGI hosts
-ASGI_SERVING = [way for way in SERVING if way != "serve"]
+ASGI_SERVING = [way for way in SERVING if way not in SERVE_WAYS]
 #: where the FastAPI app mounts wskit
 MOUNT = "/ws"
 
@@ -106,9 +108,10 @@ def prefix_of(server: object) -> str:
 async def serving(router: Router[Any], way: str, **options: Any) -> AsyncIterator[Served]:
     """Serve ``router`` the ``way`` named (one of :data:`SERVING`) until the block ends."""
     options.setdefault("env", {})
-    if way == "serve":
+    if way in SERVE_WAYS:
         options.setdefault("port", 0)
         options.setdefault("host", "127.0.0.1")
+        options.setdefault("transport", SERVE_WAYS[way])
         async with Server(router, **options) as server:
             yield server
         return

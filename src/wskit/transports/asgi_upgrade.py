@@ -20,7 +20,7 @@ from wskit.transports.base import HandshakeRequest
 if TYPE_CHECKING:
     from wskit.runtime import Runtime
 
-__all__ = ["Message", "Receive", "Scope", "Send", "handshake_request", "refuse"]
+__all__ = ["Message", "Receive", "Scope", "Send", "handshake_request", "parse_cookies", "refuse"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -28,7 +28,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
-def _cookies(header: str | None) -> dict[str, str]:
+def parse_cookies(header: str | None) -> dict[str, str]:
     cookies: dict[str, str] = {}
     for part in (header or "").split(";"):
         name, eq, value = part.partition("=")
@@ -47,7 +47,7 @@ def handshake_request(scope: Scope, path: str, runtime: Runtime) -> HandshakeReq
         headers=headers,
         # the first value of each name, as aiohttp's view of the query gives it
         query_params={name: value for name, value in reversed(parse_qsl(query, keep_blank_values=True))},
-        cookies=_cookies(headers.get("cookie")),
+        cookies=parse_cookies(headers.get("cookie")),
         client_ip=runtime.admission.resolve_ip(client[0] if client else None, headers),
         subprotocols=tuple(scope.get("subprotocols") or ()),
     )

@@ -1,0 +1,255 @@
+"""The picows host's accepted connection: frames dispatched from picows's callback.
+
+picows parses frames in Cython and calls :meth:`Peer.on_ws_frame` for each, from the event
+loop's read callback. While no handler is waiting, a frame goes straight to
+``Dispatcher.receive`` there (no task and no loop round trip per message: the point of this
+host). When ``receive`` returns an awaitable (a handler had to wait), a task awaits it and
+frames that arrive meanwhile are queued (copied: picows reuses its buffer), so one
+connection's messages keep their order; reading the socket pauses past
+:data:`QUEUE_FRAMES`. The lifecycle itself is :class:`wskit.lifecycle.Session`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable
+from typing import SupportsInt, cast
+
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+
+from wskit.connection import Connection
+from wskit.errors import CloseCode, clip_close_reason
+from wskit.lifecycle import Session, answer_to_close
+from wskit.runtime import Runtime
+from wskit.transports.picows_internals import enter_task, leave_task
+from wskit.transports.picows_socket import PicowsSocket
+
+__all__ = ["QUEUE_FRAMES", "Peer", "PicowsSession"]
+
+log = logging.getLogger("wskit.server")
+
+#: frames queued behind a waiting handler before reading the socket pauses
+QUEUE_FRAMES = 64
+
+_TEXT, _BINARY, _CONT = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION
+_PING, _CLOSE = WSMsgType.PING, WSMsgType.CLOSE
+
+
+class Peer(WSListener):
+    """picows's listener for one connection: reassembles fragments, checks text frames,
+    answers pings and closes, and dispatches (or queues) messages for :attr:`session`."""
+
+    __slots__ = (
+        "busy",
+        "code",
+        "gone",
+        "kind",
+        "max_bytes",
+        "parts",
+        "paused",
+        "pending",
+        "queue",
+        "reader",
+        "reason",
+        "session",
+        "size",
+        "sock",
+        "wake",
+    )
+
+    def __init__(self, sock: PicowsSocket, max_payload_bytes: int) -> None:
+        self.sock = sock
+        self.session: PicowsSession | None = None
+        #: the task reading this connection (:meth:`PicowsSession.read`), made the current
+        #: task while a frame is dispatched from picows's callback
+        self.reader: asyncio.Task[bool] | None = None
+        #: the reader is not waiting for frames (a handler is, or it is not started): queue
+        self.busy = True
+        self.queue: deque[bytes] = deque()
+        self.paused = False  # reading the socket paused: the queue is full
+        #: what a handler dispatched from the callback left for the reader to await
+        self.pending: Awaitable[bool | None] | None = None
+        self.wake: asyncio.Future[None] | None = None  # the reader waits on it
+        self.parts: list[bytes] | None = None  # a fragmented message being reassembled
+        self.kind = _TEXT  # ...its opcode
+        self.size = 0  # ...and its size so far
+        self.max_bytes = max_payload_bytes  # the largest message (MAX_PAYLOAD_BYTES)
+        self.code: int | None = None  # how the connection ended, when the peer or a check ended it
+        self.reason = ""
+        self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.sock.ws = transport
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        session = self.session
+        if self.code is None and session is not None and session.conn.close_code is None:
+            handshake = transport.close_handshake
+            sent = handshake.sent if handshake is not None else None
+            if sent is not None:  # picows failed the connection (a bad frame): its code
+                self.code, self.reason = _code(sent.code), sent.reason or ""
+            else:
+                self.code = CloseCode.ABNORMAL
+        self.sock.resume_writing()  # a send waiting for the transport fails on its next frame
+        if not self.gone.done():
+            self.gone.set_result(None)
+        self._wake()
+
+    def pause_writing(self) -> None:
+        self.sock.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.sock.resume_writing()
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        self.sock.heard_since_ping = True
+        kind = frame.msg_type
+        if transport.is_close_frame_sent:
+            if kind == _CLOSE:
+                transport.disconnect()  # the peer answered our close: the server ends TCP
+            return  # nothing after a close is data (RFC 6455 5.5.1)
+        if kind in (_TEXT, _BINARY):
+            if self.parts is not None:
+                self._fail(CloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
+            elif frame.fin:
+                self._message(kind, frame.get_payload_as_bytes())
+            else:
+                self.parts = [frame.get_payload_as_bytes()]
+                self.kind, self.size = kind, frame.payload_size
+        elif kind == _CONT:
+            parts = self.parts
+            if parts is None:
+                self._fail(CloseCode.PROTOCOL_ERROR, "continuation frame without a message")
+                return
+            self.size += frame.payload_size
+            if self.size > self.max_bytes:
+                self.parts = None
+                self._fail(CloseCode.MESSAGE_TOO_BIG, "message too big")
+                return
+            parts.append(frame.get_payload_as_bytes())
+            if frame.fin:
+                self.parts = None
+                self._message(self.kind, b"".join(parts))
+        elif kind == _PING:
+            transport.send_pong(frame.get_payload_as_bytes())
+        elif kind == _CLOSE:
+            # echo the peer's code (1005 to on_close and 1000 on the wire for none; 1002 for
+            # a code no close frame may carry), then end the TCP connection (RFC 6455 7.1.1)
+            got = answer_to_close(_code(frame.get_close_code()), frame.get_close_reason() or "")
+            self.code, self.reason, echo = got
+            transport.send_close(WSCloseCode(echo), clip_close_reason(self.reason))
+            transport.disconnect()
+
+    def _fail(self, code: int, reason: str) -> None:
+        self.code, self.reason = code, reason
+        ws = self.sock.ws
+        if ws is not None:
+            ws.send_close(WSCloseCode(code), reason.encode())
+            ws.disconnect()
+
+    def _message(self, kind: WSMsgType, data: bytes) -> None:
+        # RFC 6455 8.1: a text frame that is not UTF-8 fails the connection (1007); isascii()
+        # settles the common case in nanoseconds
+        if kind == _TEXT and not data.isascii():
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                self._fail(CloseCode.INVALID_PAYLOAD, "invalid UTF-8 in a text frame")
+                return
+        reader = self.reader
+        if self.busy or reader is None:
+            self.queue.append(data)
+            ws = self.sock.ws
+            if len(self.queue) >= QUEUE_FRAMES and not self.paused and ws is not None:
+                self.paused = True
+                ws.underlying_transport.pause_reading()
+            return
+        # the handler's first step runs here, in the reader task as aiohttp's read loop runs
+        # it (asyncio.timeout, current_task() work); the rest, if it must wait, in that task
+        session = self.session
+        assert session is not None
+        loop = reader.get_loop()
+        enter_task(loop, reader)
+        try:
+            pending = session.receive(data)
+        finally:
+            leave_task(loop, reader)
+        if pending is not None:
+            self.busy = True
+            self.pending = pending
+            self._wake()
+
+    def _wake(self) -> None:
+        wake = self.wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    def take(self) -> Awaitable[bool | None] | None:
+        """In the reader: what a handler left to await, else the queued frames dispatched in
+        order until one leaves something (None: the queue is empty)."""
+        pending, self.pending = self.pending, None
+        session, queue = self.session, self.queue
+        while pending is None and queue and session is not None:
+            pending = session.receive(queue.popleft())
+        if self.paused and len(queue) < QUEUE_FRAMES // 2 and self.sock.ws is not None:
+            self.paused = False
+            self.sock.ws.underlying_transport.resume_reading()
+        return pending
+
+
+class PicowsSession(Session):
+    """One accepted picows connection: the shared lifecycle; its read loop runs what
+    :class:`Peer` could not finish in picows's callback, and sees the connection end."""
+
+    __slots__ = ("peer",)
+
+    def __init__(self, runtime: Runtime, conn: Connection, peer: Peer) -> None:
+        super().__init__(runtime, conn)
+        self.peer = peer
+        peer.session = self
+
+    async def read(self) -> bool:
+        peer = self.peer
+        peer.reader = asyncio.current_task()
+        peer.busy = True
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                pending = peer.take()
+                if pending is not None:
+                    if await pending:
+                        self.handed_off()  # an RPC kept this task; another reader was started
+                        return True
+                    continue
+                if peer.gone.done():
+                    break
+                peer.busy = False  # from here frames are dispatched from picows's callback
+                peer.wake = loop.create_future()
+                await peer.wake
+                peer.wake = None
+        except Exception:
+            log.exception("client %s: reading failed", self.conn.client_id)
+        await self.finish(peer.code, peer.reason)
+        return False
+
+    def socket_close_code(self) -> int | None:
+        ws = self.peer.sock.ws
+        handshake = ws.close_handshake if ws is not None else None
+        if handshake is not None and handshake.sent is not None:
+            return _code(handshake.sent.code)
+        return None
+
+    def release(self) -> None:
+        super().release()
+        peer = self.peer
+        peer.queue.clear()
+        peer.session = None  # Peer -> Session -> Peer
+        peer.reader = None
+        peer.pending = None
+
+
+def _code(code: WSCloseCode) -> int:
+    # picows's enum is a Cython one: codes it does not name (4000) come as plain ints
+    return int(cast(SupportsInt, code))

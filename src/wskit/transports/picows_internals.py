@@ -1,0 +1,137 @@
+"""Every use wskit makes of picows beyond its documented server API, in one place.
+
+picows's server (``ws_create_server``) reads the upgrade request itself and asks a
+synchronous factory for the listener, while wskit's admission is async (``authenticate``
+may await a database, a ban check asks the broker). So the picows host reads and admits the
+request with a protocol of its own, and only then hands the TCP connection to picows's
+protocol, replaying an upgrade request whose answer is already decided. That takes two
+things picows does not document; ``tests/unit/test_picows_internals.py`` checks both
+against the installed version and fails loudly when an upgrade changes them (pyproject pins
+``picows>=2.3,<3``):
+
+- ``WSProtocol(...)``'s positional arguments: what ``ws_create_server`` passes it
+  (:func:`ws_protocol`).
+- asyncio's ``_enter_task``/``_leave_task``: frames are dispatched from picows's callback
+  (no task per message), with the connection's reader task made the current task meanwhile,
+  so a handler's first step runs as it would in the reader (``asyncio.timeout``,
+  ``current_task()``), and the rest of it, when it has to wait, in that same task
+  (:func:`enter_task`, :func:`leave_task`).
+- Feeding bytes through ``WSProtocol``'s ``BufferedProtocol`` interface (``get_buffer``,
+  ``buffer_updated``) right after ``connection_made``: the replayed request, then the frames
+  the client sent while it was being admitted (:func:`hand_over`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from asyncio import tasks as _tasks
+from typing import Any
+
+from picows import WSListener, WSUpgradeResponse, WSUpgradeResponseWithListener
+from picows.picows import WSProtocol  # type: ignore[attr-defined] # not in picows's stubs
+
+__all__ = ["QuietLog", "enter_task", "hand_over", "leave_task", "upgrade_request", "ws_protocol"]
+
+log = logging.getLogger("wskit.picows")
+
+
+class QuietLog:
+    """The logger handed to picows: its per-connection INFO lines ("New connection
+    accepted", "Disconnected") dropped, its complaints about peers (a bad frame, an unmasked
+    one) at DEBUG, and only exceptions (a bug of ours in a listener callback) as errors.
+
+    Not a ``logging.Logger`` on purpose: picows makes a child logger per connection of one.
+    """
+
+    __slots__ = ()
+
+    def isEnabledFor(self, level: int) -> bool:
+        return False
+
+    def log(self, level: int, msg: str, *args: Any) -> None:
+        pass
+
+    def info(self, msg: str, *args: Any) -> None:
+        pass
+
+    def debug(self, msg: str, *args: Any) -> None:
+        pass
+
+    def warning(self, msg: str, *args: Any) -> None:
+        log.debug("picows: " + msg, *args)
+
+    def error(self, msg: str, *args: Any) -> None:
+        log.debug("picows: " + msg, *args)
+
+    def exception(self, msg: str, *args: Any) -> None:
+        log.error("picows: " + msg, *args, exc_info=True)
+
+
+_QUIET = QuietLog()
+
+
+def ws_protocol(answer: WSUpgradeResponseWithListener, max_frame_size: int) -> asyncio.BaseProtocol:
+    """picows's server protocol for one connection whose upgrade is decided: it answers
+    ``answer.response`` and calls ``answer.listener`` (no handshake timer, no auto ping or
+    pong: the host's own)."""
+    protocol: asyncio.BaseProtocol = WSProtocol(
+        None,  # host+port (client side only)
+        None,  # ws_path (client side only)
+        False,  # is_client_side
+        lambda _request: answer,  # the listener factory: already decided
+        _QUIET,  # logger
+        True,  # disconnect_on_exception
+        None,  # websocket_handshake_timeout: the host's (HANDSHAKE_TIMEOUT_MS) ran already
+        False,  # enable_auto_ping: the runtime's Watchdog sweep pings
+        20.0,  # auto_ping_idle_timeout (unused)
+        20.0,  # auto_ping_reply_timeout (unused)
+        1,  # auto_ping_strategy: PING_WHEN_IDLE (unused)
+        False,  # enable_auto_pong: the listener answers pings (and counts them as heard)
+        max_frame_size,
+        None,  # extra_headers (client side only)
+        16 * 1024,  # read_buffer_init_size: picows's default
+    )
+    return protocol
+
+
+def upgrade_request(key: str) -> bytes:
+    """The upgrade request replayed to picows: only what its checks read (the real one was
+    checked and admitted already), so picows keeps a small request per connection."""
+    return (
+        b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key.encode("ascii") + b"\r\n\r\n"
+    )
+
+
+def hand_over(
+    transport: asyncio.Transport,
+    listener: WSListener,
+    response: WSUpgradeResponse,
+    key: str,
+    tail: bytes,
+    max_frame_size: int,
+) -> None:
+    """Give ``transport`` to picows: it answers ``response`` (a 101, with the accept key it
+    computes from ``key``), calls ``listener.on_ws_connected``, then parses ``tail`` (bytes
+    the client sent after its request) as frames."""
+    protocol = ws_protocol(WSUpgradeResponseWithListener(response, listener), max_frame_size)
+    transport.set_protocol(protocol)
+    protocol.connection_made(transport)
+    data = memoryview(upgrade_request(key) + tail)
+    while data:
+        buffer = protocol.get_buffer(-1)  # type: ignore[attr-defined]
+        size = min(len(buffer), len(data))
+        buffer[:size] = data[:size]
+        protocol.buffer_updated(size)  # type: ignore[attr-defined]
+        data = data[size:]
+
+
+def enter_task(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+    """Make ``task`` (suspended) the current task of ``loop`` until :func:`leave_task`;
+    raises RuntimeError when another task is current (call from a loop callback only)."""
+    _tasks._enter_task(loop, task)
+
+
+def leave_task(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+    _tasks._leave_task(loop, task)

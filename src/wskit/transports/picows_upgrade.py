@@ -1,0 +1,259 @@
+"""The picows host's front door: one asyncio protocol per TCP connection until it upgrades.
+
+picows asks a synchronous factory for each connection's listener, but admission is async
+(``authenticate``, bans asked of the broker). So :class:`Front` reads the request head
+itself (bounded, under the ``HANDSHAKE_TIMEOUT_MS`` timer), answers the server's own HTTP
+paths and what RFC 6455 refuses, and :class:`PicowsHost` admits the upgrade in a task,
+writes a refusal as its HTTP status, or hands the connection to picows with the 101 decided
+(:func:`wskit.transports.picows_internals.hand_over`). Then the connection is a
+:class:`~wskit.transports.picows_host.PicowsSession`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import uuid
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from urllib.parse import parse_qsl, unquote
+
+from multidict import CIMultiDict, CIMultiDictProxy
+from picows import WSUpgradeResponse
+
+from wskit.admission import Refusal
+from wskit.connection import Connection
+from wskit.logs import LogBudget
+from wskit.runtime import Runtime
+from wskit.transports.aiohttp_internals import tail_is_masked
+from wskit.transports.asgi_upgrade import parse_cookies
+from wskit.transports.base import HandshakeRequest, chosen_subprotocol
+from wskit.transports.picows_host import Peer, PicowsSession
+from wskit.transports.picows_internals import hand_over
+from wskit.transports.picows_socket import PicowsSocket, heard, ping
+
+__all__ = ["MAX_HEAD_BYTES", "Front", "PicowsHost"]
+
+log = logging.getLogger("wskit.server")
+
+#: the largest request head read (request line and headers); larger is answered 431
+MAX_HEAD_BYTES = 32 * 1024
+_MAX_HEADERS = 256
+
+
+def answer(transport: asyncio.BaseTransport, status: int, text: str, headers: dict[str, str] | None = None) -> None:
+    """Write a plain-text HTTP answer and close the connection (no keep-alive: a second
+    request trickled on the same socket would need a timer of its own)."""
+    body = text.encode()
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "Content-Type: text/plain; charset=utf-8"]
+    lines += [f"Content-Length: {len(body)}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    assert isinstance(transport, asyncio.WriteTransport)
+    if not transport.is_closing():
+        transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        transport.close()
+
+
+@dataclass(slots=True)
+class PicowsHost:
+    """What the picows host serves: the runtime, and the host's own options and state."""
+
+    runtime: Runtime
+    max_payload_bytes: int
+    handshake_timeout_s: float
+    path: str | None = None
+    #: connections that have not completed their request head yet
+    fronts: set[Front] = field(default_factory=set)
+    #: one task per upgrade: admission, then the connection's life
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    expired: int = 0
+    log_budget: LogBudget = field(default_factory=LogBudget)
+
+    def __call__(self) -> Front:
+        return Front(self)
+
+    @property
+    def guard(self) -> PicowsHost:
+        """The slowloris guard's counters (``expired``), where the aiohttp host keeps them."""
+        return self
+
+    def start(self, ping_interval: float) -> None:
+        if ping_interval:
+            self.runtime.watchdog.enable_pings(ping_interval, ping, heard)
+
+    async def stop(self) -> None:
+        """After ``runtime.close_connections``: cut requests still being read, and end the
+        connections' tasks (those waiting for admission; the others have finished)."""
+        for front in list(self.fronts):
+            if front.transport is not None:
+                front.transport.abort()
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
+
+    async def upgrade(self, front: Front, hs: HandshakeRequest, key: str) -> None:
+        """Admit the upgrade ``front`` read, then serve the connection to its end."""
+        runtime, transport = self.runtime, front.transport
+        assert transport is not None
+        outcome = await runtime.admission.admit(hs)
+        if isinstance(outcome, Refusal):
+            answer(transport, outcome.status, outcome.text, dict(outcome.headers))
+            return
+        try:
+            if transport.is_closing():
+                return  # the peer left while it was admitted
+            client_id = str(uuid.uuid4())
+            headers = {"x-client-id": client_id}
+            chosen = chosen_subprotocol(hs.subprotocols)  # never a bearer.<token> credential
+            if chosen is not None:
+                headers["Sec-WebSocket-Protocol"] = chosen
+            sock = PicowsSocket()
+            peer = Peer(sock, self.max_payload_bytes)
+            conn = Connection(client_id, sock, data=outcome, request=hs, limits=runtime.queue_limits)
+            session = PicowsSession(runtime, conn, peer)
+            tail, front.buffer = bytes(front.buffer), bytearray()
+            hand_over(
+                transport, peer, WSUpgradeResponse.create_101_response(headers), key, tail, self.max_payload_bytes
+            )
+            if sock.ws is None:  # picows refused the replayed request: never expected
+                transport.abort()
+                return
+            transport.resume_reading()
+            await session.live()
+        finally:
+            runtime.admission.release(hs.client_ip)
+
+
+class Front(asyncio.Protocol):
+    """One TCP connection until its request head is read and answered or upgraded."""
+
+    __slots__ = ("buffer", "host", "timer", "transport")
+
+    def __init__(self, host: PicowsHost) -> None:
+        self.host = host
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.host.fronts.add(self)
+        timeout = self.host.handshake_timeout_s
+        if timeout > 0:
+            self.timer = asyncio.get_running_loop().call_later(timeout, self._expire)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._done()
+
+    def _done(self) -> None:
+        self.host.fronts.discard(self)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _expire(self) -> None:
+        self.timer = None
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            host = self.host
+            host.expired += 1
+            tail = host.log_budget.take()  # a client can open such sockets as fast as it likes
+            if tail is not None:
+                log.info(
+                    "closed a connection that sent no complete request in %.1f s%s", host.handshake_timeout_s, tail
+                )
+            transport.close()
+        self._done()
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        end = buffer.find(b"\r\n\r\n")
+        transport = self.transport
+        assert transport is not None
+        if end < 0:
+            if len(buffer) > MAX_HEAD_BYTES:
+                self._done()
+                answer(transport, 431, "Request header fields too large")
+            return
+        self._done()
+        transport.pause_reading()  # what follows is frames: read by picows once upgraded
+        head = bytes(buffer[:end])
+        del buffer[: end + 4]
+        self._route(transport, head)
+
+    def _route(self, transport: asyncio.Transport, head: bytes) -> None:
+        lines = head.decode("latin-1").split("\r\n")
+        request = lines[0].split(" ")
+        headers: CIMultiDict[str] = CIMultiDict()
+        for line in lines[1:]:
+            name, colon, value = line.partition(":")
+            if not colon or not name or name != name.strip() or len(headers) >= _MAX_HEADERS:
+                answer(transport, 400, "Malformed HTTP request")
+                return
+            headers.add(name, value.strip())
+        if len(request) != 3 or not request[2].startswith("HTTP/"):
+            answer(transport, 400, "Malformed HTTP request")
+            return
+        method, target, version = request
+        raw_path, _, query = target.partition("?")
+        path = unquote(raw_path)
+        host, runtime = self.host, self.host.runtime
+        if headers.get("Upgrade", "").lower() != "websocket":
+            if path == "/healthz":
+                answer(transport, 200, "ok")
+            elif path == "/readyz":
+                ready, why = runtime.ready()
+                answer(transport, 200 if ready else 503, why)
+            elif host.path is not None and path != host.path:
+                answer(transport, 404, "Not Found")
+            else:
+                answer(transport, 400, "Expected a WebSocket upgrade (Upgrade: websocket)")
+            return
+        refused = _refusal(host.path, path, method, version, headers, bytes(self.buffer))
+        if refused is not None:
+            answer(transport, *refused)
+            return
+        peer = transport.get_extra_info("peername")
+        hs = HandshakeRequest(
+            path=path,
+            headers=CIMultiDictProxy(headers),
+            # the first value of each name, as aiohttp's view of the query gives it
+            query_params={name: value for name, value in reversed(parse_qsl(query, keep_blank_values=True))},
+            cookies=parse_cookies(headers.get("Cookie")),
+            client_ip=runtime.admission.resolve_ip(peer[0] if peer else None, headers),
+            subprotocols=tuple(p.strip() for p in headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()),
+        )
+        task = asyncio.get_running_loop().create_task(host.upgrade(self, hs, headers["Sec-WebSocket-Key"].strip()))
+        host.tasks.add(task)
+        task.add_done_callback(host.tasks.discard)
+
+
+def _refusal(
+    ws_path: str | None, path: str, method: str, version: str, headers: CIMultiDict[str], tail: bytes
+) -> tuple[int, str, dict[str, str]] | None:
+    """The HTTP answer to an upgrade request RFC 6455 does not allow (4.1, 4.4), or None."""
+    if ws_path is not None and path != ws_path:
+        return 404, "Not Found", {}
+    if method != "GET":
+        return 405, "WebSocket upgrades use GET", {"Allow": "GET"}
+    if version in ("HTTP/1.0", "HTTP/0.9"):
+        return 400, "WebSocket upgrades need HTTP/1.1 or later", {}
+    if headers.get("Sec-WebSocket-Version", "").strip() != "13":
+        return 426, "Unsupported WebSocket version: this server speaks 13", {"Sec-WebSocket-Version": "13"}
+    if "upgrade" not in headers.get("Connection", "").lower():
+        return 400, "No Connection: Upgrade header", {}
+    try:
+        key = base64.b64decode(headers.get("Sec-WebSocket-Key", "").strip(), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != 16:
+        return 400, "Handshake error: invalid Sec-WebSocket-Key", {}
+    if not tail_is_masked(tail):  # frames sent before the 101 (RFC 6455 5.1)
+        return 400, "Unmasked frame from the client", {}
+    return None
