@@ -18,6 +18,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import cast
 from urllib.parse import parse_qsl, unquote
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -50,7 +51,7 @@ def answer(transport: asyncio.BaseTransport, status: int, text: str, headers: di
     lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "Content-Type: text/plain; charset=utf-8"]
     lines += [f"Content-Length: {len(body)}", "Connection: close"]
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-    assert isinstance(transport, asyncio.WriteTransport)
+    transport = cast(asyncio.WriteTransport, transport)  # uvloop's are not subclasses
     if not transport.is_closing():
         transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         transport.close()
@@ -140,8 +141,7 @@ class Front(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         self.host.fronts.add(self)
         timeout = self.host.handshake_timeout_s
         if timeout > 0:
