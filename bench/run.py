@@ -110,6 +110,12 @@ PEERS = {
             "wskit_default_msgspec.py",
             needs=("wskit", "msgspec", "uvloop"),
         ),
+        Peer(
+            "wskit_default_picows",
+            "wskit on picows (pydantic, dicts, defaults)",
+            "wskit_default_picows.py",
+            needs=("wskit", "pydantic", "picows", "uvloop"),
+        ),
         # the bench's own tuned path: payload instances passed back, heartbeat and guards off
         Peer(
             "wskit_msgspec",

@@ -85,9 +85,11 @@ def build(text: type, topic: type, tick: type, *, style: str = "tuned") -> tuple
     return router, counts
 
 
-def run(text: type, topic: type, tick: type, *, style: str = "tuned") -> None:
+def run(text: type, topic: type, tick: type, *, style: str = "tuned", transport: str = "aiohttp") -> None:
     """Serve the bench router on ``--port``: with ``serve()``'s defaults (``default``), or
-    with the production guards out of the way (``tuned``)."""
+    with the production guards out of the way (``tuned``); on aiohttp or picows (which
+    serves no application HTTP routes: ``/bench/stats`` is then missing, and the suite does
+    not count serialisations for that peer)."""
     raise_fd_limit()
     router, counts = build(text, topic, tick, style=style)
 
@@ -100,11 +102,13 @@ def run(text: type, topic: type, tick: type, *, style: str = "tuned") -> None:
     guards_off: dict[str, Any] = {"max_connections": 100_000}
     if style == "tuned":
         guards_off = {"ping_interval": 0, "max_connections": 0, "handshake_timeout_ms": 0}
+    http_routes = {"/bench/stats": stats} if transport == "aiohttp" else {}
     serve(
         router,
         host=HOST,
         port=parse_port(),
         log_level="WARNING",
-        http_routes={"/bench/stats": stats},
+        transport=transport,
+        http_routes=http_routes,
         **guards_off,
     )
