@@ -105,7 +105,7 @@ class Session(Lifecycle):
                         sock.flush()
                         await sock.close(code, reason)
                         break
-                    sock.reading = True
+                    sock.batch.reading = True
                     try:
                         pending = receive(conn, data)
                     except BaseException:

@@ -18,8 +18,9 @@ from aiohttp import web
 from wskit.errors import clip_close_reason
 from wskit.logs import LogBudget
 from wskit.transports.aiohttp_internals import MaskCheck, drain_waiter, socket_transport
+from wskit.transports.batching import Flusher, FrameBatch, framed
 
-__all__ = ["CLOSE_TIMEOUT_S", "FLUSH_BYTES", "AiohttpSocket", "Flusher"]
+__all__ = ["CLOSE_TIMEOUT_S", "AiohttpSocket", "Flusher"]
 
 log = logging.getLogger("wskit.server")
 
@@ -35,71 +36,16 @@ CLOSE_TIMEOUT_S = 2.0
 #: lines about peers that stopped reading during a close, shared by every connection
 _CLOSE_TIMEOUTS = LogBudget()
 
-#: Frames waiting for the end of the loop tick are written at once past this many bytes.
-FLUSH_BYTES = 64 * 1024
-
-
-class Flusher:
-    """Writes every socket's waiting frames once per event-loop tick.
-
-    Replies to frames that arrived together (a pipelining client) leave in one ``send()``
-    instead of one system call each; a fan-out marks thousands of sockets and flushes them in
-    one pass. One per server (so per event loop).
-    """
-
-    __slots__ = ("_dirty", "_loop")
-
-    def __init__(self) -> None:
-        self._dirty: list[AiohttpSocket] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def mark(self, sock: AiohttpSocket) -> None:
-        if not self._dirty:
-            loop = self._loop
-            if loop is None:
-                loop = self._loop = asyncio.get_running_loop()
-            loop.call_soon(self.flush)
-        self._dirty.append(sock)
-
-    def flush(self) -> None:
-        dirty, self._dirty = self._dirty, []
-        for sock in dirty:
-            sock.flush()
-
-
-#: headers of final, unmasked (servers never mask) text frames under 126 bytes, made once
-_SMALL_HEADERS = tuple(bytes((0x81, size)) for size in range(126))
-
-
-def _header(size: int) -> bytes:
-    if size < 126:
-        return _SMALL_HEADERS[size]
-    if size < 65536:
-        return b"\x81\x7e" + size.to_bytes(2, "big")
-    return b"\x81\x7f" + size.to_bytes(8, "big")
-
 
 class AiohttpSocket:
     """:class:`~wskit.transports.base.Socket` over an aiohttp ``WebSocketResponse``.
 
-    Text frames are framed here and written in batches (see :class:`Flusher`); control frames
+    Text frames are framed here and written in batches (:class:`~wskit.transports.batching.FrameBatch`); control frames
     (ping, pong, close) stay aiohttp's. Flow control is the transport's: when it pauses
     writing, ``send_frame`` returns the wait for it to resume.
     """
 
-    __slots__ = (
-        "_flusher",
-        "_pending",
-        "_pending_bytes",
-        "_unmarked",
-        "mask_check",
-        "protocol",
-        "raw_transport",
-        "reading",
-        "request",
-        "transport",
-        "ws",
-    )
+    __slots__ = ("batch", "mask_check", "protocol", "raw_transport", "request", "transport", "ws")
 
     def __init__(self, ws: web.WebSocketResponse, request: web.Request, flusher: Flusher) -> None:
         self.ws = ws
@@ -109,13 +55,9 @@ class AiohttpSocket:
         #: reference cycle is broken at release
         self.raw_transport = socket_transport(self.transport)
         self.protocol = request.protocol
-        self._flusher = flusher
-        self._pending: list[bytes] | None = None
-        self._pending_bytes = 0
-        #: this socket's read loop is inside ``Dispatcher.receive`` and settles afterwards
-        #: (:meth:`settle`), so frames sent meanwhile need no end-of-tick flush yet
-        self.reading = False
-        self._unmarked = False
+        #: frames waiting for the next write; its ``reading`` is set while the read loop is
+        #: inside ``Dispatcher.receive`` (it settles afterwards: :meth:`settle`)
+        self.batch = FrameBatch(flusher)
         #: what the transport feeds its frame parser through; it notes that bytes arrived
         self.mask_check: MaskCheck | None = None
 
@@ -123,17 +65,7 @@ class AiohttpSocket:
         transport = self.transport
         if transport is None or transport.is_closing() or self.ws.closed:
             raise ConnectionResetError("WebSocket is closed")
-        pending = self._pending
-        if pending is None:
-            pending = self._pending = []
-            if self.reading:
-                self._unmarked = True
-            else:
-                self._flusher.mark(self)
-        pending.append(_header(len(data)))
-        pending.append(data)
-        self._pending_bytes += len(data)
-        if self._pending_bytes >= FLUSH_BYTES:
+        if self.batch.add(data, self):
             self.flush()
         if self.protocol.writing_paused:
             return drain_waiter(self.protocol)
@@ -169,25 +101,16 @@ class AiohttpSocket:
     def settle(self, now: bool) -> None:
         """The read loop is done with a frame: write what it sent ``now`` (it is about to
         wait), or leave it to the end-of-tick flush (more frames are already queued)."""
-        self.reading = False
-        if self._pending is None:
-            return
-        if now:
+        if self.batch.settled(now, self):
             self.flush()
-        elif self._unmarked:
-            self._unmarked = False
-            self._flusher.mark(self)
 
     def flush(self) -> None:
-        self._unmarked = False
-        pending = self._pending
-        if pending is None:
+        frames = self.batch.take()
+        if frames is None:
             return
-        self._pending = None
-        self._pending_bytes = 0
         transport = self.transport
         if transport is not None and not transport.is_closing():
-            transport.write(b"".join(pending))
+            transport.write(framed(frames))
 
     async def close(self, code: int, reason: str) -> None:
         self.flush()  # frames sent before the close go out before it

@@ -114,7 +114,7 @@ class Peer(WSListener):
             if self.parts is not None:
                 self._fail(CloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
             elif frame.fin:
-                self._message(kind, frame.get_payload_as_bytes())
+                self._message(kind, frame.get_payload_as_bytes(), frame.last_in_buffer)
             else:
                 self.parts = [frame.get_payload_as_bytes()]
                 self.kind, self.size = kind, frame.payload_size
@@ -131,25 +131,28 @@ class Peer(WSListener):
             parts.append(frame.get_payload_as_bytes())
             if frame.fin:
                 self.parts = None
-                self._message(self.kind, b"".join(parts))
+                self._message(self.kind, b"".join(parts), frame.last_in_buffer)
         elif kind == _PING:
+            self.sock.flush()
             transport.send_pong(frame.get_payload_as_bytes())
         elif kind == _CLOSE:
             # echo the peer's code (1005 to on_close and 1000 on the wire for none; 1002 for
             # a code no close frame may carry), then end the TCP connection (RFC 6455 7.1.1)
             got = answer_to_close(_code(frame.get_close_code()), frame.get_close_reason() or "")
             self.code, self.reason, echo = got
+            self.sock.flush()  # answers to frames that came with the close go before it
             transport.send_close(WSCloseCode(echo), clip_close_reason(self.reason))
             transport.disconnect()
 
     def _fail(self, code: int, reason: str) -> None:
         self.code, self.reason = code, reason
+        self.sock.flush()
         ws = self.sock.ws
         if ws is not None:
             ws.send_close(WSCloseCode(code), reason.encode())
             ws.disconnect()
 
-    def _message(self, kind: WSMsgType, data: bytes) -> None:
+    def _message(self, kind: WSMsgType, data: bytes, last: bool) -> None:
         # RFC 6455 8.1: a text frame that is not UTF-8 fails the connection (1007); isascii()
         # settles the common case in nanoseconds
         if kind == _TEXT and not data.isascii():
@@ -171,11 +174,16 @@ class Peer(WSListener):
         session = self.session
         assert session is not None
         loop = reader.get_loop()
+        sock = self.sock
+        sock.batch.reading = True
         enter_task(loop, reader)
         try:
             pending = session.receive(data)
         finally:
             leave_task(loop, reader)
+            # the last frame picows has buffered: write the answers now; otherwise the next
+            # frames' answers join them (one write for a pipelining client's burst)
+            sock.settle(last or pending is not None)
         if pending is not None:
             self.busy = True
             self.pending = pending
@@ -190,9 +198,13 @@ class Peer(WSListener):
         """In the reader: what a handler left to await, else the queued frames dispatched in
         order until one leaves something (None: the queue is empty)."""
         pending, self.pending = self.pending, None
-        session, queue = self.session, self.queue
+        session, queue, sock = self.session, self.queue, self.sock
         while pending is None and queue and session is not None:
-            pending = session.receive(queue.popleft())
+            sock.batch.reading = True
+            try:
+                pending = session.receive(queue.popleft())
+            finally:
+                sock.settle(pending is not None or not queue)
         if self.paused and len(queue) < QUEUE_FRAMES // 2 and self.sock.ws is not None:
             self.paused = False
             self.sock.ws.underlying_transport.resume_reading()

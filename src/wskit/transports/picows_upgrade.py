@@ -31,6 +31,7 @@ from wskit.runtime import Runtime
 from wskit.transports.aiohttp_internals import tail_is_masked
 from wskit.transports.asgi_upgrade import parse_cookies
 from wskit.transports.base import HandshakeRequest, chosen_subprotocol
+from wskit.transports.batching import Flusher
 from wskit.transports.picows_host import Peer, PicowsSession
 from wskit.transports.picows_internals import hand_over
 from wskit.transports.picows_socket import PicowsSocket, heard, ping
@@ -71,6 +72,8 @@ class PicowsHost:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     expired: int = 0
     log_budget: LogBudget = field(default_factory=LogBudget)
+    #: writes every socket's batched frames once per loop tick
+    flusher: Flusher = field(default_factory=Flusher)
 
     def __call__(self) -> Front:
         return Front(self)
@@ -112,7 +115,7 @@ class PicowsHost:
             chosen = chosen_subprotocol(hs.subprotocols)  # never a bearer.<token> credential
             if chosen is not None:
                 headers["Sec-WebSocket-Protocol"] = chosen
-            sock = PicowsSocket()
+            sock = PicowsSocket(self.flusher)
             peer = Peer(sock, self.max_payload_bytes)
             conn = Connection(client_id, sock, data=outcome, request=hs, limits=runtime.queue_limits)
             session = PicowsSession(runtime, conn, peer)
