@@ -13,6 +13,7 @@ the reference cycles a finished connection would leave for the garbage collector
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 __all__ = ["Session", "answer_to_close"]
 
 log = logging.getLogger("wskit.lifecycle")
+
+_NO_CONTEXT = contextvars.Context()
 
 #: reader tasks started by hand-offs (referenced so they are not garbage-collected)
 _READERS: set[asyncio.Task[bool]] = set()
@@ -55,13 +58,17 @@ class Session:
     may extend :meth:`close_socket` and :meth:`release`).
     """
 
-    __slots__ = ("conn", "ended", "runtime")
+    __slots__ = ("conn", "context", "ended", "runtime")
 
     def __init__(self, runtime: Runtime, conn: Connection) -> None:
         self.runtime = runtime
         self.conn = conn
         #: made only when an RPC took a reader: done once the connection has finished
         self.ended: asyncio.Future[None] | None = None
+        #: the context variables as they were once the connection opened (after ``on_open``):
+        #: each reader started by a hand-off begins from a copy of these, not from the RPC's,
+        #: so what a middleware set for one message never leaks into the next
+        self.context = _NO_CONTEXT
 
     # -- what a host implements -------------------------------------------------------------
 
@@ -104,7 +111,9 @@ class Session:
         conn.spawn_reader = self.spawn_reader
         runtime.connections[conn] = None
         runtime.watchdog.watch(conn)
-        return await runtime.dispatcher.open(conn)
+        opened = await runtime.dispatcher.open(conn)
+        self.context = contextvars.copy_context()
+        return opened
 
     async def run(self) -> None:
         """Read the opened connection to its end (across hand-offs), then :meth:`end` it."""
@@ -131,7 +140,7 @@ class Session:
 
     def spawn_reader(self) -> None:
         """Start another task reading this connection (an RPC kept the current one)."""
-        task = asyncio.get_running_loop().create_task(self.read())
+        task = asyncio.get_running_loop().create_task(self.read(), context=self.context.copy())
         _READERS.add(task)
         task.add_done_callback(_READERS.discard)
 
@@ -164,3 +173,4 @@ class Session:
         """Drop what would keep a finished connection alive in a reference cycle (so reference
         counting frees it at once, not the collector much later)."""
         self.conn.spawn_reader = None  # Connection -> bound method -> Session -> Connection
+        self.context = _NO_CONTEXT  # what on_open set is the connection's: let it go with it

@@ -95,6 +95,8 @@ class AiohttpSocket:
         is gone (a closing transport is skipped).
         """
         transport = self.transport
+        if self.protocol.writing_paused:
+            return  # the peer does not read: a pong per ping would grow our buffer for ever
         if transport is not None and not transport.is_closing():
             transport.write(bytes((0x8A, len(payload))) + payload)
 

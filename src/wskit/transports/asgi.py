@@ -57,7 +57,16 @@ class AsgiSocket:
     until it is done, so order is kept and at most one send is in flight.
     """
 
-    __slots__ = ("_pending", "_send", "abandoned", "closed_by_us", "disconnect_code", "disconnected", "reader")
+    __slots__ = (
+        "_pending",
+        "_send",
+        "abandoned",
+        "closed_by_us",
+        "disconnect_code",
+        "disconnected",
+        "reader",
+        "receiving",
+    )
 
     def __init__(self, send: Send) -> None:
         self._send = send
@@ -71,6 +80,9 @@ class AsgiSocket:
         self.reader: asyncio.Task[Any] | None = None
         #: this side closed: reading is over
         self.abandoned = False
+        #: the reader is waiting in ``receive()`` (only then is it cancelled to stop it: a
+        #: handler it runs inline is left to finish, as on the other hosts)
+        self.receiving = False
 
     def send_frame(self, data: bytes) -> Awaitable[None] | None:
         if self.closed_by_us or self.disconnected:
@@ -129,13 +141,13 @@ class AsgiSocket:
         self.abandon()
 
     def abandon(self) -> None:
-        """Stop reading a socket this side closed: the reading task, blocked in ``receive``,
-        is cancelled (:meth:`AsgiSession.read` takes that as the end of the connection); when
-        the reading task is the caller, it sees :attr:`abandoned` before its next
-        ``receive``."""
+        """Stop reading a socket this side closed: the reading task, when it waits in
+        ``receive``, is cancelled (:meth:`AsgiSession.read` takes that as the end of the
+        connection); a reader running a handler, or the caller itself, sees :attr:`abandoned`
+        before its next ``receive``."""
         self.abandoned = True
         reader = self.reader
-        if reader is not None and not reader.done() and reader is not asyncio.current_task():
+        if self.receiving and reader is not None and not reader.done() and reader is not asyncio.current_task():
             reader.cancel()
 
 
@@ -165,8 +177,10 @@ class AsgiSession(Session):
         except asyncio.CancelledError:
             if not sock.abandoned or task is None:
                 raise
-            task.uncancel()  # our own close ended the reading (AsgiSocket.abandon)
+            others = task.uncancel()  # our own close ended the reading (AsgiSocket.abandon)
             await self.finish(None, "")
+            if others:
+                raise  # the host cancelled it too: pass that on
             return False
         except OSError as exc:  # the host says the peer is gone: its doing, no traceback
             log.debug("client %s: connection lost while reading: %r", conn.client_id, exc)
@@ -182,7 +196,9 @@ class AsgiSession(Session):
         code: int | None = None
         reason = ""
         while not sock.abandoned:
+            sock.receiving = True
             message = await receive()
+            sock.receiving = False
             kind = message["type"]
             if kind == "websocket.receive":
                 data: str | bytes | None = message.get("text")

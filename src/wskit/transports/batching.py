@@ -12,9 +12,12 @@ marks thousands of sockets and writes each once.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Protocol
 
 __all__ = ["FLUSH_BYTES", "Flusher", "FrameBatch", "framed", "text_frame_header"]
+
+log = logging.getLogger("wskit.server")
 
 #: Frames waiting for the end of the loop tick are written at once past this many bytes.
 FLUSH_BYTES = 64 * 1024
@@ -66,7 +69,10 @@ class Flusher:
     def flush(self) -> None:
         dirty, self._dirty = self._dirty, []
         for sock in dirty:
-            sock.flush()
+            try:
+                sock.flush()
+            except Exception:  # one socket's failure must not strand the others' frames
+                log.exception("writing a batch of frames failed")
 
 
 class FrameBatch:

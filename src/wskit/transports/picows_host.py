@@ -12,6 +12,7 @@ connection's messages keep their order; reading the socket pauses past
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import deque
 from collections.abc import Awaitable
@@ -26,12 +27,19 @@ from wskit.runtime import Runtime
 from wskit.transports.picows_internals import enter_task, leave_task
 from wskit.transports.picows_socket import PicowsSocket
 
-__all__ = ["QUEUE_FRAMES", "Peer", "PicowsSession"]
+__all__ = ["MAX_FRAGMENTS", "QUEUE_FRAMES", "Peer", "PicowsSession"]
 
 log = logging.getLogger("wskit.server")
 
+_EMPTY_CONTEXT = contextvars.Context()
+
+#: reader tasks started by hand-offs (referenced so they are not garbage-collected)
+_READERS: set[asyncio.Task[bool]] = set()
+
 #: frames queued behind a waiting handler before reading the socket pauses
 QUEUE_FRAMES = 64
+#: fragments of one message (empty continuation frames cost a list entry each, not bytes)
+MAX_FRAGMENTS = 4096
 
 _TEXT, _BINARY, _CONT = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION
 _PING, _CLOSE = WSMsgType.PING, WSMsgType.CLOSE
@@ -44,6 +52,7 @@ class Peer(WSListener):
     __slots__ = (
         "busy",
         "code",
+        "context",
         "gone",
         "kind",
         "max_bytes",
@@ -59,8 +68,12 @@ class Peer(WSListener):
         "wake",
     )
 
-    def __init__(self, sock: PicowsSocket, max_payload_bytes: int) -> None:
+    def __init__(self, sock: PicowsSocket, max_payload_bytes: int, context: contextvars.Context) -> None:
         self.sock = sock
+        #: the contextvars Context the reader task runs in (the host creates reader tasks with
+        #: a Context it keeps): a frame dispatched from picows's callback runs its first step
+        #: there too, so a middleware's var.set()/var.reset() across an await see one Context
+        self.context = context
         self.session: PicowsSession | None = None
         #: the task reading this connection (:meth:`PicowsSession.read`), made the current
         #: task while a frame is dispatched from picows's callback
@@ -124,7 +137,7 @@ class Peer(WSListener):
                 self._fail(CloseCode.PROTOCOL_ERROR, "continuation frame without a message")
                 return
             self.size += frame.payload_size
-            if self.size > self.max_bytes:
+            if self.size > self.max_bytes or len(parts) >= MAX_FRAGMENTS:
                 self.parts = None
                 self._fail(CloseCode.MESSAGE_TOO_BIG, "message too big")
                 return
@@ -133,6 +146,8 @@ class Peer(WSListener):
                 self.parts = None
                 self._message(self.kind, b"".join(parts), frame.last_in_buffer)
         elif kind == _PING:
+            if self.sock.writing_paused:
+                return  # the peer does not read: a pong per ping would grow our buffer for ever
             self.sock.flush()
             transport.send_pong(frame.get_payload_as_bytes())
         elif kind == _CLOSE:
@@ -178,7 +193,9 @@ class Peer(WSListener):
         sock.batch.reading = True
         enter_task(loop, reader)
         try:
-            pending = session.receive(data)
+            # in the reader's contextvars Context too: the rest of the handler, if it waits,
+            # runs there, and a middleware's var.set()/var.reset() must see one Context
+            pending = self.context.run(session.receive, data)
         finally:
             leave_task(loop, reader)
             # the last frame picows has buffered: write the answers now; otherwise the next
@@ -222,8 +239,21 @@ class PicowsSession(Session):
         self.peer = peer
         peer.session = self
 
+    def spawn_reader(self) -> None:
+        """Start another reader (an RPC kept the current one), in a Context of its own that
+        the peer knows (see :attr:`Peer.context`)."""
+        context = self.context.copy()  # as the connection opened (Session.context)
+        task = asyncio.get_running_loop().create_task(self._read(context), context=context)
+        _READERS.add(task)
+        task.add_done_callback(_READERS.discard)
+
     async def read(self) -> bool:
+        """The first reader: the host's task for this connection, made with :attr:`Peer.context`."""
+        return await self._read(self.peer.context)
+
+    async def _read(self, context: contextvars.Context) -> bool:
         peer = self.peer
+        peer.context = context
         peer.reader = asyncio.current_task()
         peer.busy = True
         loop = asyncio.get_running_loop()
@@ -260,6 +290,7 @@ class PicowsSession(Session):
         peer.session = None  # Peer -> Session -> Peer
         peer.reader = None
         peer.pending = None
+        peer.context = _EMPTY_CONTEXT  # the Context holds what handlers set, for this connection only
 
 
 def _code(code: WSCloseCode) -> int:

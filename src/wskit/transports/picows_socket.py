@@ -68,6 +68,11 @@ class PicowsSocket:
         else:
             ws.underlying_transport.write(framed(frames))
 
+    @property
+    def writing_paused(self) -> bool:
+        """picows's transport has paused writing (the peer is not reading)."""
+        return self._resumed is not None
+
     def pause_writing(self) -> None:
         if self._resumed is None:
             self._resumed = asyncio.get_running_loop().create_future()

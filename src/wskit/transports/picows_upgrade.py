@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextvars
 import logging
+import re
 import uuid
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -43,6 +45,8 @@ log = logging.getLogger("wskit.server")
 #: the largest request head read (request line and headers); larger is answered 431
 MAX_HEAD_BYTES = 32 * 1024
 _MAX_HEADERS = 256
+#: a control byte inside a line of the head: a bare CR or LF, or any other but tab
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n")
 
 
 def answer(transport: asyncio.BaseTransport, status: int, text: str, headers: dict[str, str] | None = None) -> None:
@@ -99,11 +103,15 @@ class PicowsHost:
         if tasks:
             await asyncio.wait(tasks, timeout=2.0)
 
-    async def upgrade(self, front: Front, hs: HandshakeRequest, key: str) -> None:
+    async def upgrade(self, front: Front, hs: HandshakeRequest, key: str, context: contextvars.Context) -> None:
         """Admit the upgrade ``front`` read, then serve the connection to its end."""
         runtime, transport = self.runtime, front.transport
         assert transport is not None
-        outcome = await runtime.admission.admit(hs)
+        try:
+            outcome = await runtime.admission.admit(hs)
+        except BaseException:
+            transport.abort()  # cancelled (the server stopping) or failed: not left open and paused
+            raise
         if isinstance(outcome, Refusal):
             answer(transport, outcome.status, outcome.text, dict(outcome.headers))
             return
@@ -116,18 +124,25 @@ class PicowsHost:
             if chosen is not None:
                 headers["Sec-WebSocket-Protocol"] = chosen
             sock = PicowsSocket(self.flusher)
-            peer = Peer(sock, self.max_payload_bytes)
+            peer = Peer(sock, self.max_payload_bytes, context)
             conn = Connection(client_id, sock, data=outcome, request=hs, limits=runtime.queue_limits)
             session = PicowsSession(runtime, conn, peer)
             tail, front.buffer = bytes(front.buffer), bytearray()
             hand_over(
                 transport, peer, WSUpgradeResponse.create_101_response(headers), key, tail, self.max_payload_bytes
             )
+            del tail  # (held by this frame for the connection's life otherwise)
             if sock.ws is None:  # picows refused the replayed request: never expected
                 transport.abort()
                 return
-            transport.resume_reading()
+            if not peer.paused:  # frames sent with the request may have filled the queue already
+                transport.resume_reading()
             await session.live()
+        except BaseException:
+            # cancelled (the server stopping during admission) or failed: the socket must not
+            # stay open and paused behind us
+            transport.abort()
+            raise
         finally:
             runtime.admission.release(hs.client_ip)
 
@@ -191,6 +206,11 @@ class Front(asyncio.Protocol):
         self._route(transport, head)
 
     def _route(self, transport: asyncio.Transport, head: bytes) -> None:
+        if _CONTROL.search(head) is not None:
+            # a bare CR or LF, or another control byte, inside a line: a header value echoed
+            # into the 101 (the subprotocol) could carry headers of its own
+            answer(transport, 400, "Malformed HTTP request")
+            return
         lines = head.decode("latin-1").split("\r\n")
         request = lines[0].split(" ")
         headers: CIMultiDict[str] = CIMultiDict()
@@ -232,7 +252,10 @@ class Front(asyncio.Protocol):
             client_ip=runtime.admission.resolve_ip(peer[0] if peer else None, headers),
             subprotocols=tuple(p.strip() for p in headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()),
         )
-        task = asyncio.get_running_loop().create_task(host.upgrade(self, hs, headers["Sec-WebSocket-Key"].strip()))
+        # the connection's first reader runs in this task: in a Context the peer keeps
+        context = contextvars.copy_context()
+        key = headers["Sec-WebSocket-Key"].strip()
+        task = asyncio.get_running_loop().create_task(host.upgrade(self, hs, key, context), context=context)
         host.tasks.add(task)
         task.add_done_callback(host.tasks.discard)
 
