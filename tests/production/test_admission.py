@@ -209,3 +209,24 @@ async def test_a_second_request_trickled_on_a_keep_alive_socket_is_cut(make_stan
         assert closed_after < 2.0, f"closed only after {closed_after:.2f} s"
     finally:
         writer.close()
+
+
+async def test_a_request_head_trickled_a_byte_at_a_time_is_upgraded(make_standalone: Any) -> None:
+    """The blank line ending the head may straddle reads: each byte its own segment still
+    makes a complete request (well within HANDSHAKE_TIMEOUT_MS)."""
+    server: Server = await make_standalone()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    head = (
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    try:
+        for byte in head:  # bounded: ~150 bytes
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0.002)  # lets the server read each byte on its own
+        async with asyncio.timeout(5):
+            answer = await reader.readuntil(b"\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 101"), answer
+    finally:
+        writer.close()

@@ -190,8 +190,11 @@ class Front(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer
+        # the blank line can only end in what just came (or straddle it): a head trickled a
+        # byte at a time is not searched from its start on every byte
+        start = max(len(buffer) - 3, 0)
         buffer += data
-        end = buffer.find(b"\r\n\r\n")
+        end = buffer.find(b"\r\n\r\n", start)
         transport = self.transport
         assert transport is not None
         if end < 0:
