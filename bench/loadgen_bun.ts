@@ -112,14 +112,28 @@ async function openAll(count: number, onMessage: (ws: WebSocket, data: string) =
   return out;
 }
 
+// What a scenario's message handler reads and counts; `measured` runs the window around it.
+type Run = { recording: boolean; stopping: boolean; count: number; errors: number };
+
+// Warm up, then count replies for `seconds` while the window meters CPU; then stop sending
+// and close. The scenario has already put its first messages in flight.
+async function measured(window: Window, sockets: WebSocket[], run: Run): Promise<Record<string, number>> {
+  await sleep(warmup);
+  window.start();
+  run.recording = true;
+  await sleep(seconds);
+  run.recording = false;
+  const figures = window.stop();
+  run.stopping = true;
+  for (const ws of sockets) ws.close();
+  return { rate: run.count / figures.seconds, errors: run.errors, ...figures };
+}
+
 async function echo(window: Window): Promise<Record<string, number>> {
   const latencies: number[] = [];
   const sentAt = new Map<WebSocket, number>();
   const seq = new Map<WebSocket, number>();
-  let recording = false;
-  let stopping = false;
-  let count = 0;
-  let errors = 0;
+  const run: Run = { recording: false, stopping: false, count: 0, errors: 0 };
   const send = (ws: WebSocket) => {
     const n = (seq.get(ws) ?? 0) + 1;
     seq.set(ws, n);
@@ -129,51 +143,33 @@ async function echo(window: Window): Promise<Record<string, number>> {
   const sockets = await openAll(conns, (ws, data) => {
     const now = Bun.nanoseconds();
     if (!data.startsWith('{"type":"ECHO_OK"') || !data.includes(`"correlationId":"${seq.get(ws)}"`)) {
-      errors++;
+      run.errors++;
       return;
     }
-    if (recording) {
-      count++;
+    if (run.recording) {
+      run.count++;
       latencies.push(now - (sentAt.get(ws) ?? now));
     }
-    if (!stopping) send(ws);
+    if (!run.stopping) send(ws);
   });
   for (const ws of sockets) send(ws);
-  await sleep(warmup);
-  window.start();
-  recording = true;
-  await sleep(seconds);
-  recording = false;
-  const figures = window.stop();
-  stopping = true;
-  for (const ws of sockets) ws.close();
-  return { rate: count / figures.seconds, errors, ...percentiles(latencies), ...figures };
+  const figures = await measured(window, sockets, run);
+  return { ...figures, ...percentiles(latencies) };
 }
 
 async function pipelined(window: Window): Promise<Record<string, number>> {
   const PING = '{"type":"PING","payload":{"text":"hello"}}';
-  let recording = false;
-  let stopping = false;
-  let count = 0;
-  let errors = 0;
+  const run: Run = { recording: false, stopping: false, count: 0, errors: 0 };
   const sockets = await openAll(conns, (ws, data) => {
     if (!data.startsWith('{"type":"PONG"')) {
-      errors++;
+      run.errors++;
       return;
     }
-    if (recording) count++;
-    if (!stopping) ws.send(PING);
+    if (run.recording) run.count++;
+    if (!run.stopping) ws.send(PING);
   });
   for (const ws of sockets) for (let i = 0; i < inflight; i++) ws.send(PING);
-  await sleep(warmup);
-  window.start();
-  recording = true;
-  await sleep(seconds);
-  recording = false;
-  const figures = window.stop();
-  stopping = true;
-  for (const ws of sockets) ws.close();
-  return { rate: count / figures.seconds, errors, ...figures };
+  return measured(window, sockets, run);
 }
 
 const scenarios: Record<string, (w: Window) => Promise<Record<string, number>>> = { echo, pipelined };

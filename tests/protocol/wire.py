@@ -26,6 +26,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 from tests.asgi.hosts import UVICORN_WS, running
+from tests.support.serving import MOUNT, UVICORN, mounted_in_fastapi
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed as WsConnectionClosed
 
@@ -638,20 +639,8 @@ async def _start_asgi(
     app: Any = asgi_app(router, **options)
     path = "/"
     if transport == "fastapi-mount":
-        from fastapi import FastAPI
-
-        wskit_app = app
-        app = FastAPI(lifespan=wskit_app.lifespan)
-
-        @app.get("/hello")
-        async def hello() -> dict[str, str]:
-            return {"hello": "world"}
-
-        app.mount("/ws", wskit_app)
-        transport, path = (
-            "uvicorn-websockets-sansio" if "websockets-sansio" in UVICORN_WS else "uvicorn-wsproto",
-            "/ws/",
-        )
+        app = mounted_in_fastapi(app)
+        transport, path = UVICORN, MOUNT + "/"
     host = await stack.enter_async_context(running(app, transport))
     return host.url(path), host.port
 

@@ -99,6 +99,21 @@ class AsgiServed:
         await self.app.shutdown(grace_ms=0)
 
 
+def mounted_in_fastapi(app: AsgiApp) -> Any:
+    """A FastAPI app with a route of its own (``GET /hello``) that mounts ``app`` at
+    :data:`MOUNT` and adopts its lifespan: wskit beside a user's HTTP API."""
+    from fastapi import FastAPI
+
+    parent = FastAPI(lifespan=app.lifespan)
+
+    @parent.get("/hello")
+    async def hello() -> dict[str, str]:
+        return {"hello": "world"}
+
+    parent.mount(MOUNT, app)
+    return parent
+
+
 def prefix_of(server: object) -> str:
     """The path prefix a server's own paths live under ("" unless mounted)."""
     return str(getattr(server, "prefix", ""))
@@ -117,16 +132,7 @@ async def serving(router: Router[Any], way: str, **options: Any) -> AsyncIterato
         return
     app = asgi_app(router, **options)
     if way == "fastapi-mount":
-        from fastapi import FastAPI
-
-        parent = FastAPI(lifespan=app.lifespan)
-
-        @parent.get("/hello")
-        async def hello() -> dict[str, str]:
-            return {"hello": "world"}
-
-        parent.mount(MOUNT, app)
-        async with running(parent, UVICORN, proxy_headers=False) as host:
+        async with running(mounted_in_fastapi(app), UVICORN, proxy_headers=False) as host:
             yield AsgiServed(app, router, host.port, MOUNT)
         return
     # uvicorn believes X-Forwarded-For from 127.0.0.1 by default (its --forwarded-allow-ips):
