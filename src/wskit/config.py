@@ -280,9 +280,9 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "transport",
         "WSKIT_TRANSPORT",
-        _choice("aiohttp", "picows"),
-        "aiohttp",
-        "serve()'s WebSocket host: aiohttp, or picows (wskit[fast]; no static_files or http_routes)",
+        _choice("auto", "aiohttp", "picows"),
+        "auto",
+        "serve()'s WebSocket host: auto (picows when installed and nothing needs aiohttp), aiohttp, or picows",
     ),
 )
 
@@ -323,7 +323,7 @@ class Settings:
     gc_unfreeze_interval_s: float = 600.0
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
-    transport: str = "aiohttp"
+    transport: str = "auto"
 
 
 def _from_env(option: Option, env: Mapping[str, str]) -> tuple[str, str] | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib.util
 import logging
 import signal
 import socket
@@ -44,7 +45,8 @@ log = logging.getLogger("wskit.server")
 
 class Server:
     """A running (or ready to run) standalone server for ``router``: its runtime (see
-    :func:`wskit.runtime.build_runtime`) hosted by aiohttp.
+    :func:`wskit.runtime.build_runtime`) hosted by picows when installed (``wskit[fast]``),
+    else by aiohttp (``WSKIT_TRANSPORT``, see :func:`choose_transport`).
 
     Besides every setting of :data:`wskit.config.OPTIONS` as a keyword (``host``,
     ``port``, ``path``, ``max_payload_bytes``, ``allowed_origins``, ``idle_timeout_ms``...),
@@ -96,8 +98,9 @@ class Server:
         )
         self._static = {route: Path(file) for route, file in (static_files or {}).items()}
         self._http = dict(http_routes or {})
-        if self.settings.transport == "picows":
-            _check_picows(self._static, self._http)
+        #: the WebSocket host serving: "aiohttp" or "picows" (WSKIT_TRANSPORT=auto: picows
+        #: when installed and nothing needs aiohttp)
+        self.transport_name = choose_transport(self.settings.transport, self._static, self._http)
         #: the runtime being served (built at start)
         self.runtime: Runtime | None = None
         #: this server holds a share of the process's GC freezing timer (see wskit.gcpolicy)
@@ -159,7 +162,7 @@ class Server:
             logging.getLogger("wskit").setLevel(s.log_level)
         runtime = self.runtime = self._build()
         await runtime.start()
-        if s.transport == "picows":
+        if self.transport_name == "picows":
             await self._start_picows(runtime)
             return
         self.transport = Transport(
@@ -204,7 +207,7 @@ class Server:
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(factory, sock=sock, ssl=_tls(s), backlog=1024)
         self._port = sock.getsockname()[1]
-        log.info("wskit listening on %s (%s)", self.url, s.transport)
+        log.info("wskit listening on %s (%s)", self.url, self.transport_name)
         if self._owns_gc:
             self._gc_frozen = GcFreezer.acquire(s.gc_freeze_interval_s, s.gc_unfreeze_interval_s)
 
@@ -276,19 +279,35 @@ class Server:
         await self.stop()
 
 
-def _check_picows(static_files: Mapping[str, Path], http_routes: Mapping[str, HttpHandler]) -> None:
-    """The picows host serves WebSocket upgrades, /healthz and /readyz only: a feature it
-    cannot serve fails at start rather than going missing."""
+def choose_transport(wanted: str, static_files: Mapping[str, Path], http_routes: Mapping[str, HttpHandler]) -> str:
+    """The host for ``WSKIT_TRANSPORT=wanted``: picows for ``auto`` when it is installed and
+    nothing needs aiohttp (said in a log line when aiohttp is chosen for that reason); a
+    feature the asked-for host cannot serve fails here rather than going missing."""
     unserved = [name for name, given in (("static_files", static_files), ("http_routes", http_routes)) if given]
+    if wanted == "aiohttp":
+        return "aiohttp"
+    if wanted == "picows":
+        if unserved:
+            raise ConfigError(
+                f"WSKIT_TRANSPORT=picows cannot serve {' or '.join(unserved)} (aiohttp handlers and files): "
+                "use WSKIT_TRANSPORT=auto or aiohttp, or serve them elsewhere"
+            )
+        if not _picows_installed():
+            raise ConfigError("WSKIT_TRANSPORT=picows needs picows: pip install 'wskit[fast]'")
+        return "picows"
+    if not _picows_installed():
+        return "aiohttp"  # the base install: aiohttp is the host, nothing is lost
     if unserved:
-        raise ConfigError(
-            f"WSKIT_TRANSPORT=picows cannot serve {' or '.join(unserved)} (aiohttp handlers and files): "
-            "use the aiohttp transport, or serve them elsewhere"
+        log.info(
+            "serving with aiohttp: %s need it (picows, the faster host, serves WebSockets, /healthz and /readyz only)",
+            " and ".join(unserved),
         )
-    try:
-        import picows  # noqa: F401
-    except ImportError:
-        raise ConfigError("WSKIT_TRANSPORT=picows needs picows: pip install 'wskit[fast]'") from None
+        return "aiohttp"
+    return "picows"
+
+
+def _picows_installed() -> bool:
+    return importlib.util.find_spec("picows") is not None
 
 
 def _keepalive_s(settings: Settings) -> float:

@@ -10,7 +10,7 @@ So: the server runs in this process with the collector off, the clients in anoth
 (their objects are not ours to count), and every object the collector would free afterwards
 is counted, whatever its type: connections closed in every way (close frame, vanished peer,
 closed by the server, after pings and RPC hand-offs) must leave none, under the stock
-asyncio loop and under uvloop.
+asyncio loop and under uvloop, on both of serve()'s hosts.
 """
 
 from __future__ import annotations
@@ -142,14 +142,15 @@ async def _run_clients(server: Server, rounds: int, cafile: str) -> None:
     await asyncio.sleep(1.5 if server.url.startswith("wss") else 0.2)
 
 
-async def _scenario(tls: tuple[Path, Path] | None) -> Counter[str]:
+async def _scenario(tls: tuple[Path, Path] | None, transport: str) -> Counter[str]:
     router = build()
     options: dict[str, Any] = {}
     if tls is not None:
         options = {"tls_cert_file": str(tls[0]), "tls_key_file": str(tls[1])}
     cafile = str(tls[0]) if tls is not None else ""
     # pings every 50 ms: the ping sweep and its pongs run while the connections live
-    async with Server(router, port=0, env={}, ping_interval=0.05, gc_freeze_interval_s=0, **options) as server:
+    options.update(port=0, env={}, ping_interval=0.05, gc_freeze_interval_s=0, transport=transport)
+    async with Server(router, **options) as server:
         await _run_clients(server, 1, cafile)  # warm-up: one-off objects (caches, the route table)
         with collector_off():
             await _run_clients(server, ROUNDS, cafile)
@@ -180,10 +181,11 @@ def _self_signed(tmp: Path) -> tuple[Path, Path]:
 
 @pytest.mark.parametrize("tls", [False, True], ids=["ws", "wss"])
 @pytest.mark.parametrize("loop", sorted(LOOPS))
-def test_closed_connections_leave_no_cyclic_garbage(loop: str, tls: bool, tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["aiohttp", "picows"])
+def test_closed_connections_leave_no_cyclic_garbage(transport: str, loop: str, tls: bool, tmp_path: Path) -> None:
     """Clients that close cleanly, vanish (TCP reset) or are closed by the server leave no object
     of any type for the cycle collector (3 connections a round, 5 rounds), with and without TLS."""
     if tls and shutil.which("openssl") is None:
         pytest.skip("needs openssl to make a certificate")
-    left = LOOPS[loop](_scenario(_self_signed(tmp_path) if tls else None))
+    left = LOOPS[loop](_scenario(_self_signed(tmp_path) if tls else None, transport))
     assert sum(left.values()) == 0, f"{3 * ROUNDS} closed connections left cyclic garbage: {dict(left)}"

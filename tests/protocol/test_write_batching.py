@@ -1,8 +1,10 @@
-"""When the aiohttp transport writes: frames that arrived together are answered in one write,
+"""When serve()'s hosts write: frames that arrived together are answered in one write,
 and a reply is on the wire before the reading task waits (not held until the handler ends).
 
-The server side's writes are counted by wrapping the connection's asyncio transport; the
-client is a raw TCP socket so that twenty frames really arrive in one segment.
+The server side's writes are counted by wrapping what the connection's socket writes to
+(aiohttp's asyncio transport; picows's WSTransport, whose ``send`` writes one frame, and the
+TCP transport under it); the client is a raw TCP socket so that twenty frames really arrive
+in one segment.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import json
 import os
 from typing import Any
 
+import pytest
 from pydantic import BaseModel
 from tests.support.waiting import PATIENCE_S
 
 from wskit import Context, Router, Server, message
+from wskit.transports.picows_socket import PicowsSocket
 
 WAIT = PATIENCE_S  # only stops a hung test
 
@@ -43,6 +47,31 @@ class CountingTransport:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
+
+
+class CountingWs:
+    """picows's WSTransport, counting ``send`` and the writes to the transport under it."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.counting = CountingTransport(real.underlying_transport)
+        self.writes = self.counting.writes
+
+    def send(self, kind: Any, data: bytes) -> None:
+        self.writes.append(bytes(data))
+        self.real.send(kind, data)
+
+    @property
+    def underlying_transport(self) -> CountingTransport:
+        return self.counting
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+@pytest.fixture(params=["aiohttp", "picows"])
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 def _frame(obj: Any) -> bytes:
@@ -106,7 +135,7 @@ def build(release: asyncio.Event | None = None) -> Router[Any]:
     return router
 
 
-async def _counted(router: Router[Any], before: set[str]) -> CountingTransport:
+async def _counted(router: Router[Any], before: set[str]) -> CountingTransport | CountingWs:
     """Wrap the transport of the one connection that is not in ``before``."""
     opened = asyncio.Event()
     router.on_open(lambda ctx: opened.set())
@@ -115,15 +144,18 @@ async def _counted(router: Router[Any], before: set[str]) -> CountingTransport:
             await opened.wait()
     (client_id,) = set(router.hub.connections) - before
     sock: Any = router.hub.connections[client_id].socket
+    if isinstance(sock, PicowsSocket):
+        sock.ws = CountingWs(sock.ws)
+        return sock.ws  # type: ignore[no-any-return]
     counting = CountingTransport(sock.transport)
     sock.transport = counting
     return counting
 
 
-async def test_frames_that_arrive_together_are_answered_in_one_write() -> None:
+async def test_frames_that_arrive_together_are_answered_in_one_write(transport: str) -> None:
     """Twenty PINGs in one TCP segment: twenty PONGs, in order, in a single write."""
     router = build()
-    async with Server(router, port=0, env={}) as server:
+    async with Server(router, port=0, env={}, transport=transport) as server:
         reader, writer = await _open(server.port)
         counting = await _counted(router, set())
         writer.write(b"".join(_frame({"type": "PING", "payload": {"n": i}}) for i in range(20)))
@@ -133,12 +165,12 @@ async def test_frames_that_arrive_together_are_answered_in_one_write() -> None:
         writer.close()
 
 
-async def test_a_reply_leaves_before_the_handler_waits() -> None:
+async def test_a_reply_leaves_before_the_handler_waits(transport: str) -> None:
     """A handler that sends, then waits for the test: its first frame arrives while it waits
     (held until the handler ends, it would never come, and the bounded read would fail)."""
     release = asyncio.Event()
     router = build(release)
-    async with Server(router, port=0, env={}) as server:
+    async with Server(router, port=0, env={}, transport=transport) as server:
         reader, writer = await _open(server.port)
         await _counted(router, set())
         writer.write(_frame({"type": "TWICE", "payload": {"n": 0}}))
@@ -151,10 +183,10 @@ async def test_a_reply_leaves_before_the_handler_waits() -> None:
         writer.close()
 
 
-async def test_lone_requests_are_each_answered_by_their_own_write() -> None:
+async def test_lone_requests_are_each_answered_by_their_own_write(transport: str) -> None:
     """Frames sent one at a time (waiting for each answer) are answered one write each."""
     router = build()
-    async with Server(router, port=0, env={}) as server:
+    async with Server(router, port=0, env={}, transport=transport) as server:
         reader, writer = await _open(server.port)
         counting = await _counted(router, set())
         for i in range(5):
@@ -165,10 +197,10 @@ async def test_lone_requests_are_each_answered_by_their_own_write() -> None:
         writer.close()
 
 
-async def test_answers_to_frames_that_came_with_the_close_go_before_it() -> None:
+async def test_answers_to_frames_that_came_with_the_close_go_before_it(transport: str) -> None:
     """PING and a close frame in one segment: the PONG arrives, then the close."""
     router = build()
-    async with Server(router, port=0, env={}) as server:
+    async with Server(router, port=0, env={}, transport=transport) as server:
         reader, writer = await _open(server.port)
         await _counted(router, set())
         close = b"\x88\x82\x00\x00\x00\x00\x03\xe8"  # masked close 1000

@@ -29,14 +29,13 @@ from aiohttp.web_protocol import RequestHandler
 
 from wskit.transports.aiohttp_internals import (
     MaskCheck,
-    break_transport_cycle,
     check_client_masks,
     drain_waiter,
     inbound_frames,
     pending_tail,
-    socket_transport,
     tail_is_masked,
 )
+from wskit.transports.asyncio_internals import break_transport_cycle, socket_transport
 
 Check = Callable[[web.Request], Awaitable[dict[str, Any]]]
 

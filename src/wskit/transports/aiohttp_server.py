@@ -24,12 +24,7 @@ from wskit.errors import CloseCode, clip_close_reason
 from wskit.lifecycle import Session as Lifecycle
 from wskit.lifecycle import answer_to_close
 from wskit.runtime import Runtime
-from wskit.transports.aiohttp_internals import (
-    break_transport_cycle,
-    check_client_masks,
-    inbound_frames,
-    take_tail,
-)
+from wskit.transports.aiohttp_internals import check_client_masks, inbound_frames, take_tail
 from wskit.transports.aiohttp_socket import CLOSE_TIMEOUT_S, AiohttpSocket, Flusher
 from wskit.transports.aiohttp_upgrade import (
     HandshakeGuard,
@@ -38,6 +33,7 @@ from wskit.transports.aiohttp_upgrade import (
     refuse_handshake,
     without_protocols,
 )
+from wskit.transports.asyncio_internals import break_transport_cycle
 from wskit.transports.base import chosen_subprotocol
 
 __all__ = ["AiohttpSocket", "Flusher", "HandshakeGuard", "Session", "Transport", "build_app", "handshake_request"]

@@ -17,7 +17,8 @@ from aiohttp import web
 
 from wskit.errors import clip_close_reason
 from wskit.logs import LogBudget
-from wskit.transports.aiohttp_internals import MaskCheck, drain_waiter, socket_transport
+from wskit.transports.aiohttp_internals import MaskCheck, drain_waiter
+from wskit.transports.asyncio_internals import socket_transport
 from wskit.transports.batching import Flusher, FrameBatch, framed
 
 __all__ = ["CLOSE_TIMEOUT_S", "AiohttpSocket", "Flusher"]

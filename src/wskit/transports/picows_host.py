@@ -6,7 +6,11 @@ loop's read callback. While no handler is waiting, a frame goes straight to
 host). When ``receive`` returns an awaitable (a handler had to wait), a task awaits it and
 frames that arrive meanwhile are queued (copied: picows reuses its buffer), so one
 connection's messages keep their order; reading the socket pauses past
-:data:`QUEUE_FRAMES`. The lifecycle itself is :class:`wskit.lifecycle.Session`'s.
+:data:`QUEUE_FRAMES` or :data:`QUEUE_BYTES`. A message over :data:`INLINE_BYTES` (costly to
+decode and validate) goes through the reader too, which lets the loop serve other
+connections after each: picows calls back for every frame of a read in one go, and a
+client pipelining megabyte frames would otherwise hold the loop for all of them. The
+lifecycle itself is :class:`wskit.lifecycle.Session`'s.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import asyncio
 import contextvars
 import logging
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Generator
 from typing import SupportsInt, cast
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
@@ -24,10 +28,11 @@ from wskit.connection import Connection
 from wskit.errors import CloseCode, clip_close_reason
 from wskit.lifecycle import Session, answer_to_close
 from wskit.runtime import Runtime
-from wskit.transports.picows_internals import enter_task, leave_task
+from wskit.transports.asyncio_internals import break_transport_cycle, socket_transport
+from wskit.transports.picows_internals import enter_task, leave_task, release_transport
 from wskit.transports.picows_socket import PicowsSocket
 
-__all__ = ["MAX_FRAGMENTS", "QUEUE_FRAMES", "Peer", "PicowsSession"]
+__all__ = ["INLINE_BYTES", "MAX_FRAGMENTS", "QUEUE_BYTES", "QUEUE_FRAMES", "Peer", "PicowsSession"]
 
 log = logging.getLogger("wskit.server")
 
@@ -38,11 +43,29 @@ _READERS: set[asyncio.Task[bool]] = set()
 
 #: frames queued behind a waiting handler before reading the socket pauses
 QUEUE_FRAMES = 64
+#: ...or bytes
+QUEUE_BYTES = 1 << 20
+#: the largest message dispatched from picows's callback; bigger ones wait their turn in the
+#: reader task, one per loop iteration
+INLINE_BYTES = 64 * 1024
 #: fragments of one message (empty continuation frames cost a list entry each, not bytes)
 MAX_FRAGMENTS = 4096
 
 _TEXT, _BINARY, _CONT = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION
 _PING, _CLOSE = WSMsgType.PING, WSMsgType.CLOSE
+
+
+class _Yield:
+    """Awaited by the reader: one loop iteration for the other connections (``asyncio.sleep(0)``
+    without a coroutine object per use)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        yield
+
+
+_A_TURN_FOR_OTHERS = _Yield()
 
 
 class Peer(WSListener):
@@ -60,6 +83,8 @@ class Peer(WSListener):
         "paused",
         "pending",
         "queue",
+        "queued",
+        "raw",
         "reader",
         "reason",
         "session",
@@ -81,6 +106,7 @@ class Peer(WSListener):
         #: the reader is not waiting for frames (a handler is, or it is not started): queue
         self.busy = True
         self.queue: deque[bytes] = deque()
+        self.queued = 0  # bytes in the queue
         self.paused = False  # reading the socket paused: the queue is full
         #: what a handler dispatched from the callback left for the reader to await
         self.pending: Awaitable[bool | None] | None = None
@@ -92,9 +118,13 @@ class Peer(WSListener):
         self.code: int | None = None  # how the connection ended, when the peer or a check ended it
         self.reason = ""
         self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        #: the transport owning the socket (under TLS on the stock loop, not picows's: see
+        #: ``asyncio_internals.socket_transport``), whose cycle is broken when it closes
+        self.raw: asyncio.BaseTransport | None = None
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.sock.ws = transport
+        self.raw = socket_transport(transport.underlying_transport)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         session = self.session
@@ -106,6 +136,9 @@ class Peer(WSListener):
             else:
                 self.code = CloseCode.ABNORMAL
         self.sock.resume_writing()  # a send waiting for the transport fails on its next frame
+        release_transport(transport.underlying_transport)
+        raw, self.raw = self.raw, None
+        break_transport_cycle(raw)  # asyncio's selector transport -> itself
         if not self.gone.done():
             self.gone.set_result(None)
         self._wake()
@@ -177,10 +210,15 @@ class Peer(WSListener):
                 self._fail(CloseCode.INVALID_PAYLOAD, "invalid UTF-8 in a text frame")
                 return
         reader = self.reader
-        if self.busy or reader is None:
+        if self.busy or reader is None or len(data) > INLINE_BYTES:
             self.queue.append(data)
+            self.queued += len(data)
+            if not self.busy and reader is not None:
+                self.busy = True  # a big message: the reader dispatches it, in its turn
+                self._wake()
             ws = self.sock.ws
-            if len(self.queue) >= QUEUE_FRAMES and not self.paused and ws is not None:
+            full = len(self.queue) >= QUEUE_FRAMES or self.queued >= QUEUE_BYTES
+            if full and not self.paused and ws is not None:
                 self.paused = True
                 ws.underlying_transport.pause_reading()
             return
@@ -217,12 +255,17 @@ class Peer(WSListener):
         pending, self.pending = self.pending, None
         session, queue, sock = self.session, self.queue, self.sock
         while pending is None and queue and session is not None:
+            data = queue.popleft()
+            self.queued -= len(data)
             sock.batch.reading = True
             try:
-                pending = session.receive(queue.popleft())
+                pending = session.receive(data)
+                if pending is None and queue and len(data) > INLINE_BYTES:
+                    pending = _A_TURN_FOR_OTHERS  # a costly message: others' turn before the next
             finally:
                 sock.settle(pending is not None or not queue)
-        if self.paused and len(queue) < QUEUE_FRAMES // 2 and self.sock.ws is not None:
+        low = len(queue) < QUEUE_FRAMES // 2 and self.queued < QUEUE_BYTES // 2
+        if self.paused and low and self.sock.ws is not None:
             self.paused = False
             self.sock.ws.underlying_transport.resume_reading()
         return pending
@@ -287,6 +330,7 @@ class PicowsSession(Session):
         super().release()
         peer = self.peer
         peer.queue.clear()
+        peer.queued = 0
         peer.session = None  # Peer -> Session -> Peer
         peer.reader = None
         peer.pending = None

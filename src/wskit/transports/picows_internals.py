@@ -135,3 +135,28 @@ def enter_task(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None
 
 def leave_task(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
     _tasks._leave_task(loop, task)
+
+
+class _Spent(asyncio.BufferedProtocol):
+    """Stands in for picows's protocol under a closed TLS transport (see :func:`release_transport`)."""
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return bytearray(0)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        pass
+
+
+_SPENT = _Spent()
+
+
+def release_transport(transport: asyncio.BaseTransport) -> None:
+    """Let a disconnected connection's objects go by reference counting.
+
+    The TLS protocol (asyncio's and uvloop's) keeps bound methods of a buffered app protocol
+    (``get_buffer``, ``buffer_updated``) after the connection is lost, and picows's protocol
+    leads back to it through its transport: a cycle holding the whole connection. Handing the
+    TLS transport a spent protocol (``set_protocol``, public API) drops those methods.
+    """
+    if transport.get_extra_info("sslcontext") is not None:
+        transport.set_protocol(_SPENT)
