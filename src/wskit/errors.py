@@ -18,8 +18,15 @@ transports and the clients cannot drift apart::
         │                           (wskit.schema.validator)
         ├── DecodeFailure           a frame that cannot be routed, carrying the WsKitError to
         │                           answer (wskit.schema.validator; the dispatcher's own)
-        └── ConnectionClosed        the server closed a TestClient's connection
-            (ConnectionError)       (wskit.testing)
+        ├── ConnectionClosed        the server closed a TestClient's connection
+        │   (ConnectionError)       (wskit.testing)
+        ├── BadFrame                the server sent the client a frame it skipped (wskit.client)
+        └── DialFailed              the client could not open a connection (wskit.client)
+
+    WsKitError
+    └── ClientError                 the server answered the client with an error, or a request
+        └── ClientStopped           could not be delivered; the client stopped for good
+                                    (wskit.client)
 
 The classes whose module is named live beside the code that raises them (each is a subclass
 of one defined here); the rest are defined in this module.

@@ -1,0 +1,119 @@
+"""Topic subscriptions the client keeps across reconnects, and its position in each topic.
+
+Every delivery on a history topic carries ``meta.topic``, ``meta.offset`` and ``meta.epoch``
+(PROTOCOL.md, "Topics"). The client remembers the last position per topic, for the topics it
+subscribed itself and for those a server handler subscribed it to (``client.positions``), and
+drops a delivery it already has (a replay overlapping the live stream), so the application
+sees every message once. After a reconnect each subscription is made again from its position
+(``$ws:subscribe`` with ``offset`` and ``epoch``): the server replays what was missed. When
+the history no longer covers the gap the server refuses (``FAILED_PRECONDITION``, reason
+``recovery``): the subscription's ``on_reset`` callbacks run (reload your state there) and
+the client subscribes afresh from the live stream.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from wskit.client.errors import ClientError
+from wskit.protocol import Position, Step, step
+
+__all__ = ["SUBSCRIBED_TYPE", "SUBSCRIBE_TYPE", "UNSUBSCRIBED_TYPE", "UNSUBSCRIBE_TYPE", "Positions", "Subscription"]
+
+log = logging.getLogger("wskit.client")
+
+SUBSCRIBE_TYPE = "$ws:subscribe"
+SUBSCRIBED_TYPE = "$ws:subscribed"
+UNSUBSCRIBE_TYPE = "$ws:unsubscribe"
+UNSUBSCRIBED_TYPE = "$ws:unsubscribed"
+
+#: ``on_reset(error)``: the subscription could not be recovered; sync or async
+ResetCallback = Callable[[ClientError], object]
+
+
+class Positions:
+    """The last position seen per history topic, and the duplicate filter."""
+
+    def __init__(self) -> None:
+        self._by_topic: dict[str, Position] = {}
+
+    @property
+    def view(self) -> Mapping[str, Position]:
+        return self._by_topic
+
+    def get(self, topic: str) -> Position | None:
+        return self._by_topic.get(topic)
+
+    def forget(self, topic: str) -> None:
+        self._by_topic.pop(topic, None)
+
+    def confirm(self, topic: str, offset: object, epoch: object) -> None:
+        """A ``$ws:subscribed`` answer's position (when the topic keeps history)."""
+        if isinstance(offset, int) and not isinstance(offset, bool) and isinstance(epoch, str):
+            current = self._by_topic.get(topic)
+            if current is None or step(current, offset, epoch) is not Step.DUPLICATE:
+                self._by_topic[topic] = Position(offset, epoch)
+
+    def admit(self, meta: Mapping[str, Any]) -> bool:
+        """Record a delivery's position; False when the client already has it (drop it)."""
+        topic = meta.get("topic")
+        offset = meta.get("offset")
+        epoch = meta.get("epoch")
+        if not isinstance(topic, str) or not isinstance(offset, int) or not isinstance(epoch, str):
+            return True  # not a history delivery: nothing to track
+        seen = step(self._by_topic.get(topic), offset, epoch)
+        if seen is Step.DUPLICATE:
+            return False
+        if seen is Step.GAP:
+            log.warning("wskit client: topic %r skipped from offset %s to %s", topic, self._by_topic[topic], offset)
+        self._by_topic[topic] = Position(offset, epoch)
+        return True
+
+
+class Subscription:
+    """A topic this client subscribed to itself (``await client.subscribe(topic)``).
+
+    It is made again after every reconnect, from the last position seen, until
+    :meth:`unsubscribe`. ``position`` is that position (None on topics without history).
+    """
+
+    def __init__(
+        self, topic: str, positions: Positions, unsubscribe: Callable[[Subscription], Awaitable[None]]
+    ) -> None:
+        self.topic = topic
+        self._positions = positions
+        self._unsubscribe = unsubscribe
+        self._on_reset: list[ResetCallback] = []
+        #: False once unsubscribed (or refused on a resubscribe)
+        self.active = True
+
+    @property
+    def position(self) -> Position | None:
+        return self._positions.get(self.topic)
+
+    def on_reset(self, callback: ResetCallback) -> Callable[[], None]:
+        """Call ``callback(error)`` when history could not cover a reconnect's gap (messages
+        were missed: reload state); the client then resubscribes from the live stream.
+        Returns a function that removes the callback."""
+        self._on_reset.append(callback)
+
+        def remove() -> None:
+            if callback in self._on_reset:
+                self._on_reset.remove(callback)
+
+        return remove
+
+    @property
+    def reset_callbacks(self) -> list[ResetCallback]:
+        return list(self._on_reset)
+
+    async def unsubscribe(self) -> None:
+        """Leave the topic (on the server too, when connected) and stop resubscribing."""
+        if self.active:
+            self.active = False
+            await self._unsubscribe(self)
+
+    def __repr__(self) -> str:
+        return f"Subscription({self.topic!r}, position={self.position}, active={self.active})"
