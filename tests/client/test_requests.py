@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from tests.client.app import Echo, GetUser, Heard, Say, Seen, Slow, User, build_router, serving
 from tests.support.waiting import PATIENCE_S, eventually
+
 from wskit.client import Client, ClientError, Message
 from wskit.errors import WsKitError
 

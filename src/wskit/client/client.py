@@ -509,6 +509,8 @@ class Client:
                 continue
             failures = 0
             lost = await self._serve(conn)
+            if self.close_error is not None:
+                return  # closed by the application meanwhile
             self._resend.extend(self._pending.lost(conn.generation))
             decision = after_close(lost.code)
             if lost.by_client or lost.code in self._reconnect_codes:
@@ -523,6 +525,8 @@ class Client:
 
     async def _wait(self, failures: int, error: BaseException, *, floor: float = 0.0) -> bool:
         """Back off before the next attempt; False (the client stopped) when attempts ran out."""
+        if self.close_error is not None:
+            return False
         if self.backoff.exhausted(failures):
             self._stop(
                 ClientStopped(
