@@ -255,6 +255,13 @@ OPTIONS: tuple[Option, ...] = (
         "retryAfterMs of the SERVER_SHUTDOWN notice",
     ),
     Option(
+        "shutdown_retry_jitter_ms",
+        "SHUTDOWN_RETRY_JITTER_MS",
+        _int(0),
+        5000,
+        "random extra delay added per connection to the SERVER_SHUTDOWN notice's retryAfterMs (0 = none)",
+    ),
+    Option(
         "shutdown_close_code",
         "SHUTDOWN_CLOSE_CODE",
         _close_code,
@@ -318,6 +325,7 @@ class Settings:
     backpressure: str = "close"
     shutdown_grace_ms: int = 10_000
     shutdown_retry_after_ms: int = 1000
+    shutdown_retry_jitter_ms: int = 5000
     shutdown_close_code: int = 1001
     gc_freeze_interval_s: float = 1.0
     gc_unfreeze_interval_s: float = 600.0

@@ -26,6 +26,8 @@ from wskit.inflight import RpcCall, inflight_bytes, set_deadline
 from wskit.protocol import CANCEL_TYPE, HEARTBEAT_TYPE, heartbeat_ack, now_ms
 from wskit.schema.validator import DecodeFailure, OutboundValidationError
 from wskit.stepping import resume
+from wskit.subscriptions import HANDLERS as SUBSCRIPTION_HANDLERS
+from wskit.subscriptions import sanitize_meta
 
 if TYPE_CHECKING:
     from wskit.router import Middleware, Route
@@ -38,7 +40,7 @@ log = logging.getLogger("wskit.dispatch")
 #: handlers are checked to be coroutine functions at registration, so a pipeline can be stepped
 Pipeline = Callable[[Context[Any, Any]], Coroutine[Any, Any, None]]
 
-_INTERNAL_TYPES = (HEARTBEAT_TYPE, CANCEL_TYPE)
+_INTERNAL_TYPES = (HEARTBEAT_TYPE, CANCEL_TYPE, *SUBSCRIPTION_HANDLERS)
 
 
 def _compose(middleware: tuple[Middleware, ...], handler: Callable[[Context[Any, Any]], Awaitable[None]]) -> Pipeline:
@@ -78,9 +80,10 @@ async def _send_refusal(ctx: Context[Any, Any]) -> None:
 class _Compiled:
     __slots__ = ("pipeline", "route", "rpc")
 
-    def __init__(self, route: Route, pipeline: Pipeline) -> None:
+    def __init__(self, route: Route | None, pipeline: Pipeline) -> None:
+        #: None for the framework's own routes ($ws:subscribe, $ws:unsubscribe)
         self.route = route
-        self.rpc = route.rpc
+        self.rpc = route.rpc if route is not None else None
         self.pipeline = pipeline
 
 
@@ -114,6 +117,10 @@ class Dispatcher:
             name: _Compiled(route, _compose(globals_ + route.inherited + route.middleware, route.handler))
             for name, route in router.routes.items()
         }
+        # client subscriptions share the routes' table (no extra lookup for other messages)
+        # and pass the same guards and global middleware, as events: in the read loop, in order
+        for name, handler in SUBSCRIPTION_HANDLERS.items():
+            self.routes[name] = _Compiled(None, _compose((sanitize_meta, *globals_), handler))
         self._refusal: Pipeline | None = _compose(tuple(frame_guards), _send_refusal) if frame_guards else None
 
     # -- the hot path ----------------------------------------------------------------------
@@ -147,6 +154,8 @@ class Dispatcher:
         conn.last_activity = monotonic()
         ctx: Context[Any, Any] = Context(self.runtime, conn, type_name, payload, meta, now_ms(), rpc=compiled.rpc)
         if self.draining:
+            if not isinstance(ctx.correlation_id, str):
+                ctx.correlation_id = None  # a $ws: frame's meta is not checked by a schema
             ctx.fail(WsKitError(ErrorCode.UNAVAILABLE, "Server shutting down", retry_after_ms=self.retry_after_ms))
             return None
         if compiled.rpc is None:

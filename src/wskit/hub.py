@@ -55,6 +55,9 @@ class Hub:
         self.delivered = 0
         #: history policy of each topic with local members (a new broker resubscribes with it)
         self.topic_history: dict[str, HistoryPolicy | None] = {}
+        #: members of each topic that subscribed themselves (``$ws:subscribe``): their
+        #: deliveries carry ``meta.topic`` even without history (``Publication.tagged_frame``)
+        self.tagged: dict[str, set[Connection]] = {}
         self._started = False
 
     async def start(self) -> None:
@@ -199,8 +202,24 @@ class Hub:
         conn.positions[topic] = position
         return position
 
+    def tag(self, conn: Connection, topic: str) -> None:
+        """Deliver ``topic`` to ``conn`` with ``meta.topic`` (it speaks ``$ws:subscribe``).
+
+        Set before the join, so no delivery can reach it untagged; :meth:`unsubscribe` clears it.
+        """
+        self.tagged.setdefault(topic, set()).add(conn)
+
+    def untag(self, conn: Connection, topic: str) -> None:
+        """Undo :meth:`tag` (a client subscription that failed on a topic ``conn`` stays in)."""
+        tagged = self.tagged.get(topic)
+        if tagged is not None:
+            tagged.discard(conn)
+            if not tagged:
+                del self.tagged[topic]
+
     async def unsubscribe(self, conn: Connection, topic: str) -> bool:
         """Remove ``conn`` from ``topic``; False when it was not a member."""
+        self.untag(conn, topic)
         if topic not in conn.topics or isinstance(conn.topics, frozenset):
             return False
         conn.topics.discard(topic)
@@ -240,7 +259,14 @@ class Hub:
         if overflow is not None and overflow.__class__ is not OverflowPolicy:
             overflow = _overflow_policy(overflow)  # it crossed a broker as text
         count = 0
-        if publication.offset is None:
+        tagged = self.tagged.get(publication.topic) if publication.offset is None else None
+        if tagged is not None:
+            # some members subscribed themselves: they get the frame that names the topic
+            named = publication.tagged_frame()
+            for conn in members:
+                if conn.client_id != exclude and conn.send_nowait(named if conn in tagged else data, overflow):
+                    count += 1
+        elif publication.offset is None:
             # send_nowait never changes membership synchronously: no copy of the set needed
             for conn in members:
                 if conn.client_id != exclude and conn.send_nowait(data, overflow):

@@ -22,6 +22,10 @@ __all__ = [
     "PROGRESS_TYPE",
     "RPC_ERROR_TYPE",
     "SERVER_META_KEYS",
+    "SUBSCRIBED_TYPE",
+    "SUBSCRIBE_TYPE",
+    "UNSUBSCRIBED_TYPE",
+    "UNSUBSCRIBE_TYPE",
     "Position",
     "Step",
     "dumps",
@@ -40,6 +44,11 @@ PROGRESS_TYPE: Final = "$ws:rpc-progress"
 CANCEL_TYPE: Final = "$ws:rpc-cancel"
 #: join/leave announcements on topics that opted in (``router.enable_presence_events``)
 PRESENCE_TYPE: Final = "$ws:presence"
+#: client subscriptions (docs/protocol.md): the client's request and the server's confirmation
+SUBSCRIBE_TYPE: Final = "$ws:subscribe"
+SUBSCRIBED_TYPE: Final = "$ws:subscribed"
+UNSUBSCRIBE_TYPE: Final = "$ws:unsubscribe"
+UNSUBSCRIBED_TYPE: Final = "$ws:unsubscribed"
 ERROR_TYPE: Final = "ERROR"
 RPC_ERROR_TYPE: Final = "RPC_ERROR"
 

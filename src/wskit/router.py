@@ -11,7 +11,6 @@ never changes the router. Mistakes are reported when they are made
 
 from __future__ import annotations
 
-import fnmatch
 import inspect
 import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -24,7 +23,7 @@ from wskit.errors import UsageError
 from wskit.schema.declarations import MessageSchema, RpcSchema
 from wskit.schema.registry import select_validator
 from wskit.schema.validator import Validator
-from wskit.topics import HistoryPolicy, TopicPolicy
+from wskit.topics import HistoryPolicy, TopicPolicy, topic_matches
 
 if TYPE_CHECKING:
     from wskit.dispatch import Dispatcher
@@ -190,6 +189,8 @@ class Router(Generic[D]):
         self._runtime: Runtime | None = None
         self.history: list[HistoryPolicy] = []
         self.presence_patterns: list[str] = []
+        #: patterns of the topics clients may subscribe to themselves (``allow_subscribe``)
+        self.subscribe_patterns: list[str] = []
         self._history_cache: dict[str, HistoryPolicy | None] = {}
 
     # -- registration ----------------------------------------------------------------------
@@ -300,6 +301,8 @@ class Router(Generic[D]):
         self.history.extend(other.history)
         for pattern in other.presence_patterns:
             self.enable_presence_events(pattern)
+        for pattern in other.subscribe_patterns:
+            self.allow_subscribe(pattern)
         self._history_cache.clear()
         self.open_hooks.extend(other.open_hooks)
         self.close_hooks.extend(other.close_hooks)
@@ -342,6 +345,7 @@ class Router(Generic[D]):
         other.error_hooks = list(self.error_hooks)
         other.history = list(self.history)
         other.presence_patterns = list(self.presence_patterns)
+        other.subscribe_patterns = list(self.subscribe_patterns)
         return other
 
     # -- the runtime serving this router ----------------------------------------------------
@@ -452,7 +456,26 @@ class Router(Generic[D]):
 
     def announces(self, topic: str) -> bool:
         """Whether joins and leaves of ``topic`` are announced (:meth:`enable_presence_events`)."""
-        return any(fnmatch.fnmatchcase(topic, p) for p in self.presence_patterns)
+        return any(topic_matches(topic, p) for p in self.presence_patterns)
+
+    def allow_subscribe(self, pattern: str) -> None:
+        """Let clients subscribe themselves (``$ws:subscribe``) to topics matching ``pattern``
+        (the same globs as :meth:`enable_history`: ``"feed:*"``).
+
+        Without any, every client subscription is refused ``PERMISSION_DENIED``: a topic is
+        private to the server's handlers until the application says otherwise. Each subscribe
+        to an allowed topic is still checked by the topic policy (name, per-connection limit,
+        ``authorize(ctx, topic, "subscribe")``). Raises :class:`UsageError` for a pattern that
+        is not a non-empty string.
+        """
+        if not isinstance(pattern, str) or not pattern:
+            raise UsageError(f"allow_subscribe() takes a glob pattern such as 'feed:*', got {pattern!r}")
+        if pattern not in self.subscribe_patterns:
+            self.subscribe_patterns.append(pattern)
+
+    def allows_subscribe(self, topic: str) -> bool:
+        """Whether clients may subscribe themselves to ``topic`` (:meth:`allow_subscribe`)."""
+        return any(topic_matches(topic, p) for p in self.subscribe_patterns)
 
     async def presence(self, topic: str) -> list[Member]:
         """Who is subscribed to ``topic`` on every instance (``client_id``, ``user_id``, ``data``)."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -38,7 +39,7 @@ from wskit.pubsub.memory import MemoryBroker
 from wskit.router import Middleware, Router
 from wskit.schema.declarations import MessageSchema
 
-__all__ = ["SHUTDOWN_TYPE", "Runtime", "build_runtime"]
+__all__ = ["SHUTDOWN_TYPE", "Runtime", "build_runtime", "shutdown_notice"]
 
 log = logging.getLogger("wskit.runtime")
 
@@ -127,17 +128,16 @@ class Runtime:
     async def drain(self, grace_s: float, reason: str = "server shutting down") -> None:
         """The graceful part of a shutdown: refuse upgrades, send every connection the
         ``SERVER_SHUTDOWN`` notice, answer new messages ``UNAVAILABLE``, and give running
-        handlers and RPCs up to ``grace_s`` seconds."""
+        handlers and RPCs up to ``grace_s`` seconds.
+
+        Each connection's notice says when to come back: ``SHUTDOWN_RETRY_AFTER_MS`` plus its
+        own uniform draw in ``[0, SHUTDOWN_RETRY_JITTER_MS)``, so the clients of a restarted
+        server spread over that window instead of all reconnecting in the same second."""
         self.admission.closed = True
         dispatcher = self.dispatcher
         dispatcher.draining = True
-        notice = frame(
-            _SHUTDOWN_PREFIX,
-            b"{}",
-            dumps({"reason": reason, "retryAfterMs": self.settings.shutdown_retry_after_ms}),
-        )
         for conn in list(self.connections):
-            conn.send_nowait(notice)
+            conn.send_nowait(shutdown_notice(reason, self.settings))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace_s
         while dispatcher.busy() and loop.time() < deadline:  # noqa: ASYNC110 - polls two sources
@@ -246,6 +246,19 @@ class Runtime:
     def __repr__(self) -> str:
         state = "serving" if self.serving else "idle"
         return f"<Runtime {state} routes={sorted(self.routes.routes)} connections={len(self.connections)}>"
+
+
+def shutdown_notice(reason: str, settings: Settings, *, draw: random.Random | None = None) -> bytes:
+    """One connection's ``SERVER_SHUTDOWN`` frame: ``retryAfterMs`` is the base setting plus
+    a uniform jitter below ``shutdown_retry_jitter_ms`` (``draw``: the random source, for tests)."""
+    retry_after = settings.shutdown_retry_after_ms
+    if settings.shutdown_retry_jitter_ms > 0:
+        retry_after += (draw or _jitter).randrange(settings.shutdown_retry_jitter_ms)
+    return frame(_SHUTDOWN_PREFIX, b"{}", dumps({"reason": reason, "retryAfterMs": retry_after}))
+
+
+#: not a secret, only a spread: the module's generator, seeded by the OS per process
+_jitter = random.Random()
 
 
 def build_runtime(

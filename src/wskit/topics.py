@@ -20,13 +20,22 @@ from wskit.errors import ErrorCode, WsKitError
 if TYPE_CHECKING:
     from wskit.context import Context
 
-__all__ = ["DEFAULT_TOPIC_PATTERN", "HistoryPolicy", "TopicAction", "TopicPolicy"]
+__all__ = ["DEFAULT_TOPIC_PATTERN", "HistoryPolicy", "TopicAction", "TopicPolicy", "topic_matches"]
 
 DEFAULT_TOPIC_PATTERN = re.compile(r"^[A-Za-z0-9:_./-]{1,128}$")
 
 TopicAction = Literal["subscribe", "publish"]
 #: ``authorize(ctx, topic, action)`` -> allowed? (sync or async)
 Authorize = Callable[["Context[Any, Any]", str, TopicAction], "bool | Awaitable[bool]"]
+
+
+def topic_matches(topic: str, pattern: str) -> bool:
+    """Whether ``topic`` matches the glob ``pattern`` (``fnmatch``, case-sensitive: ``"room:*"``).
+
+    The one matcher of every per-pattern declaration of the router (history, presence events,
+    client subscriptions), so a pattern means the same wherever it is given.
+    """
+    return fnmatch.fnmatchcase(topic, pattern)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +48,7 @@ class HistoryPolicy:
     ttl_s: float = 600.0
 
     def matches(self, topic: str) -> bool:
-        return fnmatch.fnmatchcase(topic, self.pattern)
+        return topic_matches(topic, self.pattern)
 
 
 @dataclass(frozen=True, slots=True)

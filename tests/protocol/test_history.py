@@ -87,7 +87,8 @@ async def _publish(peer: Peer, topic: str, text: str) -> None:
 
 
 async def test_history_delivery_carries_offset_and_epoch(wire: Wire) -> None:
-    """On a topic with history, each delivery carries meta {offset: int, epoch: str} and nothing else."""
+    """On a topic with history, each delivery carries meta {offset: int, epoch: str, topic} and nothing else
+    (the topic, so a client can keep its position per topic whoever subscribed it)."""
     endpoint = await _serve(wire)
     reader, writer = await endpoint.connect(), await endpoint.connect()
     await _subscribe(reader, "hist:a")
@@ -95,7 +96,7 @@ async def test_history_delivery_carries_offset_and_epoch(wire: Wire) -> None:
     got = await recv(reader)
     assert got == {
         "type": "POSTED",
-        "meta": {"offset": ANY_INT, "epoch": ANY_STR},
+        "meta": {"offset": ANY_INT, "epoch": ANY_STR, "topic": "hist:a"},
         "payload": {"topic": "hist:a", "text": "one"},
     }
     assert list(got) == ["type", "meta", "payload"]

@@ -81,7 +81,7 @@ def _modules_under(*prefixes: str) -> list[str]:
     return [m for m in MODULES if any(_under(m, p) for p in prefixes)]
 
 
-CORE = ("wskit.router", "wskit.context", "wskit.dispatch", "wskit.inflight", "wskit.topics")
+CORE = ("wskit.router", "wskit.context", "wskit.dispatch", "wskit.inflight", "wskit.topics", "wskit.subscriptions")
 
 
 def test_modules_are_found() -> None:

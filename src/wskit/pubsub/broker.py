@@ -10,7 +10,10 @@ user, bans). One process uses :class:`~wskit.pubsub.memory.MemoryBroker`; many u
 A :class:`Publication` is serialised once by the publisher. Topics with history get an
 ``offset`` (increasing by one per publish, per topic) and an ``epoch`` (changes whenever the
 history is lost or reset) from the broker; the frame each subscriber receives is built once
-per process from the publication, with those two spliced into its ``meta``.
+per process from the publication, with those two and the ``topic`` spliced into its
+``meta``. A topic without history keeps WS-Kit's bare delivery (no server meta: WS-Kit's
+client validates ``meta`` strictly) except for members that subscribed themselves with
+``$ws:subscribe``, which get the topic too (:meth:`Publication.tagged_frame`).
 
 Roles
 -----
@@ -92,6 +95,11 @@ class BrokerState(StrEnum):
 _ERROR_PREFIX = type_prefix(ERROR_TYPE)
 
 
+def _splice(meta: bytes | None, keys: bytes) -> bytes:
+    """``meta`` (a JSON object, or None) with ``keys`` (``"k":v,...}``) added at its end."""
+    return (meta[:-1] + b"," + keys) if meta and meta != b"{}" else b"{" + keys
+
+
 def lost_frame(topic: str) -> bytes:
     """The ``ERROR`` frame telling a member that publications of ``topic`` were lost (a gap
     the history no longer covers): the recovery error, unprompted, so the client reloads."""
@@ -107,7 +115,7 @@ class Publication:
     for topics with history.
     """
 
-    __slots__ = ("_frame", "epoch", "exclude", "head", "meta", "offset", "overflow", "tail", "topic")
+    __slots__ = ("_frame", "_tagged", "epoch", "exclude", "head", "meta", "offset", "overflow", "tail", "topic")
 
     def __init__(
         self,
@@ -130,6 +138,7 @@ class Publication:
         #: carried across brokers by its string value (the hub turns it back into the enum)
         self.overflow: Any = None
         self._frame: bytes | None = None
+        self._tagged: bytes | None = None
 
     def with_position(self, offset: int, epoch: str) -> Publication:
         """A copy carrying its history position."""
@@ -138,15 +147,36 @@ class Publication:
         return copy
 
     def frame(self) -> bytes:
-        """The bytes every subscriber receives (built once, then cached)."""
+        """The bytes every subscriber receives (built once, then cached).
+
+        On a history topic ``meta`` carries ``offset``, ``epoch`` and ``topic`` after the
+        publisher's keys: a client tracks its position per topic from them, whoever made the
+        subscription. Otherwise it is the publisher's meta alone (WS-Kit's delivery).
+        """
         data = self._frame
         if data is None:
             meta = self.meta
             if self.offset is not None:
-                position = b'"offset":%d,"epoch":%s}' % (self.offset, json.dumps(self.epoch).encode())
-                meta = (meta[:-1] + b"," + position) if meta and meta != b"{}" else b"{" + position
+                position = b'"offset":%d,"epoch":%s,"topic":%s}' % (
+                    self.offset,
+                    json.dumps(self.epoch).encode(),
+                    json.dumps(self.topic).encode(),
+                )
+                meta = _splice(meta, position)
             data = self.head + (b',"meta":' + meta if meta is not None else b"") + self.tail
             self._frame = data
+        return data
+
+    def tagged_frame(self) -> bytes:
+        """The bytes for a member that subscribed itself (``$ws:subscribe``): :meth:`frame`
+        with ``meta.topic`` also on a topic without history. Built once, then cached: the
+        payload is not serialised again, only the envelope around it is joined."""
+        if self.offset is not None:
+            return self.frame()
+        data = self._tagged
+        if data is None:
+            meta = _splice(self.meta, b'"topic":%s}' % json.dumps(self.topic).encode())
+            data = self._tagged = self.head + b',"meta":' + meta + self.tail
         return data
 
     def to_dict(self) -> dict[str, Any]:

@@ -145,7 +145,8 @@ class MsgspecValidator:
             routes[members[-1]] = (schema.type, build)
         for name in internal:
             members.append(_envelope(name, dict[str, Any], Union[dict[str, Any], None], None))
-            routes[members[-1]] = (name, _none)
+            # the payload is kept as decoded: $ws:subscribe reads it (the others ignore it)
+            routes[members[-1]] = (name, None)
         union: Any = members[0] if len(members) == 1 else Union[tuple(members)]
         known = frozenset([s.type for s in schemas] + list(internal))
         return _Decoder(msgspec.json.Decoder(union), known, routes)

@@ -257,7 +257,8 @@ class _Decoder:
         ) and _has_constant(data):
             raise classify_failure(data, self._known, list) from None
         type_name = env["type"]
-        payload = None if type_name in self._bare else env["payload"]
+        # .get: the framework's own types (not bare: $ws:subscribe reads its payload) may omit it
+        payload = None if type_name in self._bare else env.get("payload")
         return type_name, env.get("meta") or {}, payload
 
 
@@ -291,7 +292,7 @@ class PydanticValidator:
         with _compiling(classes):
             adapter: TypeAdapter[Any] = TypeAdapter(union)
         known = frozenset([s.type for s in schemas] + list(internal))
-        bare = frozenset([s.type for s in schemas if s.payload_model is None] + list(internal))
+        bare = frozenset(s.type for s in schemas if s.payload_model is None)
         return _Decoder(adapter, known, bare, tagged=len(members) > 1)
 
     def encoder(self, schema: MessageSchema[Any], *, validate: bool) -> PayloadEncoder | None:

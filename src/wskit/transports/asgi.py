@@ -20,8 +20,7 @@ from wskit.admission import Refusal
 from wskit.connection import Connection
 from wskit.errors import CloseCode, clip_close_reason
 from wskit.lifecycle import Session, answer_to_close
-from wskit.protocol import dumps, frame, type_prefix
-from wskit.runtime import SHUTDOWN_TYPE, Runtime
+from wskit.runtime import Runtime, shutdown_notice
 from wskit.stepping import step
 from wskit.transports.asgi_upgrade import Message, Receive, Scope, Send, handshake_request, refuse
 from wskit.transports.base import chosen_subprotocol
@@ -41,7 +40,6 @@ __all__ = [
 log = logging.getLogger("wskit.asgi")
 
 _NO_STATUS = 1005
-_SHUTDOWN_PREFIX = type_prefix(SHUTDOWN_TYPE)
 
 #: How long a close waits for a send the host is holding back (a peer that stopped reading).
 CLOSE_WAIT_S = 2.0
@@ -239,8 +237,7 @@ class AsgiSession(Session):
 
     def _host_stopping(self) -> None:
         conn, settings = self.conn, self.runtime.settings
-        notice = {"reason": "server shutting down", "retryAfterMs": settings.shutdown_retry_after_ms}
-        conn.send_nowait(frame(_SHUTDOWN_PREFIX, b"{}", dumps(notice)))
+        conn.send_nowait(shutdown_notice("server shutting down", settings))
         conn.close_code, conn.close_reason = settings.shutdown_close_code, "server shutting down"
 
     def socket_close_code(self) -> int | None:
