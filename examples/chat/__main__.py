@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import wskit
-from examples.chat.app import router
+from examples.chat.app import ChatLimits, create_router
 from wskit.config import load_settings
 
 HERE = Path(__file__).resolve().parent
@@ -28,7 +28,8 @@ def main() -> None:
     settings = load_settings()
     if settings.port:
         print(f"wskit chat demo: open http://{settings.host}:{settings.port}/ (Ctrl-C stops)", flush=True)
-    wskit.serve(router, static_files=STATIC_FILES)
+    # room topics keep history: a page that reconnects rejoins from its last position
+    wskit.serve(create_router(ChatLimits(recoverable=True)), static_files=STATIC_FILES)
 
 
 if __name__ == "__main__":

@@ -16,16 +16,29 @@ Errors the demo shows on purpose:
 
 Every bound is a :class:`ChatLimits` field; :func:`create_router` builds an independent chat
 (tests make small ones), and ``router`` is the one ``python -m examples.chat`` serves.
+
+Reconnecting without losing messages: with ``ChatLimits(recoverable=True)`` (what ``python -m
+examples.chat`` serves) room topics keep history, so every ROOM_MSG, JOINED and LEFT carries
+``meta.topic``, ``meta.offset`` and ``meta.epoch``; after JOIN the joiner gets POSITION (where
+its subscription starts; not sent to rooms without history). A page that reconnects sends
+JOIN with the last ``offset``/``epoch`` it saw and receives what was said meanwhile, in
+order, before live messages, or
+``FAILED_PRECONDITION`` ``{reason: "recovery"}`` when the history no longer covers the gap
+(then it reloads with HISTORY). JOIN with ``leave`` switches rooms: the old room is left only
+once the new one is joined, so a refused JOIN (a bad room name, a full room) leaves the client
+where it was.
 """
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from wskit import Context, ErrorCode, Router, WsKitError, message, rpc
 
@@ -44,6 +57,8 @@ __all__ = [
     "LeavePayload",
     "Left",
     "MemberNotice",
+    "Position",
+    "PositionPayload",
     "RoomMsg",
     "Say",
     "SayPayload",
@@ -62,15 +77,59 @@ ROOM_FULL: Final = "ROOM_FULL"
 
 # -- contracts -----------------------------------------------------------------------------
 
+ROOM_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+NICKNAME_PATTERN: Final = r"^[\w.-]+( [\w.-]+)*$"
+
+
+def _matching(pattern: str, kind: str, rule: str) -> Any:
+    """A str type checked against ``pattern`` whose refusal is ``rule``, a sentence a person
+    reads in the page's error list (pydantic's own message would show the regex), while the
+    exported contract still carries the pattern."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise PydanticCustomError(kind, rule)
+        return value
+
+    schema = {"type": "string", "pattern": pattern, "description": rule}
+    return Annotated[str, AfterValidator(check), WithJsonSchema(schema)]
+
+
 #: Lower-case letters, digits, ``-`` and ``_``; starts with a letter or digit; 1-32 characters.
-RoomName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="room name")]
+RoomName = _matching(
+    ROOM_PATTERN,
+    "room_name",
+    "A room name is 1 to 32 lower-case letters, digits, '-' or '_', starting with a letter or digit",
+)
 #: 1-24 characters: words of letters, digits, ``_``, ``.`` or ``-`` separated by single spaces.
-Nickname = Annotated[str, Field(max_length=24, pattern=r"^[\w.-]+( [\w.-]+)*$", description="nickname")]
+Nickname = Annotated[
+    _matching(
+        NICKNAME_PATTERN,
+        "nickname",
+        "A nickname is words of letters, digits, '_', '.' or '-' separated by single spaces",
+    ),
+    Field(max_length=24),
+]
 
 
 class JoinPayload(BaseModel):
     room: RoomName
     name: Nickname
+    #: the last position this client saw in the room (both or neither): rejoin from there
+    offset: int | None = Field(default=None, ge=0)
+    epoch: str | None = Field(default=None, min_length=1, max_length=128)
+    #: a room to leave once this one is joined (switching rooms without a LEAVE first)
+    leave: RoomName | None = None
+
+
+class PositionPayload(BaseModel):
+    """Where the joiner's subscription to ``room`` starts: the offset of the last message it
+    has, in ``epoch``. Later deliveries carry their own in ``meta``."""
+
+    room: str
+    offset: int
+    epoch: str
 
 
 class LeavePayload(BaseModel):
@@ -133,6 +192,7 @@ Say = message("SAY", SayPayload)
 Welcome = message("WELCOME", WelcomePayload)
 RoomMsg = message("ROOM_MSG", ChatMessage)
 Joined = message("JOINED", MemberNotice)
+Position = message("POSITION", PositionPayload)
 Left = message("LEFT", MemberNotice)
 # RPCs
 History = rpc("HISTORY", HistoryRequest, "HISTORY_RESULT", HistoryResult)
@@ -157,6 +217,10 @@ class ChatLimits:
     history_len: int = 100
     #: rooms kept in memory; empty rooms are forgotten, least recently used first
     max_rooms: int = 1000
+    #: room topics keep history (deliveries carry their position; JOIN can resume from one)
+    recoverable: bool = False
+    #: messages each room's topic history keeps for resuming clients (with ``recoverable``)
+    recovery_len: int = 1000
 
 
 @dataclass(slots=True)
@@ -227,6 +291,8 @@ def create_router(limits: ChatLimits | None = None) -> Router[Any]:
     limits = limits or ChatLimits()
     state = ChatState(limits)
     router: Router[Any] = Router()
+    if limits.recoverable:
+        router.enable_history(room_topic("*"), max_len=limits.recovery_len, ttl_s=3600)
 
     async def require_member(ctx: Context[Any], call_next: Next) -> None:
         """Route middleware: only members of ``payload.room`` may go on."""
@@ -247,10 +313,19 @@ def create_router(limits: ChatLimits | None = None) -> Router[Any]:
     @router.on(Join)
     async def join(ctx: Context[JoinPayload]) -> None:
         name, nick = ctx.payload.room, ctx.payload.name
+        offset, epoch = ctx.payload.offset, ctx.payload.epoch
+        if (offset is None) != (epoch is None):
+            raise WsKitError(
+                ErrorCode.INVALID_ARGUMENT,
+                "To rejoin from a position give both offset and epoch",
+                details={"room": name},
+            )
         room = state.get_or_create(name)
         current = room.members.get(ctx.client_id)
         if current == nick:
-            return  # joining twice under the same name changes nothing
+            if offset is not None:  # a rejoin of a connection already in: what it missed
+                await _send_position(ctx, name, await ctx.subscribe(room_topic(name), offset, epoch))
+            return  # joining twice under the same name changes nothing else
         if nick in room.members.values():
             raise WsKitError(
                 ErrorCode.ALREADY_EXISTS, f"The nickname {nick!r} is taken in this room", details={"name": nick}
@@ -266,15 +341,24 @@ def create_router(limits: ChatLimits | None = None) -> Router[Any]:
         # claim the place before the first await, so concurrent joins cannot overfill the room
         room.members[ctx.client_id] = nick
         try:
-            await ctx.subscribe(room_topic(name))
+            # from the client's last position when it gave one: what it missed arrives first
+            position = await ctx.subscribe(room_topic(name), offset, epoch)
         except BaseException:
             if current is None:
                 room.members.pop(ctx.client_id, None)
             else:
                 room.members[ctx.client_id] = current
             raise
+        await _send_position(ctx, name, position)
         notice = MemberNotice(room=name, name=nick, members=len(room.members))
         await ctx.publish(room_topic(name), Joined, notice)
+        left = ctx.payload.leave
+        if left is not None and left != name:
+            # only now: a JOIN refused above (bad name, room full) left the client where it was
+            previous = state.get(left)
+            if previous is not None and ctx.client_id in previous.members:
+                await _depart(router, previous, ctx.client_id)
+                await ctx.unsubscribe(room_topic(left))
 
     @router.on(Leave)
     async def leave(ctx: Context[LeavePayload]) -> None:
@@ -318,6 +402,13 @@ def create_router(limits: ChatLimits | None = None) -> Router[Any]:
             await _depart(router, room, ctx.client_id)
 
     return router
+
+
+async def _send_position(ctx: Context[Any], room: str, position: tuple[int, str] | None) -> None:
+    """Tell the joiner where its subscription starts (POSITION), on rooms that keep history
+    (a page without recovery, or a WS-Kit client, gets the frames it always got)."""
+    if position is not None:
+        await ctx.send(Position, PositionPayload(room=room, offset=position[0], epoch=position[1]))
 
 
 async def _depart(router: Router[Any], room: Room, client_id: str) -> None:

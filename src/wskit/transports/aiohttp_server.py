@@ -46,6 +46,8 @@ _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
 _PING = WSMsgType.PING
 _PONG = WSMsgType.PONG
+#: paths browsers request of any page on their own: answered 404, not the upgrade-only 400
+_BROWSER_PROBES = frozenset({"/favicon.ico"})
 
 
 @dataclass(slots=True)
@@ -261,7 +263,8 @@ def build_app(t: Transport) -> web.Application:
         file = t.static_files.get(request.path)
         if file is not None and request.method in ("GET", "HEAD"):
             return web.FileResponse(file)
-        if t.path is not None and request.path != t.path:
+        if (t.path is not None and request.path != t.path) or request.path in _BROWSER_PROBES:
+            # a browser asks for its icon by itself: "no such file", not "bad request"
             return web.Response(status=404, text="Not Found")
         return web.Response(status=400, text="Expected a WebSocket upgrade (Upgrade: websocket)")
 
