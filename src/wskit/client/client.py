@@ -511,6 +511,9 @@ class Client:
             lost = await self._serve(conn)
             if self.close_error is not None:
                 return  # closed by the application meanwhile
+            if lost.by_client and lost.code == 1009:
+                detail = f"a frame over max_message_bytes ({self.max_message_bytes} B); reconnecting: {lost.reason}"
+                self._reporter.bad_frame("too-big", detail)
             self._resend.extend(self._pending.lost(conn.generation))
             decision = after_close(lost.code)
             if lost.by_client or lost.code in self._reconnect_codes:
@@ -633,8 +636,11 @@ class Client:
         if not self._positions.admit(envelope.meta):
             return None  # a delivery this client already has (replay overlapping live)
         if not self._handlers.knows(type_name):
-            detail = f"no handler for {type_name[:64]!r}" + (f" (correlationId {cid!r})" if cid else "")
-            self._reporter.bad_frame("unknown-type", detail, data)
+            if isinstance(cid, str):  # most likely the late answer to a request given up on
+                detail = f"{type_name[:64]!r} for no request (correlationId {cid[:64]!r})"
+                self._reporter.bad_frame("unknown-correlation-id", detail, data)
+            else:
+                self._reporter.bad_frame("unknown-type", f"no handler for {type_name[:64]!r}", data)
             return None
         return self._handlers.dispatch(envelope, self._codecs, self._reporter, data)
 
