@@ -38,12 +38,23 @@ class Kick(BaseModel):
     code: int
 
 
+class Pub(BaseModel):
+    topic: str
+    text: str
+
+
+class Room(BaseModel):
+    topic: str
+
+
 Say = message("SAY", Text)
 Heard = message("HEARD", Text)
 GetUser = rpc("GET_USER", UserReq, "USER", User)
 Echo = rpc("ECHO", Text, "ECHOED", Text)
 Slow = rpc("SLOW", Wait, "DONE", Text)
 Close = message("CLOSE_ME", Kick)
+Publish = message("PUBLISH", Pub)
+Join = message("JOIN", Room)
 
 
 @dataclass
@@ -63,6 +74,10 @@ class Seen:
 
 def build_router(seen: Seen) -> Router[Any]:
     router: Router[Any] = Router()
+    router.allow_subscribe("feed:*")
+    router.allow_subscribe("live:*")
+    router.enable_history("feed:*")
+    router.enable_history("room:*")
 
     @router.on(Say)
     async def say(ctx: Context[Text]) -> None:
@@ -96,6 +111,14 @@ def build_router(seen: Seen) -> Router[Any]:
     @router.on(Close)
     async def close_me(ctx: Context[Kick]) -> None:
         await ctx.close(ctx.payload.code, "closed by the test")
+
+    @router.on(Publish)
+    async def publish(ctx: Context[Pub]) -> None:
+        await ctx.publish(ctx.payload.topic, Heard, {"text": ctx.payload.text})
+
+    @router.on(Join)
+    async def join(ctx: Context[Room]) -> None:
+        await ctx.subscribe(ctx.payload.topic)
 
     return router
 

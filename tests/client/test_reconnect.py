@@ -182,7 +182,9 @@ async def test_server_shutdown_notice_is_honoured() -> None:
     errors: list[Exception] = []
     client = Client(f"ws://127.0.0.1:{port}/", backoff=FAST, on_state=note, on_error=errors.append)
     client.on(Heard, lambda msg: None)
-    server_cm = serving(build_router(old), port, shutdown_retry_after_ms=600, shutdown_grace_ms=5000)
+    server_cm = serving(
+        build_router(old), port, shutdown_retry_after_ms=600, shutdown_retry_jitter_ms=0, shutdown_grace_ms=5000
+    )
     server = await server_cm.__aenter__()
     try:
         await client.connect()

@@ -623,7 +623,15 @@ class Client:
         if type_name in _ERRORS:
             if isinstance(cid, str):
                 self._reporter.bad_frame("unknown-correlation-id", f"an error for no request ({cid!r})", data)
-            self._reporter.error(ClientError.from_payload(envelope.payload))
+            error = ClientError.from_payload(envelope.payload)
+            self._reporter.error(error)
+            topic = error.details.get("topic")
+            sub = self._subscriptions.get(topic) if isinstance(topic, str) else None
+            if sub is not None and _is_recovery_refusal(error):
+                # the server lost publications of a topic we follow (a broker outage longer
+                # than the history): what follows starts from a new position
+                self._positions.forget(sub.topic)
+                return self._reset(sub, error)
             return None
         if type_name == SHUTDOWN_TYPE:
             self._shutdown_notice(envelope)
