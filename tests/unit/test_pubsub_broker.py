@@ -16,17 +16,17 @@ def _pub(meta: bytes | None) -> Publication:
 @pytest.mark.parametrize(
     ("meta", "expected"),
     [
-        (b'{"a":1,"b":"x"}', {"a": 1, "b": "x", "offset": 3, "epoch": "e1"}),
-        (b"{}", {"offset": 3, "epoch": "e1"}),
-        (None, {"offset": 3, "epoch": "e1"}),
+        (b'{"a":1,"b":"x"}', {"a": 1, "b": "x", "offset": 3, "epoch": "e1", "topic": "h:room"}),
+        (b"{}", {"offset": 3, "epoch": "e1", "topic": "h:room"}),
+        (None, {"offset": 3, "epoch": "e1", "topic": "h:room"}),
     ],
     ids=["publisher-meta", "empty-meta", "no-meta"],
 )
 def test_a_positioned_frame_keeps_the_publisher_meta_and_adds_the_position(
     meta: bytes | None, expected: dict[str, object]
 ) -> None:
-    """with_position(3, "e1"): the frame's meta is the publisher's meta plus offset and epoch
-    (valid JSON whether that meta had keys, was empty or absent); type and payload unchanged."""
+    """with_position(3, "e1"): the frame's meta is the publisher's meta plus offset, epoch and
+    topic (valid JSON whether that meta had keys, was empty or absent); type and payload unchanged."""
     frame = json.loads(_pub(meta).with_position(3, "e1").frame())
     assert frame == {"type": "MSG", "meta": expected, "payload": {"n": 1}}
 
@@ -57,3 +57,19 @@ def test_lost_frame_is_a_recovery_error_that_says_messages_were_lost() -> None:
     assert payload["details"] == {"reason": "recovery", "topic": "h:room"}
     assert payload["retryable"] is False
     assert "lost" in payload["message"].lower()
+
+
+@pytest.mark.parametrize(
+    ("meta", "expected"),
+    [(b'{"a":1}', {"a": 1, "topic": "h:room"}), (b"{}", {"topic": "h:room"}), (None, {"topic": "h:room"})],
+    ids=["publisher-meta", "empty-meta", "no-meta"],
+)
+def test_a_tagged_frame_names_the_topic_and_the_plain_one_stays_bare(
+    meta: bytes | None, expected: dict[str, object]
+) -> None:
+    """Without history, tagged_frame() adds meta.topic (for $ws:subscribe members) while frame()
+    keeps WS-Kit's delivery: the publisher's meta only."""
+    pub = _pub(meta)
+    assert json.loads(pub.tagged_frame()) == {"type": "MSG", "meta": expected, "payload": {"n": 1}}
+    plain = json.loads(pub.frame())
+    assert plain.get("meta") == (json.loads(meta) if meta is not None else None)
