@@ -3,25 +3,14 @@ with its payload class, ``on()`` handlers take the declared message, mismatches 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 from mypy import api
+from tests.unit.test_typing import _LINE, _marked
 
 ROOT = Path(__file__).resolve().parents[2]
 REVEAL = ROOT / "tests" / "typing" / "reveal_client.py"
-_LINE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+): (?P<kind>error|note): (?P<text>.*)$")
-
-
-def _marked(marker: str) -> dict[int, str]:
-    pattern = re.compile(rf"^\s*[^\s#].*\s# {marker}(?::\s*(?P<text>.*\S))?\s*$")
-    out: dict[int, str] = {}
-    for number, line in enumerate(REVEAL.read_text().splitlines(), start=1):
-        match = pattern.match(line)
-        if match:
-            out[number] = match["text"] or ""
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -50,17 +39,17 @@ def messages() -> list[tuple[int, str, str]]:
 
 def test_the_reveal_file_has_expectations() -> None:
     """The file marks its reveal_type lines (guards against checking nothing)."""
-    assert len(_marked("reveal")) >= 10
+    assert len(_marked(REVEAL, "reveal")) >= 10
 
 
 def test_revealed_types_match(messages: list[tuple[int, str, str]]) -> None:
     """Every reveal_type gives the expected type: request() results carry the response model."""
     revealed = {line: text for line, kind, text in messages if kind == "note" and text.startswith("Revealed type")}
-    assert revealed == {line: f'Revealed type is "{want}"' for line, want in _marked("reveal").items()}
+    assert revealed == {line: f'Revealed type is "{want}"' for line, want in _marked(REVEAL, "reveal").items()}
 
 
 def test_errors_only_where_marked(messages: list[tuple[int, str, str]]) -> None:
     """A handler of another payload type registered with on() is an arg-type error; nothing else errs."""
     errors = {line: text for line, kind, text in messages if kind == "error"}
-    assert set(errors) == set(_marked("error")), errors
+    assert set(errors) == set(_marked(REVEAL, "error")), errors
     assert all("[arg-type]" in text for text in errors.values())

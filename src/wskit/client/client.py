@@ -34,14 +34,8 @@ from wskit.client.offline import Dropped, OfflineLimits, OfflineQueue, Queued
 from wskit.client.pending import Pending, PendingRequests, ProgressCallback
 from wskit.client.reports import Reporter
 from wskit.client.state import State, StateChange, StateWatch
-from wskit.client.subscriptions import (
-    SUBSCRIBE_TYPE,
-    SUBSCRIBED_TYPE,
-    UNSUBSCRIBE_TYPE,
-    UNSUBSCRIBED_TYPE,
-    Positions,
-    Subscription,
-)
+from wskit.client.subscriber import Subscriber
+from wskit.client.subscriptions import SUBSCRIBED_TYPE, UNSUBSCRIBED_TYPE, Positions, Subscription
 from wskit.client.verdicts import Verdict, after_close, after_refusal
 from wskit.errors import ErrorCode, UsageError
 from wskit.protocol import (
@@ -134,7 +128,7 @@ class Client:
         self._offline = OfflineQueue(offline or OfflineLimits(), on_drop=on_drop, on_request_dropped=self._pending.fail)
         self._handlers = Handlers()
         self._positions = Positions()
-        self._subscriptions: dict[str, Subscription] = {}
+        self._subscriber = Subscriber(self._positions, self._pending.new_id, self._reporter)
         self._resend: list[Pending] = []
         self._session: aiohttp.ClientSession | None = None
         self._runner: asyncio.Task[None] | None = None
@@ -164,7 +158,7 @@ class Client:
     @property
     def subscriptions(self) -> Mapping[str, Subscription]:
         """The topics this client subscribed to itself (kept across reconnects)."""
-        return dict(self._subscriptions)
+        return dict(self._subscriber.topics)
 
     @property
     def queued(self) -> int:
@@ -363,99 +357,31 @@ class Client:
         ``INVALID_ARGUMENT``, ``RESOURCE_EXHAUSTED``).
         """
         self._check_running()
-        existing = self._subscriptions.get(topic)
-        if existing is not None:
-            return existing
-        sub = Subscription(topic, self._positions, self._unsubscribe)
-        self._subscriptions[topic] = sub
-        try:
-            await self._subscribe_once(sub, self.resubscribe_timeout, via_queue=True)
-        except BaseException:
-            self._subscriptions.pop(topic, None)
-            sub.active = False
-            raise
-        return sub
+        return await self._subscriber.subscribe(topic, self._call_queued, self._unsubscribe)
 
-    async def _subscribe_once(self, sub: Subscription, timeout: float, *, via_queue: bool) -> None:
-        """One ``$ws:subscribe`` from the known position; on a refused recovery the reset
-        callbacks run and the subscription is made afresh."""
-        for _ in range(2):
-            position = self._positions.get(sub.topic)
-            body: dict[str, Any] = {"topic": sub.topic}
-            if position is not None:
-                body.update(offset=position.offset, epoch=position.epoch)
-            cid = self._pending.new_id()
-            data = reserved_frame(SUBSCRIBE_TYPE, {"correlationId": cid}, body)
-            answers = frozenset({SUBSCRIBED_TYPE, *_ERRORS})
-            if via_queue:
-                answer = await self._call(cid, SUBSCRIBE_TYPE, data, answers, timeout, None, False)
-            else:
-                answer = await self._call_direct(cid, data, answers, timeout)
-            if answer.type == SUBSCRIBED_TYPE:
-                payload = answer.payload if isinstance(answer.payload, dict) else {}
-                self._positions.confirm(sub.topic, payload.get("offset"), payload.get("epoch"))
-                return
-            error = ClientError.from_payload(answer.payload)
-            if position is None or not _is_recovery_refusal(error):
-                raise error
-            log.warning("wskit client: topic %r cannot be recovered from %s: subscribing afresh", sub.topic, position)
-            self._positions.forget(sub.topic)
-            await self._reset(sub, error)
-        raise ClientError(ErrorCode.INTERNAL, f"the server refused to subscribe {sub.topic!r} afresh after a reset")
+    async def _unsubscribe(self, sub: Subscription) -> None:
+        # not subscribed on any server while disconnected, and never again once closed
+        connected = self._ready and self.close_error is None
+        await self._subscriber.unsubscribe(sub, self._call_queued if connected else None)
 
-    async def _call_direct(self, cid: str, data: bytes, answers: frozenset[str], timeout: float) -> Envelope:
+    async def _call_queued(self, cid: str, type_name: str, data: bytes, answers: frozenset[str]) -> Envelope:
+        return await self._call(cid, type_name, data, answers, self.resubscribe_timeout, None, False)
+
+    async def _call_direct(self, cid: str, type_name: str, data: bytes, answers: frozenset[str]) -> Envelope:
         """A framework request on the connection being set up (not through the queue: the
         connection does not take application frames until its subscriptions are back)."""
         conn = self._conn
         if conn is None:
             raise ConnectionResetError("the connection was lost")
         future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
-        pending = Pending(cid, SUBSCRIBE_TYPE, data, False, future, answers, None, sent_on=conn.generation)
+        pending = Pending(cid, type_name, data, False, future, answers, None, sent_on=conn.generation)
         self._pending.add(pending)
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(self.resubscribe_timeout):
                 await conn.send(data)
                 return await future
         finally:
             self._pending.discard(cid)
-
-    async def _reset(self, sub: Subscription, error: ClientError) -> None:
-        for callback in sub.reset_callbacks:
-            try:
-                result = callback(error)
-                if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-                    await result
-            except Exception:  # the application's callback must not stop the resubscribe
-                log.exception("on_reset callback of topic %r raised", sub.topic)
-
-    async def _unsubscribe(self, sub: Subscription) -> None:
-        self._subscriptions.pop(sub.topic, None)
-        self._positions.forget(sub.topic)
-        if not self._ready or self.close_error is not None:
-            return  # not subscribed on any server now, and never again
-        cid = self._pending.new_id()
-        data = reserved_frame(UNSUBSCRIBE_TYPE, {"correlationId": cid}, {"topic": sub.topic})
-        answers = frozenset({UNSUBSCRIBED_TYPE, *_ERRORS})
-        answer = await self._call(cid, UNSUBSCRIBE_TYPE, data, answers, self.resubscribe_timeout, None, False)
-        if answer.type in _ERRORS:
-            raise ClientError.from_payload(answer.payload)
-
-    async def _resubscribe(self) -> None:
-        subs = [sub for sub in self._subscriptions.values() if sub.active]
-        if not subs:
-            return
-        results = await asyncio.gather(
-            *(self._subscribe_once(sub, self.resubscribe_timeout, via_queue=False) for sub in subs),
-            return_exceptions=True,
-        )
-        for sub, result in zip(subs, results, strict=True):
-            if isinstance(result, ClientError):
-                # refused now (permissions changed): stop resubscribing it, tell the application
-                sub.active = False
-                self._subscriptions.pop(sub.topic, None)
-                self._reporter.error(result, "resubscribe-refused")
-            elif isinstance(result, BaseException):
-                raise result
 
     # -- the supervisor ----------------------------------------------------------------------
 
@@ -551,7 +477,7 @@ class Client:
         self._retry_at = 0.0
         conn.start(self._on_frame)
         try:
-            await self._resubscribe()
+            await self._subscriber.resubscribe(self._call_direct)
             again, self._resend = self._resend, []
             for pending in again:
                 if self._pending.get(pending.correlation_id) is pending:
@@ -625,14 +551,7 @@ class Client:
                 self._reporter.bad_frame("unknown-correlation-id", f"an error for no request ({cid!r})", data)
             error = ClientError.from_payload(envelope.payload)
             self._reporter.error(error)
-            topic = error.details.get("topic")
-            sub = self._subscriptions.get(topic) if isinstance(topic, str) else None
-            if sub is not None and _is_recovery_refusal(error):
-                # the server lost publications of a topic we follow (a broker outage longer
-                # than the history): what follows starts from a new position
-                self._positions.forget(sub.topic)
-                return self._reset(sub, error)
-            return None
+            return self._subscriber.history_lost(error)
         if type_name == SHUTDOWN_TYPE:
             self._shutdown_notice(envelope)
             return None
@@ -666,7 +585,3 @@ class Client:
         self._watch.set(
             State.RECONNECTING, error=ClientError(ErrorCode.UNAVAILABLE, "server shutting down"), retry_in=delay
         )
-
-
-def _is_recovery_refusal(error: ClientError) -> bool:
-    return error.code == ErrorCode.FAILED_PRECONDITION and error.details.get("reason") == "recovery"

@@ -1,0 +1,141 @@
+"""Making, remaking and leaving the client's own subscriptions (``$ws:subscribe``).
+
+The client hands in how to ask: through the offline queue for the application's
+``subscribe()``/``unsubscribe()``, straight on the connection being set up for the
+resubscribes of a reconnect (which must land before the queue is flushed). This module
+decides what to ask and what an answer means: the position to start from, a refused
+recovery (reset callbacks, then afresh), a subscription refused outright after a reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from wskit.client.codec import Envelope, reserved_frame
+from wskit.client.errors import ClientError
+from wskit.client.reports import Reporter
+from wskit.client.subscriptions import (
+    SUBSCRIBE_TYPE,
+    SUBSCRIBED_TYPE,
+    UNSUBSCRIBE_TYPE,
+    UNSUBSCRIBED_TYPE,
+    Positions,
+    Subscription,
+)
+from wskit.errors import ErrorCode
+from wskit.protocol import ERROR_TYPE, RPC_ERROR_TYPE
+
+__all__ = ["Ask", "Subscriber", "is_recovery_refusal"]
+
+log = logging.getLogger("wskit.client")
+
+#: ``ask(correlation id, type, frame, answer types)`` -> the answer
+Ask = Callable[[str, str, bytes, frozenset[str]], Awaitable[Envelope]]
+
+_ERRORS = frozenset({RPC_ERROR_TYPE, ERROR_TYPE})
+
+
+def is_recovery_refusal(error: ClientError) -> bool:
+    """Whether ``error`` says the history cannot cover a gap (reload, then subscribe afresh)."""
+    return error.code == ErrorCode.FAILED_PRECONDITION and error.details.get("reason") == "recovery"
+
+
+class Subscriber:
+    """The client's subscriptions by topic, and the exchanges that keep them."""
+
+    def __init__(self, positions: Positions, new_id: Callable[[], str], reporter: Reporter) -> None:
+        self.positions = positions
+        self.topics: dict[str, Subscription] = {}
+        self._new_id = new_id
+        self._reporter = reporter
+
+    async def subscribe(
+        self, topic: str, ask: Ask, unsubscribe: Callable[[Subscription], Awaitable[None]]
+    ) -> Subscription:
+        """The subscription of ``topic`` (the existing one when already subscribed)."""
+        existing = self.topics.get(topic)
+        if existing is not None:
+            return existing
+        sub = Subscription(topic, self.positions, unsubscribe)
+        self.topics[topic] = sub
+        try:
+            await self._subscribe_once(sub, ask)
+        except BaseException:
+            self.topics.pop(topic, None)
+            sub.active = False
+            raise
+        return sub
+
+    async def unsubscribe(self, sub: Subscription, ask: Ask | None) -> None:
+        """Forget ``sub``; tell the server too when ``ask`` is given (connected)."""
+        self.topics.pop(sub.topic, None)
+        self.positions.forget(sub.topic)
+        if ask is None:
+            return
+        cid = self._new_id()
+        data = reserved_frame(UNSUBSCRIBE_TYPE, {"correlationId": cid}, {"topic": sub.topic})
+        answer = await ask(cid, UNSUBSCRIBE_TYPE, data, frozenset({UNSUBSCRIBED_TYPE, *_ERRORS}))
+        if answer.type in _ERRORS:
+            raise ClientError.from_payload(answer.payload)
+
+    async def resubscribe(self, ask: Ask) -> None:
+        """Make every subscription again on a new connection, together; one refused outright
+        (permissions changed) is dropped and reported. Raises what broke the connection."""
+        subs = [sub for sub in self.topics.values() if sub.active]
+        if not subs:
+            return
+        results = await asyncio.gather(*(self._subscribe_once(sub, ask) for sub in subs), return_exceptions=True)
+        for sub, result in zip(subs, results, strict=True):
+            if isinstance(result, ClientError):
+                sub.active = False
+                self.topics.pop(sub.topic, None)
+                self._reporter.error(result, "resubscribe-refused")
+            elif isinstance(result, BaseException):
+                raise result
+
+    def history_lost(self, error: ClientError) -> Awaitable[None] | None:
+        """An unprompted ``FAILED_PRECONDITION {reason: recovery, topic}``: the server lost
+        publications of a topic we follow; what follows starts from a new position. Returns
+        the reset to await (the callbacks), or None when it concerns no subscription."""
+        topic = error.details.get("topic")
+        sub = self.topics.get(topic) if isinstance(topic, str) else None
+        if sub is None or not is_recovery_refusal(error):
+            return None
+        self.positions.forget(sub.topic)
+        return self._reset(sub, error)
+
+    async def _subscribe_once(self, sub: Subscription, ask: Ask) -> None:
+        """One ``$ws:subscribe`` from the known position; on a refused recovery the reset
+        callbacks run and the subscription is made afresh."""
+        for _ in range(2):
+            position = self.positions.get(sub.topic)
+            body: dict[str, Any] = {"topic": sub.topic}
+            if position is not None:
+                body.update(offset=position.offset, epoch=position.epoch)
+            cid = self._new_id()
+            data = reserved_frame(SUBSCRIBE_TYPE, {"correlationId": cid}, body)
+            answer = await ask(cid, SUBSCRIBE_TYPE, data, frozenset({SUBSCRIBED_TYPE, *_ERRORS}))
+            if answer.type == SUBSCRIBED_TYPE:
+                payload = answer.payload if isinstance(answer.payload, dict) else {}
+                self.positions.confirm(sub.topic, payload.get("offset"), payload.get("epoch"))
+                return
+            error = ClientError.from_payload(answer.payload)
+            if position is None or not is_recovery_refusal(error):
+                raise error
+            log.warning("wskit client: topic %r cannot be recovered from %s: subscribing afresh", sub.topic, position)
+            self.positions.forget(sub.topic)
+            await self._reset(sub, error)
+        raise ClientError(ErrorCode.INTERNAL, f"the server refused to subscribe {sub.topic!r} afresh after a reset")
+
+    async def _reset(self, sub: Subscription, error: ClientError) -> None:
+        for callback in sub.reset_callbacks:
+            try:
+                result = callback(error)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:  # the application's callback must not stop the resubscribe
+                log.exception("on_reset callback of topic %r raised", sub.topic)
