@@ -4,7 +4,6 @@ with the server (errors, protocol, schema) and itself, never the runtime or a ho
 from __future__ import annotations
 
 import pytest
-
 from tests.unit.test_layering import MODULES, imports_of
 
 CLIENT = sorted(m for m in MODULES if m == "wskit.client" or m.startswith("wskit.client."))
