@@ -18,20 +18,22 @@ from aiohttp import WSMsgType, web
 @dataclass
 class Junk:
     frames: list[str | bytes]
+    #: send ``frames`` on the first connection only (a reconnect then finds a sane server)
+    first_only: bool = False
     url: str = ""
     connections: int = 0
     received: list[str] = field(default_factory=list)
 
 
 @contextlib.asynccontextmanager
-async def junk_server(frames: list[str | bytes]) -> AsyncIterator[Junk]:
-    state = Junk(frames)
+async def junk_server(frames: list[str | bytes], *, first_only: bool = False) -> AsyncIterator[Junk]:
+    state = Junk(frames, first_only)
 
     async def handle(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
         state.connections += 1
-        for frame in state.frames:
+        for frame in state.frames if state.connections == 1 or not state.first_only else ():
             if isinstance(frame, bytes):
                 await ws.send_bytes(frame)
             else:
