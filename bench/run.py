@@ -32,13 +32,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
+from websockets.exceptions import WebSocketException
+from websockets.sync.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "servers"))
 from _common import raise_fd_limit  # bench/servers: shared with the servers
@@ -98,23 +99,24 @@ PEERS = {
     p.name: p
     for p in (
         # what users write first: pydantic, dict replies, a topic joined on open, default settings
+        # serve()'s host with wskit[fast] installed (picows); the base install's (aiohttp) below
         Peer(
             "wskit_default",
             "wskit (pydantic, dicts, defaults)",
             "wskit_default.py",
-            needs=("wskit", "pydantic", "uvloop"),
+            needs=("wskit", "pydantic", "picows", "uvloop"),
         ),
         Peer(
             "wskit_default_msgspec",
             "wskit (msgspec, dicts, defaults)",
             "wskit_default_msgspec.py",
-            needs=("wskit", "msgspec", "uvloop"),
+            needs=("wskit", "msgspec", "picows", "uvloop"),
         ),
         Peer(
-            "wskit_default_picows",
-            "wskit on picows (pydantic, dicts, defaults)",
-            "wskit_default_picows.py",
-            needs=("wskit", "pydantic", "picows", "uvloop"),
+            "wskit_default_aiohttp",
+            "wskit without wskit[fast]: aiohttp (pydantic, dicts, defaults)",
+            "wskit_default_aiohttp.py",
+            needs=("wskit", "pydantic", "uvloop"),
         ),
         # the bench's own tuned path: payload instances passed back, heartbeat and guards off
         Peer(
@@ -349,12 +351,14 @@ class Server:
                 self.proc.wait(5)
 
     def stats(self) -> dict[str, int] | None:
-        """wskit servers' counters (``/bench/stats``), None for the others."""
+        """wskit servers' counters (their ``BENCH_STATS`` RPC), None for the others."""
         if not self.peer.name.startswith("wskit_") or self.peer.runtime != "python":
             return None
-        url = f"http://{HOST}:{self.port}/bench/stats"
-        with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(url, timeout=2) as response:
-            data: dict[str, int] = orjson.loads(response.read())
+        ask = b'{"type":"BENCH_STATS","meta":{"correlationId":"s"},"payload":{}}'
+        with contextlib.suppress(OSError, ValueError, WebSocketException), connect(f"ws://{HOST}:{self.port}/") as ws:
+            ws.send(ask.decode())
+            answer = orjson.loads(ws.recv(timeout=5))
+            data: dict[str, int] = answer["payload"]
             return data
         return None
 

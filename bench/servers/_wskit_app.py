@@ -8,22 +8,38 @@ two ways:
 - ``tuned``: the bench's own fast path: handlers that pass the payload instance back, no
   topic on open, heartbeat, connection cap and handshake guard off.
 
-Besides the messages, the server answers ``GET /bench/stats`` with how many ``PUB`` it
+Besides the messages, the server answers a ``BENCH_STATS`` RPC with how many ``PUB`` it
 handled and how many times a ``TICK`` frame was serialised, so the suite can check
-"one serialisation per publish" from outside (the runtime's codec counts what it encodes).
+"one serialisation per publish" from outside (the runtime's codec counts what it encodes),
+on every host (an HTTP route would make serve() choose aiohttp).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from _common import HOST, parse_port, raise_fd_limit
-from aiohttp import web
 
 from wskit import Context, Router, message, rpc, serve
 
-__all__ = ["run"]
+__all__ = ["STATS", "run"]
+
+
+# dataclasses: both backends take them, so the routers of either backend can declare them
+@dataclass
+class _Empty:
+    pass
+
+
+@dataclass
+class _Counts:
+    publishes: int
+    tick_encodes: int
+
+
+#: the suite's question to a wskit peer: its counters
+STATS = rpc("BENCH_STATS", _Empty, "BENCH_STATS_OK", _Counts)
 
 
 def build(text: type, topic: type, tick: type, *, style: str = "tuned") -> tuple[Router[Any], dict[str, int]]:
@@ -36,6 +52,11 @@ def build(text: type, topic: type, tick: type, *, style: str = "tuned") -> tuple
     tick_msg = message("TICK", tick)
     counts = {"publishes": 0, "tick_encodes": 0}
     router: Router[Any] = Router()
+
+    @router.rpc(STATS)
+    async def on_stats(ctx: Context[Any]) -> None:
+        counts["tick_encodes"] = router.runtime.codec.encodes["TICK"]
+        await ctx.reply(dict(counts))
 
     if style == "default":
 
@@ -85,30 +106,23 @@ def build(text: type, topic: type, tick: type, *, style: str = "tuned") -> tuple
     return router, counts
 
 
-def run(text: type, topic: type, tick: type, *, style: str = "tuned", transport: str = "aiohttp") -> None:
+def run(text: type, topic: type, tick: type, *, style: str = "tuned", transport: str = "auto") -> None:
     """Serve the bench router on ``--port``: with ``serve()``'s defaults (``default``), or
-    with the production guards out of the way (``tuned``); on aiohttp or picows (which
-    serves no application HTTP routes: ``/bench/stats`` is then missing, and the suite does
-    not count serialisations for that peer)."""
+    with the production guards out of the way (``tuned``); on the host serve() picks
+    (``auto``: picows, installed with the bench) or the one named."""
     raise_fd_limit()
-    router, counts = build(text, topic, tick, style=style)
-
-    async def stats(_request: web.Request) -> web.Response:
-        counts["tick_encodes"] = router.runtime.codec.encodes["TICK"]
-        return web.Response(body=orjson.dumps(counts), content_type="application/json")
+    router, _counts = build(text, topic, tick, style=style)
 
     # the one setting the default path changes: the default cap (10,000 connections) would
     # refuse the suite's 50,000-connection scenarios
     guards_off: dict[str, Any] = {"max_connections": 100_000}
     if style == "tuned":
         guards_off = {"ping_interval": 0, "max_connections": 0, "handshake_timeout_ms": 0}
-    http_routes = {"/bench/stats": stats} if transport == "aiohttp" else {}
     serve(
         router,
         host=HOST,
         port=parse_port(),
         log_level="WARNING",
         transport=transport,
-        http_routes=http_routes,
         **guards_off,
     )

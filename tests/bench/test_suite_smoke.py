@@ -56,6 +56,9 @@ def test_smoke_run_writes_numbers_for_every_scenario(tmp_path: Path) -> None:
             assert figures["rate"] is not None, f"{scenario}/{peer}: {data['samples'][scenario][peer]}"
             if scenario != "idle_5000":
                 assert figures["rate"] > 0, f"{scenario}/{peer}: {data['samples'][scenario][peer]}"
+    # the serialisation count comes from the server itself (its BENCH_STATS RPC), on picows too
+    encodes = data["summary"]["fanout_5000"]["wskit_default"]["encodes_per_publish"]
+    assert encodes is not None and 0 < encodes <= 1.0, data["samples"]["fanout_5000"]["wskit_default"]
     text = (tmp_path / "results.md").read_text()
     assert "## Targets" in text
     assert "- Command: `python bench/run.py --smoke --peers wskit_default,wskit_msgspec,raw_aiohttp" in text

@@ -19,7 +19,8 @@ from wskit.guards import ratelimit as ratelimit_module
 def _ctx(user: str | None = "u1", *, request: Any = None) -> Any:
     """What the middleware and the key functions read of a Context."""
     data = {} if user is None else {"user_id": user}
-    return SimpleNamespace(data=data, connection=SimpleNamespace(request=request), client_id="c1", type="SAY")
+    client_ip = request.client_ip if request is not None else None
+    return SimpleNamespace(data=data, connection=SimpleNamespace(client_ip=client_ip), client_id="c1", type="SAY")
 
 
 async def _next() -> None:

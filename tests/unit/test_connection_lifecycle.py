@@ -201,12 +201,14 @@ def test_queue_limits_policy_text_becomes_the_enum_member() -> None:
 
 
 def test_a_new_connection_state() -> None:
-    """A new connection keeps its request and data (a copy), and starts open, empty and idle."""
-    request = HandshakeRequest(path="/ws", headers={})
+    """A new connection keeps its client's address (not the whole request: its memory) and its
+    data (a copy), and starts open, empty and idle."""
+    request = HandshakeRequest(path="/ws", headers={"Cookie": "a=b"}, client_ip="10.1.2.3")
     data = {"user_id": "u1"}
     conn = Connection("c", Socket(), data=data, request=request)
     data["user_id"] = "changed"
-    assert conn.request is request
+    assert conn.client_ip == "10.1.2.3"
+    assert not hasattr(conn, "request")
     assert conn.user_id == "u1"
     assert (conn.closed, conn.close_code, conn.close_reason) == (False, None, "")
     assert (conn.backlog, conn.dropped, conn.positions, conn.rpcs) == (0, 0, {}, {})

@@ -11,6 +11,13 @@ decode and validate) goes through the reader too, which lets the loop serve othe
 connections after each: picows calls back for every frame of a read in one go, and a
 client pipelining megabyte frames would otherwise hold the loop for all of them. The
 lifecycle itself is :class:`wskit.lifecycle.Session`'s.
+
+An idle connection has no task: the first reader (the upgrade's task) ends once the
+connection is open and nothing waits; the next frame starts a reader, which stays while
+frames keep coming and ends when :class:`IdleSweep` finds that none came for a whole
+period. A reader task and its coroutine frames are ~2 KB, a quarter of an idle
+connection's memory; a busy connection pays for one task creation per idle spell, not per
+message.
 """
 
 from __future__ import annotations
@@ -29,17 +36,31 @@ from wskit.errors import CloseCode, clip_close_reason
 from wskit.lifecycle import Session, answer_to_close
 from wskit.runtime import Runtime
 from wskit.transports.asyncio_internals import break_transport_cycle, socket_transport
-from wskit.transports.picows_internals import enter_task, leave_task, release_transport
+from wskit.transports.picows_internals import enter_task, leave_task, release_transport, slim
 from wskit.transports.picows_socket import PicowsSocket
 
-__all__ = ["INLINE_BYTES", "MAX_FRAGMENTS", "QUEUE_BYTES", "QUEUE_FRAMES", "Peer", "PicowsSession"]
+__all__ = [
+    "IDLE_SWEEP_S",
+    "INLINE_BYTES",
+    "MAX_FRAGMENTS",
+    "QUEUE_BYTES",
+    "QUEUE_FRAMES",
+    "READERS",
+    "IdleSweep",
+    "Peer",
+    "PicowsSession",
+]
 
 log = logging.getLogger("wskit.server")
 
 _EMPTY_CONTEXT = contextvars.Context()
 
-#: reader tasks started by hand-offs (referenced so they are not garbage-collected)
-_READERS: set[asyncio.Task[bool]] = set()
+#: seconds between looks of the idle sweep: a reader with no frame for a whole period ends
+IDLE_SWEEP_S = 2.0
+
+#: reader tasks started by hand-offs and by frames to idle connections (referenced so they
+#: are not garbage-collected; the host waits for them when it stops)
+READERS: set[asyncio.Task[bool]] = set()
 
 #: frames queued behind a waiting handler before reading the socket pauses
 QUEUE_FRAMES = 64
@@ -68,15 +89,46 @@ class _Yield:
 _A_TURN_FOR_OTHERS = _Yield()
 
 
+class IdleSweep:
+    """Ends the reader tasks of connections that stopped sending (one timer for the host, a
+    look at each connection that has a reader, every :data:`IDLE_SWEEP_S`)."""
+
+    __slots__ = ("handle", "peers", "period")
+
+    def __init__(self, period: float = IDLE_SWEEP_S) -> None:
+        self.period = period
+        #: connections with a reader task
+        self.peers: set[Peer] = set()
+        self.handle: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        self.handle = asyncio.get_running_loop().call_later(self.period, self.sweep)
+
+    def stop(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+    def sweep(self) -> None:
+        for peer in list(self.peers):
+            if peer.active:
+                peer.active = False
+            elif peer.wake is not None:  # waiting, and no frame since the last look
+                peer.retiring = True
+                peer.wake_reader()
+        self.start()
+
+
 class Peer(WSListener):
     """picows's listener for one connection: reassembles fragments, checks text frames,
     answers pings and closes, and dispatches (or queues) messages for :attr:`session`."""
 
     __slots__ = (
+        "active",
         "busy",
         "code",
         "context",
-        "gone",
+        "disconnected",
         "kind",
         "max_bytes",
         "parts",
@@ -87,14 +139,21 @@ class Peer(WSListener):
         "raw",
         "reader",
         "reason",
+        "retiring",
         "session",
         "size",
         "sock",
+        "sweep",
         "wake",
     )
 
-    def __init__(self, sock: PicowsSocket, max_payload_bytes: int, context: contextvars.Context) -> None:
+    def __init__(
+        self, sock: PicowsSocket, max_payload_bytes: int, context: contextvars.Context, sweep: IdleSweep
+    ) -> None:
         self.sock = sock
+        self.sweep = sweep
+        self.active = True  # a frame came since the sweep's last look
+        self.retiring = False  # the sweep found the reader idle: it ends unless a frame came
         #: the contextvars Context the reader task runs in (the host creates reader tasks with
         #: a Context it keeps): a frame dispatched from picows's callback runs its first step
         #: there too, so a middleware's var.set()/var.reset() across an await see one Context
@@ -105,7 +164,9 @@ class Peer(WSListener):
         self.reader: asyncio.Task[bool] | None = None
         #: the reader is not waiting for frames (a handler is, or it is not started): queue
         self.busy = True
-        self.queue: deque[bytes] = deque()
+        #: frames waiting for the reader, made when the first one waits (an idle connection
+        #: holds none: a deque's first block is ~600 bytes)
+        self.queue: deque[bytes] | None = None
         self.queued = 0  # bytes in the queue
         self.paused = False  # reading the socket paused: the queue is full
         #: what a handler dispatched from the callback left for the reader to await
@@ -117,13 +178,14 @@ class Peer(WSListener):
         self.max_bytes = max_payload_bytes  # the largest message (MAX_PAYLOAD_BYTES)
         self.code: int | None = None  # how the connection ended, when the peer or a check ended it
         self.reason = ""
-        self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.disconnected = False
         #: the transport owning the socket (under TLS on the stock loop, not picows's: see
         #: ``asyncio_internals.socket_transport``), whose cycle is broken when it closes
         self.raw: asyncio.BaseTransport | None = None
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.sock.ws = transport
+        slim(transport)
         self.raw = socket_transport(transport.underlying_transport)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
@@ -139,9 +201,11 @@ class Peer(WSListener):
         release_transport(transport.underlying_transport)
         raw, self.raw = self.raw, None
         break_transport_cycle(raw)  # asyncio's selector transport -> itself
-        if not self.gone.done():
-            self.gone.set_result(None)
-        self._wake()
+        self.disconnected = True
+        if self.reader is None and not self.busy and session is not None:
+            self.busy = True
+            session.spawn_reader()  # no reader while idle: one to finish the connection
+        self.wake_reader()
 
     def pause_writing(self) -> None:
         self.sock.pause_writing()
@@ -151,6 +215,7 @@ class Peer(WSListener):
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         self.sock.heard_since_ping = True
+        self.active = True
         kind = frame.msg_type
         if transport.is_close_frame_sent:
             if kind == _CLOSE:
@@ -210,14 +275,25 @@ class Peer(WSListener):
                 self._fail(CloseCode.INVALID_PAYLOAD, "invalid UTF-8 in a text frame")
                 return
         reader = self.reader
+        if reader is None and not self.busy and self.session is not None and len(data) <= INLINE_BYTES:
+            # idle, without a task: one is made now (it starts on the next loop turn) and the
+            # frame dispatched as below, so answers keep their order with what follows in this
+            # read (a close frame, say)
+            reader = self.session.start_reader()
         if self.busy or reader is None or len(data) > INLINE_BYTES:
-            self.queue.append(data)
+            queue = self.queue
+            if queue is None:
+                queue = self.queue = deque()
+            queue.append(data)
             self.queued += len(data)
-            if not self.busy and reader is not None:
-                self.busy = True  # a big message: the reader dispatches it, in its turn
-                self._wake()
+            if not self.busy:
+                self.busy = True
+                if reader is not None:
+                    self.wake_reader()  # a big message: the reader dispatches it, in its turn
+                elif self.session is not None:
+                    self.session.spawn_reader()  # idle, without a task: a reader for this frame
             ws = self.sock.ws
-            full = len(self.queue) >= QUEUE_FRAMES or self.queued >= QUEUE_BYTES
+            full = len(queue) >= QUEUE_FRAMES or self.queued >= QUEUE_BYTES
             if full and not self.paused and ws is not None:
                 self.paused = True
                 ws.underlying_transport.pause_reading()
@@ -242,9 +318,9 @@ class Peer(WSListener):
         if pending is not None:
             self.busy = True
             self.pending = pending
-            self._wake()
+            self.wake_reader()
 
-    def _wake(self) -> None:
+    def wake_reader(self) -> None:
         wake = self.wake
         if wake is not None and not wake.done():
             wake.set_result(None)
@@ -264,6 +340,10 @@ class Peer(WSListener):
                     pending = _A_TURN_FOR_OTHERS  # a costly message: others' turn before the next
             finally:
                 sock.settle(pending is not None or not queue)
+        if queue is None:
+            return pending
+        if not queue:
+            self.queue = None  # idle again: the deque goes
         low = len(queue) < QUEUE_FRAMES // 2 and self.queued < QUEUE_BYTES // 2
         if self.paused and low and self.sock.ws is not None:
             self.paused = False
@@ -283,40 +363,65 @@ class PicowsSession(Session):
         peer.session = self
 
     def spawn_reader(self) -> None:
-        """Start another reader (an RPC kept the current one), in a Context of its own that
-        the peer knows (see :attr:`Peer.context`)."""
+        """Start a reader (an RPC kept the current one, or the connection had none while
+        idle)."""
+        self.start_reader()
+
+    def start_reader(self) -> asyncio.Task[bool]:
+        """A new reader task, the peer's from now on, in a Context of its own that the peer
+        knows (see :attr:`Peer.context`), made from the context as the connection opened."""
         context = self.context.copy()  # as the connection opened (Session.context)
-        task = asyncio.get_running_loop().create_task(self._read(context), context=context)
-        _READERS.add(task)
-        task.add_done_callback(_READERS.discard)
-
-    async def read(self) -> bool:
-        """The first reader: the host's task for this connection, made with :attr:`Peer.context`."""
-        return await self._read(self.peer.context)
-
-    async def _read(self, context: contextvars.Context) -> bool:
+        task = asyncio.get_running_loop().create_task(self.read(), context=context)
+        READERS.add(task)
+        task.add_done_callback(READERS.discard)
         peer = self.peer
-        peer.context = context
+        peer.context, peer.reader = context, task
+        return task
+
+    async def run(self) -> None:
+        """The first reader, in the upgrade's task (made with :attr:`Peer.context`): it ends as
+        soon as nothing waits, and whichever reader sees the connection end ends it."""
+        await self.read(linger=False)
+
+    async def read(self, *, linger: bool = True) -> bool:
+        """Dispatch queued frames and what handlers left, until the connection ends (then end
+        it), an RPC keeps this task (True: another reader was started), or nothing waits:
+        at once when not ``linger``, else when the idle sweep finds no frame came."""
+        peer = self.peer
         peer.reader = asyncio.current_task()
         peer.busy = True
+        sweep = peer.sweep
+        sweep.peers.add(peer)
         loop = asyncio.get_running_loop()
         try:
             while True:
                 pending = peer.take()
                 if pending is not None:
                     if await pending:
-                        self.handed_off()  # an RPC kept this task; another reader was started
-                        return True
+                        return True  # an RPC kept this task; the reader started meanwhile reads on
                     continue
-                if peer.gone.done():
+                if peer.disconnected:
                     break
+                if not linger or peer.retiring:
+                    peer.retiring = False
+                    if not linger or not peer.active:  # (a frame since the sweep: stay)
+                        sweep.peers.discard(peer)
+                        peer.reader = None
+                        peer.busy = False  # the next frame starts a reader
+                        return False
                 peer.busy = False  # from here frames are dispatched from picows's callback
                 peer.wake = loop.create_future()
                 await peer.wake
                 peer.wake = None
+        except asyncio.CancelledError:  # the server stopping: the connection still ends
+            sweep.peers.discard(peer)
+            await self.end()
+            raise
         except Exception:
             log.exception("client %s: reading failed", self.conn.client_id)
+        sweep.peers.discard(peer)
         await self.finish(peer.code, peer.reason)
+        await self.end()  # released here: no task waits for the connection's end
         return False
 
     def socket_close_code(self) -> int | None:
@@ -327,9 +432,12 @@ class PicowsSession(Session):
         return None
 
     def release(self) -> None:
-        super().release()
         peer = self.peer
-        peer.queue.clear()
+        if peer.session is None:
+            return  # released already
+        super().release()
+        self.runtime.admission.release(self.conn.client_ip)  # its place under the IP's cap
+        peer.queue = None
         peer.queued = 0
         peer.session = None  # Peer -> Session -> Peer
         peer.reader = None

@@ -19,6 +19,8 @@ against the installed version and fails loudly when an upgrade changes them (pyp
 - Feeding bytes through ``WSProtocol``'s ``BufferedProtocol`` interface (``get_buffer``,
   ``buffer_updated``) right after ``connection_made``: the replayed request, then the frames
   the client sent while it was being admitted (:func:`hand_over`).
+- Emptying the headers of the ``WSUpgradeRequest``/``WSUpgradeResponse`` that picows keeps
+  on its transport for the connection's life, once the 101 is written (:func:`slim`).
 """
 
 from __future__ import annotations
@@ -28,10 +30,20 @@ import logging
 from asyncio import tasks as _tasks
 from typing import Any
 
-from picows import WSListener, WSUpgradeResponse, WSUpgradeResponseWithListener
+from multidict import CIMultiDict
+from picows import WSListener, WSTransport, WSUpgradeResponse, WSUpgradeResponseWithListener
 from picows.picows import WSProtocol  # type: ignore[attr-defined] # not in picows's stubs
 
-__all__ = ["QuietLog", "enter_task", "hand_over", "leave_task", "upgrade_request", "ws_protocol"]
+__all__ = [
+    "QuietLog",
+    "enter_task",
+    "hand_over",
+    "leave_task",
+    "release_transport",
+    "slim",
+    "upgrade_request",
+    "ws_protocol",
+]
 
 log = logging.getLogger("wskit.picows")
 
@@ -160,3 +172,17 @@ def release_transport(transport: asyncio.BaseTransport) -> None:
     """
     if transport.get_extra_info("sslcontext") is not None:
         transport.set_protocol(_SPENT)
+
+
+#: one empty map shared by every slimmed request and response (nothing writes to them)
+_NO_HEADERS: CIMultiDict[str] = CIMultiDict()
+
+
+def slim(transport: WSTransport) -> None:
+    """Drop the header maps of the upgrade request and response picows keeps on ``transport``
+    (read-only attributes holding plain objects): the 101 is written by now, and wskit
+    reads neither again (admission read the real request). About 1 KB of every idle
+    connection."""
+    for kept in (transport.request, transport.response):
+        if kept is not None:
+            kept.headers = _NO_HEADERS

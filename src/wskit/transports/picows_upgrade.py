@@ -20,7 +20,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import cast
+from typing import Any, cast
 from urllib.parse import parse_qsl, unquote
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -34,7 +34,7 @@ from wskit.transports.aiohttp_internals import tail_is_masked
 from wskit.transports.asgi_upgrade import parse_cookies
 from wskit.transports.base import HandshakeRequest, chosen_subprotocol
 from wskit.transports.batching import Flusher
-from wskit.transports.picows_host import Peer, PicowsSession
+from wskit.transports.picows_host import READERS, IdleSweep, Peer, PicowsSession
 from wskit.transports.picows_internals import hand_over
 from wskit.transports.picows_socket import PicowsSocket, heard, ping
 
@@ -78,6 +78,8 @@ class PicowsHost:
     log_budget: LogBudget = field(default_factory=LogBudget)
     #: writes every socket's batched frames once per loop tick
     flusher: Flusher = field(default_factory=Flusher)
+    #: ends the reader tasks of connections gone idle
+    sweep: IdleSweep = field(default_factory=IdleSweep)
 
     def __call__(self) -> Front:
         return Front(self)
@@ -88,25 +90,34 @@ class PicowsHost:
         return self
 
     def start(self, ping_interval: float) -> None:
+        self.sweep.start()
         if ping_interval:
             self.runtime.watchdog.enable_pings(ping_interval, ping, heard)
 
     async def stop(self) -> None:
         """After ``runtime.close_connections``: cut requests still being read, and end the
-        connections' tasks (those waiting for admission; the others have finished)."""
+        connections' tasks (those waiting for admission; the others have finished), after
+        the readers ending connections closed a moment ago have run ``on_close``."""
+        self.sweep.stop()
         for front in list(self.fronts):
             if front.transport is not None:
                 front.transport.abort()
         tasks = list(self.tasks)
         for task in tasks:
             task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=2.0)
+        loop = asyncio.get_running_loop()
+        waited: list[asyncio.Task[Any]] = [*tasks, *(task for task in READERS if task.get_loop() is loop)]
+        if waited:
+            _, stuck = await asyncio.wait(waited, timeout=2.0)
+            for left in stuck:
+                left.cancel()
 
     async def upgrade(self, front: Front, hs: HandshakeRequest, key: str, context: contextvars.Context) -> None:
         """Admit the upgrade ``front`` read, then serve the connection to its end."""
         runtime, transport = self.runtime, front.transport
         assert transport is not None
+        client_ip = hs.client_ip
+        live = False  # the session took the connection over: it gives its admission back
         try:
             outcome = await runtime.admission.admit(hs)
         except BaseException:
@@ -124,27 +135,28 @@ class PicowsHost:
             if chosen is not None:
                 headers["Sec-WebSocket-Protocol"] = chosen
             sock = PicowsSocket(self.flusher)
-            peer = Peer(sock, self.max_payload_bytes, context)
+            peer = Peer(sock, self.max_payload_bytes, context, self.sweep)
             conn = Connection(client_id, sock, data=outcome, request=hs, limits=runtime.queue_limits)
             session = PicowsSession(runtime, conn, peer)
             tail, front.buffer = bytes(front.buffer), bytearray()
             hand_over(
                 transport, peer, WSUpgradeResponse.create_101_response(headers), key, tail, self.max_payload_bytes
             )
-            del tail  # (held by this frame for the connection's life otherwise)
             if sock.ws is None:  # picows refused the replayed request: never expected
                 transport.abort()
                 return
             if not peer.paused:  # frames sent with the request may have filled the queue already
                 transport.resume_reading()
-            await session.live()
+            live = True
+            await session.live()  # returns once the connection is open and idle (it has no task then)
         except BaseException:
             # cancelled (the server stopping during admission) or failed: the socket must not
             # stay open and paused behind us
             transport.abort()
             raise
         finally:
-            runtime.admission.release(hs.client_ip)
+            if not live:
+                runtime.admission.release(client_ip)
 
 
 class Front(asyncio.Protocol):

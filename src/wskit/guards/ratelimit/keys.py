@@ -13,11 +13,6 @@ __all__ = ["KeyFunc", "by_connection", "by_ip", "by_type", "by_user_or_connectio
 KeyFunc = Callable[[Context[Any, Any]], str]
 
 
-def _client_ip(ctx: Context[Any, Any]) -> str | None:
-    request = ctx.connection.request
-    return request.client_ip if request is not None else None
-
-
 def by_connection(ctx: Context[Any, Any]) -> str:
     """One bucket per connection: ``conn:<client_id>``."""
     return f"conn:{ctx.client_id}"
@@ -25,7 +20,7 @@ def by_connection(ctx: Context[Any, Any]) -> str:
 
 def by_ip(ctx: Context[Any, Any]) -> str:
     """One bucket per client IP (``ip:<address>``); per connection when the IP is unknown."""
-    ip = _client_ip(ctx)
+    ip = ctx.connection.client_ip
     return f"ip:{ip}" if ip else by_connection(ctx)
 
 
