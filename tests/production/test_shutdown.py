@@ -25,7 +25,8 @@ APP = textwrap.dedent(
     sys.path.insert(0, {root!r})
     from tests.production.conftest import build_router
     from wskit import serve
-    serve(build_router(), host="127.0.0.1", port={port}, shutdown_grace_ms={grace}, shutdown_retry_after_ms=2500, shutdown_retry_jitter_ms=0)
+    serve(build_router(), host="127.0.0.1", port={port}, shutdown_grace_ms={grace},
+          shutdown_retry_after_ms=2500, shutdown_retry_jitter_ms=0)
     """
 )
 
