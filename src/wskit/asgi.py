@@ -22,6 +22,7 @@ from typing import Any
 from wskit.admission import Authenticate, Refusal
 from wskit.router import Router
 from wskit.runtime import Runtime, build_runtime
+from wskit.static import WSKIT_JS, WSKIT_JS_HEADERS, WSKIT_JS_PATH, WSKIT_JS_TYPE
 from wskit.transports.asgi import Receive, Scope, Send, refuse, serve_websocket
 
 __all__ = ["AsgiApp", "asgi_app"]
@@ -45,11 +46,11 @@ class AsgiApp:
         #: the runtime served (its router's verbs reach it once started)
         self.runtime = runtime
         self.settings = runtime.settings
-        #: the app's own HTTP paths (relative to the mount); ``/metrics`` and ``/wskit.js``
-        #: join them when they exist
+        #: the app's own HTTP paths (relative to the mount); ``/metrics`` joins them when it exists
         self.http_routes: dict[str, Callable[[], Awaitable[HttpAnswer]]] = {
             "/healthz": self._healthz,
             "/readyz": self._readyz,
+            WSKIT_JS_PATH: self._wskit_js,
         }
         self.started = False
         self._starting: asyncio.Lock | None = None
@@ -83,11 +84,16 @@ class AsgiApp:
             # the upgrade path, asked without an upgrade (as serve() answers)
             status, content_type, body = 400, "text/plain; charset=utf-8", b"Expected a WebSocket upgrade"
         headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+        if path == WSKIT_JS_PATH:
+            headers += [(name.lower().encode(), value.encode()) for name, value in WSKIT_JS_HEADERS.items()]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def _healthz(self) -> HttpAnswer:
         return 200, "text/plain; charset=utf-8", b"ok"
+
+    async def _wskit_js(self) -> HttpAnswer:
+        return 200, WSKIT_JS_TYPE, WSKIT_JS
 
     async def _readyz(self) -> HttpAnswer:
         ready, why = self.runtime.ready()

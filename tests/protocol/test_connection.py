@@ -24,6 +24,7 @@ from tests.protocol.wire import (
 from websockets.asyncio.client import connect
 
 from wskit import Context, Router, Server
+from wskit.static import WSKIT_JS, WSKIT_JS_HEADERS
 
 # -- the upgrade (real sockets only) -------------------------------------------------------
 
@@ -115,6 +116,19 @@ async def test_healthz_is_not_refused_as_non_upgrade(socket_wire: Wire) -> None:
     assert endpoint.server is not None
     status, _, _ = await http_exchange(endpoint.server.port, "/healthz", upgrade=False)
     assert status == 200
+
+
+async def test_wskit_js_is_served(socket_wire: Wire) -> None:
+    """GET /wskit.js answers the browser client shipped in the package, as a cacheable module."""
+    endpoint = await socket_wire.serve(build_app().router)
+    assert endpoint.server is not None
+    status, headers, body = await http_exchange(endpoint.server.port, "/wskit.js", upgrade=False)
+    assert status == 200
+    assert headers["content-type"].startswith("text/javascript")
+    assert "max-age" in headers["cache-control"]
+    assert headers["etag"] == WSKIT_JS_HEADERS["ETag"]
+    assert body == WSKIT_JS
+    assert b"export class Client" in body
 
 
 async def test_server_sends_transport_pings(socket_wire: Wire, tick: float) -> None:

@@ -24,6 +24,7 @@ from wskit.errors import CloseCode, clip_close_reason
 from wskit.lifecycle import Session as Lifecycle
 from wskit.lifecycle import answer_to_close
 from wskit.runtime import Runtime
+from wskit.static import WSKIT_JS, WSKIT_JS_HEADERS, WSKIT_JS_PATH
 from wskit.transports.aiohttp_internals import check_client_masks, inbound_frames, take_tail
 from wskit.transports.aiohttp_socket import CLOSE_TIMEOUT_S, AiohttpSocket, Flusher
 from wskit.transports.aiohttp_upgrade import (
@@ -260,6 +261,10 @@ def build_app(t: Transport) -> web.Application:
         if request.path == "/readyz":
             ready, why = runtime.ready()
             return web.Response(status=200 if ready else 503, text=why)
+        if request.path == WSKIT_JS_PATH and request.method in ("GET", "HEAD"):
+            return web.Response(
+                body=WSKIT_JS, content_type="text/javascript", charset="utf-8", headers=WSKIT_JS_HEADERS
+            )
         file = t.static_files.get(request.path)
         if file is not None and request.method in ("GET", "HEAD"):
             return web.FileResponse(file)

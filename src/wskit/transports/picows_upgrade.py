@@ -20,7 +20,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, cast
+from typing import Any, Final, cast
 from urllib.parse import parse_qsl, unquote
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -30,6 +30,7 @@ from wskit.admission import Refusal
 from wskit.connection import Connection
 from wskit.logs import LogBudget
 from wskit.runtime import Runtime
+from wskit.static import WSKIT_JS, WSKIT_JS_HEADERS, WSKIT_JS_PATH, WSKIT_JS_TYPE
 from wskit.transports.aiohttp_internals import tail_is_masked
 from wskit.transports.asgi_upgrade import parse_cookies
 from wskit.transports.base import HandshakeRequest, chosen_subprotocol
@@ -47,6 +48,17 @@ MAX_HEAD_BYTES = 32 * 1024
 _MAX_HEADERS = 256
 #: a control byte inside a line of the head: a bare CR or LF, or any other but tab
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n")
+
+
+def _file_answer(body: bytes, content_type: str, headers: dict[str, str]) -> bytes:
+    """A complete 200 answer carrying ``body``, built once (no keep-alive, as :func:`answer`)."""
+    lines = ["HTTP/1.1 200 OK", f"Content-Type: {content_type}", f"Content-Length: {len(body)}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+#: ``GET /wskit.js``: the browser client, precomputed (a bounded answer, whatever the requests).
+_WSKIT_JS_ANSWER: Final = _file_answer(WSKIT_JS, WSKIT_JS_TYPE, WSKIT_JS_HEADERS)
 
 
 def answer(transport: asyncio.BaseTransport, status: int, text: str, headers: dict[str, str] | None = None) -> None:
@@ -248,6 +260,10 @@ class Front(asyncio.Protocol):
             elif path == "/readyz":
                 ready, why = runtime.ready()
                 answer(transport, 200 if ready else 503, why)
+            elif path == WSKIT_JS_PATH:
+                if not transport.is_closing():
+                    transport.write(_WSKIT_JS_ANSWER)
+                    transport.close()
             elif host.path is not None and path != host.path:
                 answer(transport, 404, "Not Found")
             else:
