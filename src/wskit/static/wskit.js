@@ -305,8 +305,8 @@ export class Client extends EventTarget {
       this._report(err);
     }
     if (this._ws !== ws) return;
+    this._flush(); // still resuming: written now, in order, ahead of anything sent from here on
     this._resuming = false;
-    this._flush();
     this._setState("open");
     for (const w of this._waiters.splice(0)) w.resolve();
   }

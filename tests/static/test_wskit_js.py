@@ -1,0 +1,169 @@
+"""wskit.js itself in real headless Chromium (Debian's, under Playwright), against ``serve()``
+in this process: a request and its progress, a server error's fields, a subscription that
+recovers what was published while the page was disconnected, and a refused upgrade (which a
+browser cannot see) stopping the client after ``maxRefusals``.
+
+The page is the server's own origin (``/healthz``); each test imports ``/wskit.js`` there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+from tests.examples.test_chat_browser import chromium
+
+from wskit import Context, ErrorCode, Router, Server, message, rpc
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class UserReq(BaseModel):
+    id: str
+
+
+class User(BaseModel):
+    id: str
+    name: str
+
+
+class TickPayload(BaseModel):
+    n: int
+
+
+GetUser = rpc("GET_USER", UserReq, "USER", User)
+Tick = message("TICK", TickPayload)
+Drop = message("DROP")
+Publish = message("PUBLISH", TickPayload)
+
+
+def build_router() -> Router[Any]:
+    router: Router[Any] = Router()
+    router.allow_subscribe("feed:*")
+    router.enable_history("feed:*")
+
+    @router.rpc(GetUser)
+    async def get_user(ctx: Context[UserReq]) -> None:
+        if ctx.payload.id != "1":
+            await ctx.error(ErrorCode.NOT_FOUND, "no such user", details={"id": ctx.payload.id})
+            return
+        await ctx.progress({"stage": "loading"})
+        await ctx.reply({"id": "1", "name": "Ada"})
+
+    @router.on(Publish)
+    async def publish(ctx: Context[TickPayload]) -> None:
+        await router.publish("feed:news", Tick, ctx.payload)
+
+    @router.on(Drop)
+    async def drop(ctx: Context[None]) -> None:
+        # the server drops this page (1012: come back), then publishes while it is away
+        await ctx.close(1012, "restart")
+        for n in (4, 5):
+            await router.publish("feed:news", Tick, {"n": n})
+
+    return router
+
+
+@pytest.fixture
+async def page() -> AsyncIterator[tuple[Any, Server]]:
+    async with chromium() as browser, Server(build_router(), host="127.0.0.1", port=0, transport="aiohttp") as server:
+        tab = await browser.new_page()
+        await tab.goto(f"http://127.0.0.1:{server.port}/healthz")
+        yield tab, server
+
+
+async def test_request_progress_and_error_fields(page: tuple[Any, Server]) -> None:
+    """request() resolves with {type, meta, payload} after its progress; a server error rejects
+    with .code, .details, .retryable and .retryAfterMs."""
+    tab, _ = page
+    result = await tab.evaluate(
+        """async () => {
+          const { Client, ClientError } = await import('/wskit.js');
+          const client = new Client(`ws://${location.host}/`);
+          await client.connect();
+          const progress = [];
+          const res = await client.request('GET_USER', { id: '1' }, { onProgress: (p) => progress.push(p) });
+          let error;
+          try { await client.request('GET_USER', { id: '2' }); } catch (err) { error = err; }
+          await client.close();
+          return { type: res.type, payload: res.payload, progress, state: client.state,
+                   isError: error instanceof ClientError && error instanceof Error, code: error.code,
+                   details: error.details, retryable: error.retryable, retryAfterMs: error.retryAfterMs };
+        }"""
+    )
+    assert result == {
+        "type": "USER",
+        "payload": {"id": "1", "name": "Ada"},
+        "progress": [{"stage": "loading"}],
+        "state": "closed",
+        "isError": True,
+        "code": "NOT_FOUND",
+        "details": {"id": "2"},
+        "retryable": False,
+        "retryAfterMs": None,
+    }
+
+
+async def test_subscription_recovers_what_was_published_while_away(page: tuple[Any, Server]) -> None:
+    """A subscription survives a dropped connection: after the reconnect it is made again from
+    its last position, so messages published while the page was away arrive, each once, in order."""
+    tab, _ = page
+    result = await tab.evaluate(
+        """async () => {
+          const { Client } = await import('/wskit.js');
+          const client = new Client(`ws://${location.host}/`, { backoff: { initialDelay: 200 } });
+          const seen = [], states = [];
+          client.on('TICK', (msg) => seen.push(msg.payload.n));
+          client.onState((c) => states.push(c.state));
+          await client.connect();
+          const sub = await client.subscribe('feed:news');
+          for (const n of [1, 2, 3]) client.send('PUBLISH', { n });
+          const pause = (ms) => new Promise((r) => setTimeout(r, ms));
+          const until = async (cond) => { for (let i = 0; i < 200 && !cond(); i++) await pause(50); };
+          await until(() => seen.length === 3);
+          client.send('DROP');
+          await until(() => seen.length === 5 && client.state === 'open');
+          client.send('PUBLISH', { n: 6 });
+          await until(() => seen.length === 6);
+          await pause(200); // a duplicate would arrive here
+          const position = sub.position;
+          await client.close();
+          return { seen, states, offset: position && position.offset };
+        }"""
+    )
+    assert result["seen"] == [1, 2, 3, 4, 5, 6]
+    assert "reconnecting" in result["states"]
+    assert result["offset"] == 6
+
+
+async def test_refused_upgrade_stops_after_max_refusals() -> None:
+    """A server that answers the upgrade 401 (the page sees only a close before open, but the
+    probe of /readyz answers) is retried with a fresh token each time, then the client stops."""
+
+    async with (
+        chromium() as browser,
+        Server(
+            build_router(), host="127.0.0.1", port=0, transport="aiohttp", authenticate=lambda request: None
+        ) as server,
+    ):
+        tab = await browser.new_page()
+        await tab.goto(f"http://127.0.0.1:{server.port}/healthz")
+        result = await tab.evaluate(
+            """async () => {
+              const { Client } = await import('/wskit.js');
+              let asked = 0;
+              const client = new Client(`ws://${location.host}/`, {
+                token: async () => `t${++asked}`, maxRefusals: 3, backoff: { initialDelay: 50 } });
+              let error;
+              try { await client.connect(); } catch (err) { error = err; }
+              return { asked, state: client.state, code: error && error.code, details: error && error.details };
+            }"""
+        )
+    assert result == {
+        "asked": 3,
+        "state": "closed",
+        "code": "UNAUTHENTICATED",
+        "details": {"reason": "refused", "refusals": 3},
+    }
