@@ -7,14 +7,17 @@ same port, and each client's first ``open`` after the stop is timed from the sto
 - graceful (SIGTERM): each connection's ``SERVER_SHUTDOWN`` says ``retryAfterMs`` =
   ``SHUTDOWN_RETRY_AFTER_MS`` + a uniform draw below ``SHUTDOWN_RETRY_JITTER_MS``; the client
   waits at least that, so the reconnects spread over the jitter window;
-- crash (SIGKILL): no notice; only the clients' own backoff jitter spreads them.
+- crash (SIGKILL): no notice; only the clients' own backoff jitter spreads them. The server
+  stays down 1 s more before it is started again, so the dials that find it up come from
+  retries with 1-2 s ceilings (with a server back in 0.5 s they are first retries, whose
+  ceiling of 0.5 s alone puts 20 % or more of them in each 100 ms bucket).
 
 Two times per client: when it dialed the connection that worked (the client announces each
 wait: ``StateChange.retry_in``), which is what the jitter decides and what hits the server;
 and when it was open again (subscriptions back), which also holds the server's own
 handshake queue. All must be open again within a bounded time, the server must stay up and
 answer, and no 100 ms bucket may hold more than a bounded share of the dials. The bounds leave room for a
-loaded 2-core machine (the expected share per bucket is ~3 % graceful, ~6 % crash), but a
+loaded 2-core machine (measured: at most 5 % of the dials in a bucket graceful, 10-11 % crash), but a
 client or server without jitter puts every client into one or two buckets and fails them.
 The histogram is printed (``pytest -s``); docs/client.md, "Reconnect storms", quotes a run.
 """
@@ -22,6 +25,7 @@ The histogram is printed (``pytest -s``); docs/client.md, "Reconnect storms", qu
 from __future__ import annotations
 
 import asyncio
+import gc
 import statistics
 from collections import Counter
 from collections.abc import Callable
@@ -49,8 +53,11 @@ ENV = {
     "SHUTDOWN_GRACE_MS": "500",
     "LOG_LEVEL": "ERROR",
 }
-#: every client must be back within this long after the stop
-BACK_WITHIN_S = 20.0
+#: how long the crashed server stays down before it is started again (plus its start-up)
+CRASH_DOWN_S = 1.0
+#: every client must be back within this long after the stop (a few unlucky ones reach the
+#: 16-30 s ceilings of full jitter while the server is down: the price of its spread)
+BACK_WITHIN_S = 35.0
 
 
 @dataclass
@@ -101,15 +108,15 @@ class Storm:
             self.summary("open  ", self.opens),
             "  after stop   dialed  open",
         ]
-        for b in range(min(min(dials), min(opens)), max(max(dials), max(opens)) + 1):
+        for b in sorted(set(dials) | set(opens)):  # empty buckets left out
             bar = "#" * (dials[b] // 5)
             lines.append(f"  {b * BUCKET_S:4.1f}-{(b + 1) * BUCKET_S:4.1f} s {dials[b]:6d} {opens[b]:5d} {bar}")
         return "\n".join(lines)
 
 
-async def storm(stop: Callable[[ServerProcess], None], *, name: str) -> Storm:
-    """Connect :data:`CLIENTS` clients, ``stop`` the server (in a thread), start it again and
-    time every client's return."""
+async def storm(stop: Callable[[ServerProcess], None], *, name: str, down_s: float = 0.0) -> Storm:
+    """Connect :data:`CLIENTS` clients, ``stop`` the server (in a thread), leave it down
+    ``down_s`` more seconds, start it again and time every client's return."""
     server = ServerProcess(free_port(), env=ENV)
     await asyncio.to_thread(server.start)
     loop = asyncio.get_running_loop()
@@ -134,8 +141,13 @@ async def storm(stop: Callable[[ServerProcess], None], *, name: str) -> Storm:
     try:
         for start in range(0, CLIENTS, BATCH):
             await asyncio.gather(*(c.connect(timeout=4 * PATIENCE_S) for c in clients[start : start + BATCH]))
+        # 1,000 clients and pytest make a heap whose full collections (set off by the garbage
+        # of failed dials) pause this loop for up to a second and bunch the measured opens:
+        # a harness artefact (a real client process holds one client). Freeze what exists.
+        gc.freeze()
         stopped_at = loop.time()
         await asyncio.to_thread(stop, server)
+        await asyncio.sleep(down_s)  # the outage itself (a supervisor's restart delay), not a wait for an event
         await asyncio.to_thread(server.start)
         await eventually(
             lambda: all(t.back_at is not None for t in timings),
@@ -146,6 +158,7 @@ async def storm(stop: Callable[[ServerProcess], None], *, name: str) -> Storm:
         answer = await clients[0].request(Publish, {"topic": "seq:after", "n": 1}, timeout=PATIENCE_S)
         assert answer.payload.n == 1
     finally:
+        gc.unfreeze()
         await asyncio.gather(*(c.close() for c in clients))
         server.stop()
     result = Storm(
@@ -170,9 +183,9 @@ async def test_graceful_restart_storm_is_spread_by_the_shutdown_jitter() -> None
 
 async def test_crash_storm_is_spread_by_the_client_backoff_jitter() -> None:
     """SIGKILL: no notice; the clients' full-jitter backoff alone spreads them, and all come back."""
-    result = await storm(lambda server: server.kill(), name="crash (SIGKILL)")
-    # without the clients' jitter every client retries at the same instants: one bucket
-    # the dials that work are those after the new server listens; without the clients' jitter
-    # they come in lockstep (spread only by when each noticed the loss: ~0.3 s)
-    assert Storm.largest_share(result.dials) <= 0.45, result.report("dials too bunched")
-    assert Storm.quantile(result.dials, 0.9) - Storm.quantile(result.dials, 0.1) >= 0.5, result.report("too narrow")
+    result = await storm(lambda server: server.kill(), name="crash (SIGKILL)", down_s=CRASH_DOWN_S)
+    # the dials that work are the first after the new server listens, drawn from ceilings of
+    # 1-2 s by then; without the clients' jitter they come in lockstep (spread only by when
+    # each noticed the loss, ~0.3 s): over half of them in one bucket
+    assert Storm.largest_share(result.dials) <= 0.25, result.report("dials too bunched")
+    assert Storm.quantile(result.dials, 0.9) - Storm.quantile(result.dials, 0.1) >= 0.8, result.report("too narrow")
