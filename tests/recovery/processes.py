@@ -78,7 +78,7 @@ class Proxy:
     """A loopback TCP proxy to one backend port at a time; at most ``max_connections`` open."""
 
     def __init__(self, backend: int, *, max_connections: int = 16) -> None:
-        self.backend = backend
+        self.backend: int | None = backend
         self.max_connections = max_connections
         self.port = 0
         #: how many connections were forwarded to each backend port
@@ -94,8 +94,9 @@ class Proxy:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         self.port = int(self._server.sockets[0].getsockname()[1])
 
-    def switch(self, backend: int) -> None:
-        """Forward new connections to ``backend``; cut the ones in flight (their peers see a reset)."""
+    def switch(self, backend: int | None) -> None:
+        """Forward new connections to ``backend`` (None: refuse them); cut the ones in flight
+        (their peers see a reset)."""
         self.backend = backend
         for writer in list(self._open):
             writer.transport.abort()
@@ -111,6 +112,9 @@ class Proxy:
             writer.transport.abort()
             return
         backend = self.backend
+        if backend is None:
+            writer.transport.abort()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", backend)
         except OSError:

@@ -82,10 +82,10 @@ class Run:
 
 
 async def run_scenario(
-    receiver_url: str, publisher_url: str, disrupt: Callable[[], Awaitable[None]], *, name: str
+    receiver_url: str, publisher_url: str, disrupt: Callable[[Run], Awaitable[None]], *, name: str
 ) -> Run:
     """Subscribe a client at ``receiver_url``, publish through ``publisher_url``; after
-    :data:`BEFORE` numbers arrived, ``disrupt()``; once the client is open again, :data:`AFTER`
+    :data:`BEFORE` numbers arrived, ``disrupt(run)``; once the client is open again, :data:`AFTER`
     more; then wait for everything to arrive."""
     run = Run()
     receiver = Client(receiver_url, backoff=BACKOFF, on_state=run.changes.append)
@@ -124,7 +124,7 @@ async def run_scenario(
         publishing = asyncio.create_task(publish())
         await eventually(lambda: len(run.received) >= BEFORE or publishing.done(), what="the first numbers arrive")
         disrupted.set()
-        await disrupt()
+        await disrupt(run)
         async with asyncio.timeout(4 * PATIENCE_S):
             await publishing
         with contextlib.suppress(AssertionError):  # a gap never fills: the assertions below say which
@@ -152,7 +152,7 @@ def assert_exactly_once_in_order(run: Run) -> None:
 async def test_sigkill_and_restart_loses_nothing(cluster: Cluster) -> None:
     """A is killed (SIGKILL) mid-sequence and restarted on its port: every number arrives once, in order."""
 
-    async def crash() -> None:
+    async def crash(run: Run) -> None:
         cluster.a.kill()
         await asyncio.to_thread(cluster.a.start)
 
@@ -165,7 +165,7 @@ async def test_graceful_restart_loses_nothing(cluster: Cluster) -> None:
     """A stops gracefully (SIGTERM: SERVER_SHUTDOWN with retryAfterMs, drain, exit) and starts
     again: the client waits at least the hint, comes back, and every number arrives once, in order."""
 
-    async def restart() -> None:
+    async def restart(run: Run) -> None:
         await asyncio.to_thread(cluster.a.terminate)
         await asyncio.to_thread(cluster.a.start)
 
@@ -182,9 +182,11 @@ async def test_failover_to_the_other_instance_loses_nothing(cluster: Cluster) ->
     proxy = Proxy(cluster.a.port)
     await proxy.start()
 
-    async def failover() -> None:
-        proxy.switch(cluster.b.port)
+    async def failover(run: Run) -> None:
+        proxy.switch(None)  # A's connections cut, new ones refused: the balancer has not noticed yet
         cluster.a.kill()
+        await eventually(lambda: len(run.while_away) >= 10, what="10 numbers published while the client is away")
+        proxy.switch(cluster.b.port)
 
     try:
         run = await run_scenario(proxy.url, cluster.b.url, failover, name="failover A -> B")
