@@ -50,7 +50,7 @@ test: lint typecheck unit contract
 ## bench: the benchmark suite against every peer (minutes; writes bench/results/)
 bench: $(STAMP) system-deps
 	PY=$(PY) bash bench/setup_peers.sh
-	$(PY) bench/run.py
+	$(PY) bench/run.py --loadgen bun
 
 ## mutation: mutation testing (mutmut) of pubsub/, protocol (history step), hub, connection, inflight, ratelimit, admission;
 ##   prints killed/total per module (up to ~30 min; not part of test). MUTATION_ARGS="hub --show"
