@@ -149,11 +149,16 @@ class Hub:
 
         Raises the broker's ``RecoveryError`` (``FAILED_PRECONDITION``) when the history no
         longer covers the gap, or ``UNAVAILABLE`` when the broker cannot be reached.
+
+        A connection that is already a member gets its current position whatever ``offset``
+        it gives: it was sent every publication since it joined, so nothing is replayed (a
+        repeated subscribe from offset 0 must not re-send the history each time), and its
+        membership, made by a handler or a subscribe, is never lost to a failed recovery.
         """
         if history is None:
             await self.subscribe(conn, topic)
             return None
-        if topic in conn.topics and offset is None:
+        if topic in conn.topics:
             found = conn.positions.get(topic)
             if isinstance(found, (Position, list)):  # a position, or a recovery in progress
                 return found if isinstance(found, Position) else None

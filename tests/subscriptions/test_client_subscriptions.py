@@ -334,3 +334,39 @@ async def test_frames_over_every_host(way: str) -> None:
         assert b.raw == b'{"type":"TICK","payload":{"n":1}}'
         leave = {"type": "$ws:unsubscribe", "meta": {"correlationId": "c2"}, "payload": {"topic": "feed:live"}}
         assert (await _ask(a, leave))["type"] == "$ws:unsubscribed"
+
+
+# -- subscribing again to a topic the client is in -----------------------------------------
+
+
+async def test_subscribe_again_from_a_position_does_not_replay(memory: Any) -> None:
+    """A member that subscribes again from offset 0 is confirmed with its current position and
+    nothing is replayed (one frame must not buy the whole history each time)."""
+    router, a, _ = memory
+    first = await _ask(a, subscribe_frame("c1", "hist:again"))
+    epoch = first["payload"]["epoch"]
+    for n in range(1, 4):
+        await router.publish("hist:again", TickMsg, {"n": n})
+    assert [(await a.recv())["payload"]["n"] for _ in range(3)] == [1, 2, 3]
+    for cid in ("c2", "c3"):
+        answer = await _ask(a, subscribe_frame(cid, "hist:again", offset=0, epoch=epoch))
+        assert answer == {
+            "type": "$ws:subscribed",
+            "meta": {"correlationId": cid},
+            "payload": {"topic": "hist:again", "offset": 3, "epoch": epoch},
+        }
+
+
+async def test_failed_recovery_of_a_member_keeps_its_membership(memory: Any) -> None:
+    """A member (joined by a handler) that subscribes with a position the history cannot serve
+    is confirmed with its current position and stays in the topic: deliveries go on."""
+    router, a, _ = memory
+    await a.send({"type": "JOIN", "payload": {"topic": "hist:kept"}})
+    await router.publish("hist:kept", TickMsg, {"n": 1})
+    got = await a.recv()
+    answer = await _ask(a, subscribe_frame("c1", "hist:kept", offset=0, epoch="not-ours"))
+    assert answer["type"] == "$ws:subscribed", answer
+    assert answer["payload"] == {"topic": "hist:kept", "offset": 1, "epoch": got["meta"]["epoch"]}
+    await router.publish("hist:kept", TickMsg, {"n": 2})
+    live = await a.recv()
+    assert (live["payload"]["n"], live["meta"]["offset"]) == (2, 2)
