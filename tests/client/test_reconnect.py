@@ -205,3 +205,36 @@ async def test_server_shutdown_notice_is_honoured() -> None:
         assert marks["open"] - marks["notice"] >= 0.6
     await client.close()
     assert old.said == [] and errors == []
+
+
+async def test_a_token_provider_that_raises_is_retried_with_backoff() -> None:
+    """The provider raises twice: each is a failed attempt (reported), then the client connects."""
+    seen = Seen()
+    calls: list[int] = []
+    errors: list[Exception] = []
+
+    def provider() -> str:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise RuntimeError("the identity service is down")
+        return "ok"
+
+    async with serving(build_router(seen), authenticate=recording_auth(seen)) as server:
+        client = Client(server.url, token=provider, backoff=FAST, on_error=errors.append)
+        await client.connect(timeout=PATIENCE_S)
+        assert client.state == "open" and seen.tokens == ["ok"]
+        assert client.problems["token-provider"] == 2
+        assert [str(e) for e in errors] == ["the identity service is down"] * 2
+        await client.close()
+
+
+async def test_a_token_provider_returning_a_non_string_stops_the_client() -> None:
+    """The provider returns an int (a ConfigError): connect() raises ClientStopped saying why."""
+    seen = Seen()
+    async with serving(build_router(seen), authenticate=recording_auth(seen)) as server:
+        client = Client(server.url, token=lambda: 42, backoff=FAST)  # type: ignore[arg-type,return-value]
+        with pytest.raises(ClientStopped) as caught:
+            await client.connect(timeout=PATIENCE_S)
+        assert caught.value.code == "INVALID_ARGUMENT" and "int" in caught.value.message
+        assert client.state == "closed" and seen.tokens == []
+        await client.close()

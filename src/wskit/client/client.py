@@ -37,7 +37,7 @@ from wskit.client.state import State, StateChange, StateWatch
 from wskit.client.subscriber import Subscriber
 from wskit.client.subscriptions import SUBSCRIBED_TYPE, UNSUBSCRIBED_TYPE, Positions, Subscription
 from wskit.client.verdicts import Verdict, after_close, after_refusal
-from wskit.errors import ErrorCode, UsageError
+from wskit.errors import ConfigError, ErrorCode, UsageError
 from wskit.protocol import (
     CANCEL_TYPE,
     ERROR_TYPE,
@@ -400,8 +400,20 @@ class Client:
         have_next = False
         loop = asyncio.get_running_loop()
         while True:
-            token = next_token if have_next else await self._tokens.get()
-            have_next = False
+            if have_next:
+                token, have_next = next_token, False
+            else:
+                try:
+                    token = await self._tokens.get()
+                except ConfigError as exc:
+                    self._stop(ClientStopped(ErrorCode.INVALID_ARGUMENT, f"{exc}: not reconnecting"))
+                    return
+                except Exception as exc:  # noqa: BLE001 - the application's provider may raise anything
+                    self._reporter.local("token-provider", "the token provider raised", exc)
+                    failures += 1
+                    if not await self._wait(failures, exc):
+                        return
+                    continue
             handshake = self._tokens.handshake(self.url, token, headers=self._headers, protocols=self._protocols)
             self._generation += 1
             try:
@@ -421,7 +433,14 @@ class Client:
                 if exc.status is not None:
                     decision = after_refusal(exc.status)
                     if decision.verdict is Verdict.STOP_UNLESS_NEW_TOKEN and self._tokens.renewable:
-                        fresh = await self._tokens.get()
+                        try:
+                            fresh = await self._tokens.get()
+                        except ConfigError as problem:
+                            self._stop(ClientStopped(ErrorCode.INVALID_ARGUMENT, f"{problem}: not reconnecting"))
+                            return
+                        except Exception as problem:  # noqa: BLE001 - asked again on the next attempt
+                            self._reporter.local("token-provider", "the token provider raised", problem)
+                            fresh, decision = None, after_refusal(503)
                         if fresh and fresh != token:
                             next_token, have_next = fresh, True
                             decision = after_refusal(503)

@@ -63,6 +63,12 @@ class Reporter:
         self._log("wskit client: the server reported an error: %s", error)
         self._deliver(error)
 
+    def local(self, kind: str, text: str, error: Exception) -> None:
+        """Report a problem on this side (an application callback that raised)."""
+        self.counts[kind] += 1
+        self._log("wskit client: " + text + ": %r", error)
+        self._deliver(error)
+
     def _log(self, text: str, error: Exception) -> None:
         now = self._clock()
         if now - self._window_start >= self._window:
