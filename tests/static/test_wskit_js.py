@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from tests.examples.test_chat_browser import chromium
 
 from wskit import Context, ErrorCode, Router, Server, message, rpc
+from wskit.errors import WsKitError
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -167,3 +168,59 @@ async def test_refused_upgrade_stops_after_max_refusals() -> None:
         "code": "UNAUTHENTICATED",
         "details": {"reason": "refused", "refusals": 3},
     }
+
+
+async def _run_page(router: Router[Any], script: str) -> Any:
+    """Run ``script`` (an async function's source) in a page of a server of ``router``."""
+    async with (
+        chromium() as browser,
+        Server(router, host="127.0.0.1", port=0, transport="aiohttp") as server,
+    ):
+        tab = await browser.new_page()
+        await tab.goto(f"http://127.0.0.1:{server.port}/healthz")
+        return await tab.evaluate(script)
+
+
+async def test_resubscribe_refused_for_now_reconnects_and_tries_again() -> None:
+    """A resubscribe answered UNAVAILABLE (retryAfterMs) is not left half made: the client gives
+    up that connection, reconnects no sooner than retryAfterMs, subscribes again from its
+    position and gets what was published meanwhile and what follows."""
+    router = build_router()
+    subscribes: list[str] = []
+
+    @router.use
+    async def busy_once(ctx: Any, call_next: Any) -> None:
+        if ctx.type == "$ws:subscribe":
+            subscribes.append(ctx.type)
+            if len(subscribes) == 2:  # the first resubscribe, after DROP
+                raise WsKitError(ErrorCode.UNAVAILABLE, "broker busy", retry_after_ms=300)
+        await call_next()
+
+    result = await _run_page(
+        router,
+        """async () => {
+          const { Client } = await import('/wskit.js');
+          const client = new Client(`ws://${location.host}/`, { backoff: { initialDelay: 50 } });
+          const seen = [], changes = [];
+          client.on('TICK', (msg) => seen.push(msg.payload.n));
+          client.onState((c) => changes.push({ state: c.state, retryIn: c.retryIn, code: c.error && c.error.code }));
+          await client.connect();
+          await client.subscribe('feed:news');
+          client.send('PUBLISH', { n: 1 });
+          const pause = (ms) => new Promise((r) => setTimeout(r, ms));
+          const until = async (cond) => { for (let i = 0; i < 200 && !cond(); i++) await pause(25); };
+          await until(() => seen.length === 1);
+          client.send('DROP');
+          await until(() => changes.filter((c) => c.state === 'open').length >= 2 && seen.length === 3);
+          client.send('PUBLISH', { n: 6 });
+          await until(() => seen.length === 4);
+          const subscribed = client._subs.has('feed:news');
+          await client.close();
+          return { seen, changes, subscribed };
+        }""",
+    )
+    assert result["seen"] == [1, 4, 5, 6]
+    assert result["subscribed"] is True
+    assert len(subscribes) == 3
+    retries = [c for c in result["changes"] if c["state"] == "reconnecting" and c["retryIn"] is not None]
+    assert len(retries) == 2 and retries[1]["retryIn"] >= 300, result["changes"]

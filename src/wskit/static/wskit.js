@@ -30,6 +30,17 @@ const STOP_CODES = new Map([
 /** Catalogue defaults of `retryable` (docs/protocol.md), for errors that do not say. */
 const RETRYABLE = new Set(["UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "ABORTED"]);
 
+/**
+ * A refusal that may pass by itself (a timeout, overload, the broker down): a subscription
+ * refused so while resuming is tried again on the next connection instead of being dropped.
+ * RESOURCE_EXHAUSTED without retryAfterMs is the per-connection topic limit: it stays.
+ */
+function transientError(err) {
+  if (!err || err.retryable === false) return false;
+  if (err.code === "DEADLINE_EXCEEDED" || err.code === "UNAVAILABLE") return true;
+  return err.code === "RESOURCE_EXHAUSTED" && err.retryAfterMs !== null && err.retryAfterMs !== undefined;
+}
+
 const DEFAULTS = {
   tokenPlace: "query", // "query" (?access_token=) | "subprotocol" (bearer.<token>); browsers cannot set headers
   protocols: [],
@@ -293,7 +304,26 @@ export class Client extends EventTarget {
     this._startHeartbeat(ws);
     try {
       // 1. subscriptions from their last position, 2. idempotent requests, 3. app hooks, 4. the queue
-      await Promise.all([...this._subs.values()].map((sub) => this._subscribeOne(sub, true).catch((err) => this._report(err))));
+      const transient = [];
+      await Promise.all(
+        [...this._subs.values()].map((sub) =>
+          this._subscribeOne(sub, true).catch((err) => {
+            if (transientError(err) && sub.active && this._subs.get(sub.topic) === sub) transient.push(err);
+            this._report(err);
+          }),
+        ),
+      );
+      if (this._ws !== ws) return;
+      if (transient.length) {
+        // a subscription could not be made again for now (timeout, overload, broker down):
+        // being "open" without it would lose its deliveries until the next disconnect, so this
+        // connection is given up and the next one tries again, after the backoff and no sooner
+        // than the server's retryAfterMs
+        const floor = Math.max(0, ...transient.map((err) => Number(err.retryAfterMs) || 0));
+        const first = transient[0];
+        this._abandon(ws, new ClientError("UNAVAILABLE", `Resubscribing failed: ${first.message}`, { details: { code: first.code, retryAfterMs: floor || null } }), floor);
+        return;
+      }
       for (const call of this._pending.values()) {
         if (call.sent && call.idempotent && this._ws === ws) this._write(call.frame);
       }
@@ -342,6 +372,23 @@ export class Client extends EventTarget {
     }
     const why = up ? "The server refused the connection" : "The server cannot be reached";
     this._retry(new ClientError("UNAVAILABLE", why, { details: { reason: up ? "refused" : "unreachable" } }));
+  }
+
+  /** Give up an open connection from this side (closed 4000) and reconnect after the backoff. */
+  _abandon(ws, error, floor = 0) {
+    this._ws = null;
+    this._resuming = false;
+    this._stopHeartbeat();
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    try {
+      ws.close(4000, "resubscribe failed");
+    } catch {
+      // already closing
+    }
+    this._failInFlight();
+    if (this.state === "closed") return;
+    this._floor = Math.max(this._floor, floor);
+    this._retry(error);
   }
 
   async _probe() {
@@ -611,11 +658,11 @@ export class Client extends EventTarget {
         // the history no longer covers the gap: the app reloads, then we take the live stream
         this.positions.delete(sub.topic);
         await this._reset(sub, err);
-        if (this._live()) await this._subscribeOne(sub, false);
+        if (this._live()) await this._subscribeOne(sub, resuming); // no position now: from the live stream
         return;
       }
-      if (resuming && err.code !== "DEADLINE_EXCEEDED" && err.code !== "UNAVAILABLE") {
-        // refused outright (permissions changed): dropped, and said
+      if (resuming && !transientError(err)) {
+        // refused outright (permissions changed, too many topics): dropped, and said
         this._subs.delete(sub.topic);
         sub.active = false;
       }
