@@ -224,3 +224,52 @@ async def test_resubscribe_refused_for_now_reconnects_and_tries_again() -> None:
     assert len(subscribes) == 3
     retries = [c for c in result["changes"] if c["state"] == "reconnecting" and c["retryIn"] is not None]
     assert len(retries) == 2 and retries[1]["retryIn"] >= 300, result["changes"]
+
+
+async def test_send_during_the_resubscribe_does_not_overtake_the_queue() -> None:
+    """A send made while the subscriptions are being made again (after one queued while
+    disconnected) goes out after it: only onConnect hooks write ahead of the queue."""
+    import asyncio
+
+    router = build_router()
+    Note = message("NOTE", TickPayload)
+    notes: list[int] = []
+    subscribes: list[str] = []
+
+    @router.on(Note)
+    async def note(ctx: Context[TickPayload]) -> None:
+        notes.append(ctx.payload.n)
+
+    @router.use
+    async def slow_resubscribe(ctx: Any, call_next: Any) -> None:
+        if ctx.type == "$ws:subscribe":
+            subscribes.append(ctx.type)
+            if len(subscribes) == 2:
+                await asyncio.sleep(0.4)  # the resubscribe's round trip, long enough to send in
+        await call_next()
+
+    result = await _run_page(
+        router,
+        """async () => {
+          const { Client } = await import('/wskit.js');
+          const client = new Client(`ws://${location.host}/`, { backoff: { initialDelay: 200 } });
+          client.onConnect((c) => { if (c._hooked) c.send('NOTE', { n: 0 }); c._hooked = true; });
+          await client.connect();
+          await client.subscribe('feed:news');
+          const pause = (ms) => new Promise((r) => setTimeout(r, ms));
+          const until = async (cond) => { for (let i = 0; i < 400 && !cond(); i++) await pause(5); };
+          client.send('DROP');
+          await until(() => client.state === 'reconnecting' && !client._ws);
+          client.send('NOTE', { n: 1 });            // queued: disconnected
+          await until(() => client._resuming);
+          client.send('NOTE', { n: 2 });            // during the resubscribe
+          await until(() => client.state === 'open');
+          client.send('NOTE', { n: 3 });
+          client.send('NOTE', { n: 4 });
+          await pause(300);
+          await client.close();
+          return client.state;
+        }""",
+    )
+    assert result == "closed"
+    assert notes == [0, 1, 2, 3, 4]

@@ -133,7 +133,8 @@ export class Client extends EventTarget {
     this._subs = new Map(); // topic -> Subscription
     this._connectHooks = new Set();
     this._ws = null;
-    this._resuming = false; // connection open, resubscribing and flushing: hooks may send directly
+    this._resuming = false; // connection open, resubscribing and flushing the queue
+    this._inHooks = false; // onConnect hooks running: what they send is written at once
     this._draining = false; // SERVER_SHUTDOWN seen: nothing more is written on this connection
     this._attempt = 0; // failed attempts in a row
     this._refusals = 0; // failed upgrades in a row while the server answered HTTP
@@ -329,7 +330,12 @@ export class Client extends EventTarget {
       }
       for (const hook of [...this._connectHooks]) {
         if (this._ws !== ws) return;
-        await hook(this);
+        this._inHooks = true; // what a hook sends goes out now, ahead of the queue
+        try {
+          await hook(this);
+        } finally {
+          this._inHooks = false;
+        }
       }
     } catch (err) {
       this._report(err);
@@ -550,7 +556,9 @@ export class Client extends EventTarget {
   _enqueue(frame, cid) {
     if (this.state === "closed") return Promise.reject(this.closeError || new ClientError("UNAVAILABLE", "The client is closed"));
     const text = JSON.stringify(frame);
-    if (this._live() && (this._resuming || this._queue.length === 0)) {
+    // while resuming only the onConnect hooks write directly: anything else waits its turn in
+    // the queue, flushed after them, so it never overtakes what was queued before it
+    if (this._live() && (this._resuming ? this._inHooks : this._queue.length === 0)) {
       this._ws.send(text);
       if (cid) this._pending.get(cid).sent = true;
       return Promise.resolve();
