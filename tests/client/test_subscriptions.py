@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests.client.app import Close, Heard, Join, Publish, Say, Seen, build_router, serving
+from tests.client.app import Close, Echo, Heard, Join, Publish, Say, Seen, build_router, serving
 from tests.support.redis_server import free_port
 from tests.support.waiting import PATIENCE_S, eventually
 
@@ -144,3 +144,33 @@ async def test_topics_a_handler_subscribed_the_client_to_are_tracked() -> None:
         await client.send(Publish, {"topic": "room:1", "text": "hello"})
         await eventually(lambda: len(got) == 1)
         assert client.positions["room:1"].offset == got[0].meta["offset"]
+
+
+async def test_a_request_made_inside_on_reset_gets_its_answer() -> None:
+    """Reloading state in on_reset (an async callback awaiting a request) works: the callback
+    runs once the connection is open, so the request goes out and its answer comes back."""
+    port = free_port()
+    reloaded: list[str] = []
+    failed: list[BaseException] = []
+    client = Client(f"ws://127.0.0.1:{port}/", backoff=FAST, resubscribe_timeout=2.0)
+
+    async def reload(error: ClientError) -> None:
+        try:
+            answer = await client.request(Echo, {"text": "reloaded"}, timeout=2.0)
+        except BaseException as exc:
+            failed.append(exc)
+            raise
+        reloaded.append(answer.payload.text)
+
+    async with serving(build_router(Seen()), port) as server:
+        await client.connect()
+        sub = await client.subscribe("feed:reload")
+        sub.on_reset(reload)
+        await server.router.publish("feed:reload", Heard, {"text": "old"})
+        await eventually(lambda: sub.position is not None)
+        await server.stop()
+    async with serving(build_router(Seen()), port):
+        await eventually(lambda: reloaded == ["reloaded"] or bool(failed), timeout=PATIENCE_S)
+        assert failed == [] and reloaded == ["reloaded"]
+        assert client.state == "open" and sub.active
+    await client.close()

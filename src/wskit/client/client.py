@@ -357,7 +357,17 @@ class Client:
         ``INVALID_ARGUMENT``, ``RESOURCE_EXHAUSTED``).
         """
         self._check_running()
-        return await self._subscriber.subscribe(topic, self._call_queued, self._unsubscribe)
+        try:
+            return await self._subscriber.subscribe(topic, self._call_queued, self._unsubscribe)
+        finally:
+            if self._ready:
+                self._start_resets()
+
+    def _start_resets(self) -> None:
+        """Run the due ``on_reset`` callbacks as tasks (they may make requests: never inside
+        the connection's setup or its reader)."""
+        for reset in self._subscriber.take_resets():
+            self._spawn(reset)
 
     async def _unsubscribe(self, sub: Subscription) -> None:
         # not subscribed on any server while disconnected, and never again once closed
@@ -516,6 +526,7 @@ class Client:
                     raise
             self._ready = True
             self._watch.set(State.OPEN)
+            self._start_resets()
             if self._opened is not None and not self._opened.done():
                 self._opened.set_result(None)
         except (ConnectionError, TimeoutError) as exc:
@@ -570,7 +581,9 @@ class Client:
                 self._reporter.bad_frame("unknown-correlation-id", f"an error for no request ({cid!r})", data)
             error = ClientError.from_payload(envelope.payload)
             self._reporter.error(error)
-            return self._subscriber.history_lost(error)
+            if self._subscriber.history_lost(error) and self._ready:
+                self._start_resets()
+            return None
         if type_name == SHUTDOWN_TYPE:
             self._shutdown_notice(envelope)
             return None

@@ -4,7 +4,8 @@ The client hands in how to ask: through the offline queue for the application's
 ``subscribe()``/``unsubscribe()``, straight on the connection being set up for the
 resubscribes of a reconnect (which must land before the queue is flushed). This module
 decides what to ask and what an answer means: the position to start from, a refused
-recovery (reset callbacks, then afresh), a subscription refused outright after a reconnect.
+recovery (afresh, and reset callbacks to run once the connection is ready), a
+subscription refused outright after a reconnect.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from wskit.client.codec import Envelope, reserved_frame
@@ -52,6 +53,8 @@ class Subscriber:
         self.topics: dict[str, Subscription] = {}
         self._new_id = new_id
         self._reporter = reporter
+        #: resets whose callbacks are still to run
+        self._due: list[tuple[Subscription, ClientError]] = []
 
     async def subscribe(
         self, topic: str, ask: Ask, unsubscribe: Callable[[Subscription], Awaitable[None]]
@@ -97,20 +100,27 @@ class Subscriber:
             elif isinstance(result, BaseException):
                 raise result
 
-    def history_lost(self, error: ClientError) -> Awaitable[None] | None:
+    def history_lost(self, error: ClientError) -> bool:
         """An unprompted ``FAILED_PRECONDITION {reason: recovery, topic}``: the server lost
-        publications of a topic we follow; what follows starts from a new position. Returns
-        the reset to await (the callbacks), or None when it concerns no subscription."""
+        publications of a topic we follow; what follows starts from a new position. True when
+        a reset is now due (see :meth:`take_resets`)."""
         topic = error.details.get("topic")
         sub = self.topics.get(topic) if isinstance(topic, str) else None
         if sub is None or not is_recovery_refusal(error):
-            return None
+            return False
         self.positions.forget(sub.topic)
-        return self._reset(sub, error)
+        self._due.append((sub, error))
+        return True
+
+    def take_resets(self) -> list[Coroutine[Any, Any, None]]:
+        """The resets due (their callbacks, to be run as tasks once the connection takes
+        application frames: a callback reloading state makes requests)."""
+        due, self._due = self._due, []
+        return [self._reset(sub, error) for sub, error in due]
 
     async def _subscribe_once(self, sub: Subscription, ask: Ask) -> None:
-        """One ``$ws:subscribe`` from the known position; on a refused recovery the reset
-        callbacks run and the subscription is made afresh."""
+        """One ``$ws:subscribe`` from the known position; on a refused recovery a reset is due
+        (:meth:`take_resets`) and the subscription is made afresh."""
         for _ in range(2):
             position = self.positions.get(sub.topic)
             body: dict[str, Any] = {"topic": sub.topic}
@@ -128,7 +138,7 @@ class Subscriber:
                 raise error
             log.warning("wskit client: topic %r cannot be recovered from %s: subscribing afresh", sub.topic, position)
             self.positions.forget(sub.topic)
-            await self._reset(sub, error)
+            self._due.append((sub, error))
         raise ClientError(ErrorCode.INTERNAL, f"the server refused to subscribe {sub.topic!r} afresh after a reset")
 
     async def _reset(self, sub: Subscription, error: ClientError) -> None:
