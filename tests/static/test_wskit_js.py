@@ -273,3 +273,36 @@ async def test_send_during_the_resubscribe_does_not_overtake_the_queue() -> None
     )
     assert result == "closed"
     assert notes == [0, 1, 2, 3, 4]
+
+
+async def test_a_server_that_closes_at_once_is_redialled_under_a_growing_backoff() -> None:
+    """A server that accepts, then closes 1013 at once, does not reset the backoff: the waits
+    grow and maxAttempts ends it (the counter restarts only after backoff.resetAfter open)."""
+    router = build_router()
+
+    @router.on_open
+    async def busy(ctx: Any) -> None:
+        await ctx.close(1013, "try again later")
+
+    result = await _run_page(
+        router,
+        """async () => {
+          const { Client } = await import('/wskit.js');
+          const client = new Client(`ws://${location.host}/`, {
+            backoff: { initialDelay: 100, maxAttempts: 4 }, probeUrl: false });
+          const opens = [], waits = [];
+          client.onState((c) => {
+            if (c.state === 'open') opens.push(c.state);
+            if (c.retryIn !== null) waits.push(c.retryIn);
+          });
+          client.connect().catch(() => {});
+          const pause = (ms) => new Promise((r) => setTimeout(r, ms));
+          for (let i = 0; i < 100 && client.state !== 'closed'; i++) await pause(50);
+          const state = client.state, error = client.closeError;
+          await client.close();
+          return { state, code: error && error.code, message: error && error.message, opens: opens.length, waits };
+        }""",
+    )
+    assert result["state"] == "closed", result
+    assert result["code"] == "UNAVAILABLE" and "gave up after 4 attempts" in result["message"]
+    assert result["opens"] >= 1 and len(result["waits"]) == 4

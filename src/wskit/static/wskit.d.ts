@@ -36,7 +36,14 @@ export interface ClientOptions {
   tokenPlace?: "query" | "subprotocol";
   protocols?: string[];
   /** ms; defaults 500, 2, 30000, null (never stop) */
-  backoff?: { initialDelay?: number; multiplier?: number; maxDelay?: number; maxAttempts?: number | null };
+  backoff?: {
+    initialDelay?: number;
+    multiplier?: number;
+    maxDelay?: number;
+    maxAttempts?: number | null;
+    /** ms a connection must stay open before the backoff starts again from its first step (5000) */
+    resetAfter?: number;
+  };
   /** ms; defaults 10000 and 5000; null turns it off */
   heartbeat?: { interval?: number; timeout?: number } | null;
   /** defaults 1000 frames, 1 MiB, "queue" */

@@ -44,7 +44,9 @@ function transientError(err) {
 const DEFAULTS = {
   tokenPlace: "query", // "query" (?access_token=) | "subprotocol" (bearer.<token>); browsers cannot set headers
   protocols: [],
-  backoff: { initialDelay: 500, multiplier: 2, maxDelay: 30000, maxAttempts: null },
+  // resetAfter: ms a connection must stay open before the backoff starts again from the first
+  // step (a server that accepts, then closes at once, is redialled ever more slowly)
+  backoff: { initialDelay: 500, multiplier: 2, maxDelay: 30000, maxAttempts: null, resetAfter: 5000 },
   heartbeat: { interval: 10000, timeout: 5000 },
   offline: { maxCount: 1000, maxBytes: 1024 * 1024, policy: "queue" },
   maxRefusals: 5,
@@ -136,7 +138,8 @@ export class Client extends EventTarget {
     this._resuming = false; // connection open, resubscribing and flushing the queue
     this._inHooks = false; // onConnect hooks running: what they send is written at once
     this._draining = false; // SERVER_SHUTDOWN seen: nothing more is written on this connection
-    this._attempt = 0; // failed attempts in a row
+    this._attempt = 0; // failed attempts in a row (a connection lost within backoff.resetAfter counts)
+    this._openedAt = 0; // when the current connection opened
     this._refusals = 0; // failed upgrades in a row while the server answered HTTP
     this._floor = 0; // ms: the server's retryAfterMs, a floor under the next wait
     this._timer = null;
@@ -296,7 +299,7 @@ export class Client extends EventTarget {
   }
 
   async _opened(ws) {
-    this._attempt = 0;
+    this._openedAt = Date.now(); // the attempt counter is reset only if it stays open (_lost)
     this._refusals = 0;
     this._floor = 0;
     this._draining = false;
@@ -356,6 +359,7 @@ export class Client extends EventTarget {
     this._failInFlight();
     if (this.state === "closed") return;
     if (code !== null) {
+      if (Date.now() - this._openedAt >= this.options.backoff.resetAfter) this._attempt = 0; // it was stable
       const stop = STOP_CODES.get(code) || (code >= 3000 && code <= 4999 && !this.options.reconnectCodes.includes(code) ? "ABORTED" : null);
       if (stop) {
         this._stop(new ClientError(stop, `The server closed the connection (${code}${reason ? ": " + reason : ""})`, { details: { closeCode: code, reason } }), null);
@@ -393,6 +397,7 @@ export class Client extends EventTarget {
     }
     this._failInFlight();
     if (this.state === "closed") return;
+    if (Date.now() - this._openedAt >= this.options.backoff.resetAfter) this._attempt = 0;
     this._floor = Math.max(this._floor, floor);
     this._retry(error);
   }
