@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from tests.client.app import Close, Echo, Heard, Join, Publish, Say, Seen, build_router, serving
 from tests.support.redis_server import free_port
 from tests.support.waiting import PATIENCE_S, eventually
 
+from wskit import ErrorCode, WsKitError
 from wskit.client import Backoff, Client, ClientError, Message
 from wskit.client.subscriptions import Positions
 from wskit.protocol import Position
@@ -174,3 +176,40 @@ async def test_a_request_made_inside_on_reset_gets_its_answer() -> None:
         assert failed == [] and reloaded == ["reloaded"]
         assert client.state == "open" and sub.active
     await client.close()
+
+
+async def test_a_retryable_refusal_on_resubscribe_reconnects_instead_of_dropping() -> None:
+    """The server refuses the resubscribe once with RESOURCE_EXHAUSTED (a rate limit, retry
+    after 300 ms): the subscription is kept, the client reconnects no sooner than the hint and
+    subscribes again; a later publication arrives."""
+    got: list[Message[object]] = []
+    refusals = [0]
+    router = build_router(Seen())
+
+    async def rate_limit(ctx: Any, call_next: Any) -> None:
+        if ctx.type == "$ws:subscribe" and refusals[0] > 0:
+            refusals[0] -= 1
+            refused_at.append(loop.time())
+            raise WsKitError(ErrorCode.RESOURCE_EXHAUSTED, "slow down", retry_after_ms=300)
+        await call_next()
+
+    router.use(rate_limit)
+    loop = asyncio.get_running_loop()
+    opens: list[float] = []
+    refused_at: list[float] = []
+    async with serving(router) as server:
+        client = Client(
+            server.url, backoff=FAST, on_state=lambda c: opens.append(loop.time()) if c.new == "open" else None
+        )
+        client.on(Heard, got.append)
+        await client.connect()
+        sub = await client.subscribe("live:limited")
+        refusals[0] = 1
+        await client.send(Close, {"code": 1012})
+        await eventually(lambda: refusals[0] == 0 and client.state == "open", timeout=PATIENCE_S)
+        assert sub.active and "live:limited" in client.subscriptions
+        await server.router.publish("live:limited", Heard, {"text": "still here"})
+        await eventually(lambda: texts(got) == ["still here"])
+        assert client.problems.get("resubscribe-refused", 0) == 0
+        assert len(refused_at) == 1 and opens[-1] - refused_at[0] >= 0.3
+        await client.close()

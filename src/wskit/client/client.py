@@ -529,6 +529,11 @@ class Client:
             self._start_resets()
             if self._opened is not None and not self._opened.done():
                 self._opened.set_result(None)
+        except ClientError as exc:  # a retryable refusal of a resubscribe: come back later
+            delay = (exc.retry_after_ms or 0) / 1000.0
+            self._retry_at = asyncio.get_running_loop().time() + delay
+            self._reporter.error(exc, "resubscribe-deferred")
+            conn.abort(Lost(1006, f"a resubscribe was refused for now ({exc.code}): reconnecting", by_client=True))
         except (ConnectionError, TimeoutError) as exc:
             log.info("wskit client: the connection was lost while being set up: %r", exc)
             conn.abort(Lost(1006, f"lost while being set up: {exc!r}", by_client=True))

@@ -86,19 +86,28 @@ class Subscriber:
             raise ClientError.from_payload(answer.payload)
 
     async def resubscribe(self, ask: Ask) -> None:
-        """Make every subscription again on a new connection, together; one refused outright
-        (permissions changed) is dropped and reported. Raises what broke the connection."""
+        """Make every subscription again on a new connection, together. One refused outright
+        (a non-retryable code: permissions changed, a bad or unknown topic) is dropped and
+        reported; a retryable refusal (``RESOURCE_EXHAUSTED`` from a rate limit,
+        ``UNAVAILABLE`` while the server drains) keeps every subscription and is raised, for
+        the client to reconnect after its ``retry_after_ms``. Raises what broke the connection."""
         subs = [sub for sub in self.topics.values() if sub.active]
         if not subs:
             return
         results = await asyncio.gather(*(self._subscribe_once(sub, ask) for sub in subs), return_exceptions=True)
+        retry: ClientError | None = None
         for sub, result in zip(subs, results, strict=True):
             if isinstance(result, ClientError):
+                if result.retryable:
+                    retry = retry or result
+                    continue
                 sub.active = False
                 self.topics.pop(sub.topic, None)
                 self._reporter.error(result, "resubscribe-refused")
             elif isinstance(result, BaseException):
                 raise result
+        if retry is not None:
+            raise retry
 
     def history_lost(self, error: ClientError) -> bool:
         """An unprompted ``FAILED_PRECONDITION {reason: recovery, topic}``: the server lost
