@@ -213,3 +213,32 @@ async def test_a_retryable_refusal_on_resubscribe_reconnects_instead_of_dropping
         assert client.problems.get("resubscribe-refused", 0) == 0
         assert len(refused_at) == 1 and opens[-1] - refused_at[0] >= 0.3
         await client.close()
+
+
+async def test_a_connection_lost_during_resubscribe_is_noticed_at_once() -> None:
+    """The server closes the connection while answering a resubscribe: the client notices the
+    loss at once (not after resubscribe_timeout) and resubscribes on the next connection."""
+    got: list[Message[object]] = []
+    closes = [0]
+    router = build_router(Seen())
+
+    async def closer(ctx: Any, call_next: Any) -> None:
+        if ctx.type == "$ws:subscribe" and closes[0] > 0:
+            closes[0] -= 1
+            await ctx.close(1012, "restarting")
+            return
+        await call_next()
+
+    router.use(closer)
+    async with serving(router) as server:
+        client = Client(server.url, backoff=FAST, resubscribe_timeout=30.0)
+        client.on(Heard, got.append)
+        await client.connect()
+        await client.subscribe("live:lost")
+        closes[0] = 1
+        await client.send(Close, {"code": 1012})
+        await eventually(lambda: closes[0] == 0)
+        await eventually(lambda: client.state == "open", timeout=3.0)
+        await server.router.publish("live:lost", Heard, {"text": "back"})
+        await eventually(lambda: texts(got) == ["back"])
+        await client.close()

@@ -386,11 +386,17 @@ class Client:
         future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
         pending = Pending(cid, type_name, data, False, future, answers, None, sent_on=conn.generation)
         self._pending.add(pending)
+        lost = asyncio.ensure_future(conn.wait_lost())
         try:
             async with asyncio.timeout(self.resubscribe_timeout):
                 await conn.send(data)
-                return await future
+                # the answer, or the end of the connection (its answer can never come)
+                await asyncio.wait((future, lost), return_when=asyncio.FIRST_COMPLETED)
+            if future.done():
+                return future.result()
+            raise ConnectionResetError(f"the connection was lost before the answer to {type_name!r}")
         finally:
+            lost.cancel()
             self._pending.discard(cid)
 
     # -- the supervisor ----------------------------------------------------------------------
