@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests.client.app import Echo, Say, Seen, Slow, build_router, serving
+from tests.client.app import Close, Echo, Heard, Say, Seen, Slow, build_router, serving
 from tests.client.process import server_process
 from tests.support.redis_server import free_port
 from tests.support.waiting import PATIENCE_S, eventually
@@ -150,3 +150,32 @@ async def test_close_fails_pending_requests_and_refuses_new_sends() -> None:
         assert caught.value.code == "CANCELLED" and client.state == "closed"
         with pytest.raises(ClientStopped):
             await client.send(Say, {"text": "late"})
+
+
+async def test_frames_sent_while_the_queue_is_flushed_are_not_stranded() -> None:
+    """Frames the application sends while the offline queue is being flushed (big frames: the
+    flush yields) go out on the same connection, after the queued ones, in order."""
+    seen = Seen()
+    async with serving(build_router(seen)) as server:
+        client = Client(server.url, backoff=Backoff(initial_delay=0.3, max_delay=0.3))
+        client.on(Heard, lambda msg: None)
+        await client.connect()
+        await client.send(Close, {"code": 1012})
+        await eventually(lambda: client.state == "reconnecting")
+        queued = [f"q{n}:" + "x" * 8000 for n in range(100)]
+        for text in queued:
+            await client.send(Say, {"text": text})
+        live: list[str] = []
+
+        async def keep_sending() -> None:
+            n = 0
+            while client.state != "open" or n < 300:
+                live.append(f"l{n}")
+                await client.send(Say, {"text": live[-1]})
+                n += 1
+                await asyncio.sleep(0.001)
+
+        await asyncio.wait_for(keep_sending(), PATIENCE_S)
+        await eventually(lambda: len(seen.said) >= len(queued) + len(live), what="every frame arrived")
+        assert seen.said == queued + live
+        await client.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from tests.client.app import Close, Echo, Heard, Say, Seen, Slow, build_router, recording_auth, serving
@@ -238,3 +239,38 @@ async def test_a_token_provider_returning_a_non_string_stops_the_client() -> Non
         assert caught.value.code == "INVALID_ARGUMENT" and "int" in caught.value.message
         assert client.state == "closed" and seen.tokens == []
         await client.close()
+
+
+async def test_a_shutdown_notice_during_setup_is_not_overwritten() -> None:
+    """SERVER_SHUTDOWN arrives while the client resubscribes: the connection never reports
+    ``open`` (it takes no application frames), and the client comes back on a new server."""
+    port = free_port()
+    changes: list[str] = []
+    client = Client(f"ws://127.0.0.1:{port}/", backoff=FAST, on_state=lambda c: changes.append(c.new))
+    router = build_router(Seen())
+    notice = [False]
+    shutdowns: list[asyncio.Task[None]] = []
+
+    async def shut_down_on_resubscribe(ctx: Any, call_next: Any) -> None:
+        if ctx.type == "$ws:subscribe" and notice[0]:
+            notice[0] = False
+            shutdowns.append(asyncio.create_task(server.shutdown(grace_ms=2000)))
+            await asyncio.sleep(0.1)  # the notice goes out before the answer
+        await call_next()
+
+    router.use(shut_down_on_resubscribe)
+    async with serving(router, port, shutdown_retry_after_ms=0, shutdown_retry_jitter_ms=0) as server:
+        await client.connect()
+        await client.subscribe("live:s")
+        notice[0] = True
+        mark = len(changes)
+        await client.send(Close, {"code": 1012})
+        await eventually(lambda: bool(shutdowns))
+        await shutdowns[0]
+        assert "open" not in changes[mark:], changes[mark:]
+        await client.send(Say, {"text": "held"})
+        assert client.queued == 1
+    seen = Seen()
+    async with serving(build_router(seen), port):
+        await eventually(lambda: seen.said == ["held"])
+    await client.close()

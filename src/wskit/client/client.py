@@ -514,27 +514,43 @@ class Client:
         try:
             await self._subscriber.resubscribe(self._call_direct)
             again, self._resend = self._resend, []
-            for pending in again:
-                if self._pending.get(pending.correlation_id) is pending:
-                    pending.sent_on = conn.generation
-                    await conn.send(pending.frame)
-            items = self._offline.take_all()
-            for at, item in enumerate(items):
-                waiting = self._pending.get(item.correlation_id) if item.correlation_id else None
-                if item.correlation_id is not None and waiting is None:
-                    continue  # its caller gave up while it waited
-                if waiting is not None:
-                    waiting.sent_on = conn.generation
+            for at, pending in enumerate(again):
+                if self._pending.get(pending.correlation_id) is not pending:
+                    continue  # its caller gave up meanwhile
+                if conn.draining:
+                    self._resend.extend(again[at:])
+                    break
+                pending.sent_on = conn.generation
                 try:
-                    await conn.send(item.data)
+                    await conn.send(pending.frame)
                 except ConnectionError:
-                    self._offline.restore(items[at:])
+                    pending.sent_on = None
+                    self._resend.extend(again[at:])
                     raise
-            self._ready = True
-            self._watch.set(State.OPEN)
-            self._start_resets()
-            if self._opened is not None and not self._opened.done():
-                self._opened.set_result(None)
+            # until the queue stays empty: what the application sends meanwhile still queues
+            while not conn.draining and (items := self._offline.take_all()):
+                for at, item in enumerate(items):
+                    waiting = self._pending.get(item.correlation_id) if item.correlation_id else None
+                    if item.correlation_id is not None and waiting is None:
+                        continue  # its caller gave up while it waited
+                    if conn.draining:
+                        self._offline.restore(items[at:])
+                        break
+                    if waiting is not None:
+                        waiting.sent_on = conn.generation
+                    try:
+                        await conn.send(item.data)
+                    except ConnectionError:
+                        if waiting is not None:
+                            waiting.sent_on = None
+                        self._offline.restore(items[at:])
+                        raise
+            if not conn.draining:  # a SERVER_SHUTDOWN during the setup: this one never opens
+                self._ready = True
+                self._watch.set(State.OPEN)
+                self._start_resets()
+                if self._opened is not None and not self._opened.done():
+                    self._opened.set_result(None)
         except ClientError as exc:  # a retryable refusal of a resubscribe: come back later
             delay = (exc.retry_after_ms or 0) / 1000.0
             self._retry_at = asyncio.get_running_loop().time() + delay
@@ -621,6 +637,8 @@ class Client:
         retry_ms = payload.get("retryAfterMs")
         delay = retry_ms / 1000.0 if isinstance(retry_ms, int | float) and not isinstance(retry_ms, bool) else 0.0
         self._ready = False
+        if self._conn is not None:
+            self._conn.draining = True
         self._retry_at = asyncio.get_running_loop().time() + max(0.0, delay)
         log.info(
             "wskit client: the server is shutting down (%s); reconnecting in >= %.2f s", payload.get("reason"), delay

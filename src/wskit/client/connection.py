@@ -96,6 +96,8 @@ class Connection:
         self._heard = asyncio.Event()
         self._busy = False
         self._closer: asyncio.Future[None] | None = None
+        #: the server said it is shutting down: no application frame goes out on it any more
+        self.draining = False
         #: the subprotocol the server chose (never the ``bearer.`` one)
         self.protocol = ws.protocol
 
