@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import pytest
@@ -274,3 +275,27 @@ async def test_a_shutdown_notice_during_setup_is_not_overwritten() -> None:
     async with serving(build_router(seen), port):
         await eventually(lambda: seen.said == ["held"])
     await client.close()
+
+
+async def test_a_server_closing_right_after_open_is_redialled_ever_more_slowly() -> None:
+    """The server accepts, then closes 1013 at once: each such connection counts as a failed
+    attempt, so the waits grow and max_attempts stops the client."""
+    router = build_router(Seen())
+
+    @router.on_open
+    async def refuse(ctx: Any) -> None:
+        await ctx.close(1013, "try again later")
+
+    waits: list[float] = []
+    async with serving(router) as server:
+        client = Client(
+            server.url,
+            backoff=Backoff(initial_delay=0.02, max_delay=1.0, max_attempts=6),
+            on_state=lambda c: waits.append(c.retry_in) if c.retry_in is not None else None,
+        )
+        with contextlib.suppress(ClientStopped):
+            await client.connect(timeout=PATIENCE_S)
+        await eventually(lambda: client.state == "closed", timeout=PATIENCE_S)
+        assert client.close_error is not None and "6 failed" in client.close_error.message
+        assert len(waits) == 5 and max(waits) > 0.02, waits
+        await client.close()

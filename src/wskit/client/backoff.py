@@ -23,14 +23,18 @@ class Backoff:
     ``[0, min(max_delay, initial_delay * multiplier**n)]``; a server's hint (``retryAfterMs``
     of ``SERVER_SHUTDOWN``, ``Retry-After`` of a 429/503) is a floor under it.
     ``max_attempts``: failed attempts in a row before the client stops (None: never stops).
+    ``reset_after``: how long a connection must have stayed open for the count of failed
+    attempts to start over; one lost sooner (a server that accepts, then closes 1013 at
+    once) counts as a failed attempt, so the waits keep growing and ``max_attempts`` applies.
 
-    Defaults: 0.5 s, doubling, capped at 30 s, forever.
+    Defaults: 0.5 s, doubling, capped at 30 s, forever; reset after 5 s open.
     """
 
     initial_delay: float = 0.5
     max_delay: float = 30.0
     multiplier: float = 2.0
     max_attempts: int | None = None
+    reset_after: float = 5.0
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -40,6 +44,8 @@ class Backoff:
             )
         if self.multiplier < 1:
             raise ConfigError(f"Backoff: multiplier must be >= 1, got {self.multiplier}")
+        if self.reset_after < 0:
+            raise ConfigError(f"Backoff: reset_after must be >= 0, got {self.reset_after}")
         if self.max_attempts is not None and self.max_attempts < 1:
             raise ConfigError(f"Backoff: max_attempts must be >= 1 or None, got {self.max_attempts}")
 

@@ -468,7 +468,7 @@ class Client:
                 if not await self._wait(failures, exc, floor=exc.retry_after or 0.0):
                     return
                 continue
-            failures = 0
+            opened_at = loop.time()
             lost = await self._serve(conn)
             if self.close_error is not None:
                 return  # closed by the application meanwhile
@@ -483,8 +483,11 @@ class Client:
                 why = f"{decision.why} (close {lost.code}): not reconnecting"
                 self._stop(ClientStopped(decision.code, why, close_code=lost.code))
                 return
+            if loop.time() - opened_at >= self.backoff.reset_after:
+                failures = 0  # it stayed up: the server is fine, start the count over
+            failures += 1
             floor = max(0.0, self._retry_at - loop.time())
-            if not await self._wait(1, ConnectionResetError(f"{lost.reason} ({lost.code})"), floor=floor):
+            if not await self._wait(failures, ConnectionResetError(f"{lost.reason} ({lost.code})"), floor=floor):
                 return
 
     async def _wait(self, failures: int, error: BaseException, *, floor: float = 0.0) -> bool:
