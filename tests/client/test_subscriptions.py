@@ -242,3 +242,65 @@ async def test_a_connection_lost_during_resubscribe_is_noticed_at_once() -> None
         await server.router.publish("live:lost", Heard, {"text": "back"})
         await eventually(lambda: texts(got) == ["back"])
         await client.close()
+
+
+async def test_unsubscribe_during_the_setup_leaves_the_topic_on_the_server_too() -> None:
+    """A subscription made again on a new connection is left while that connection is still
+    being set up (another resubscribe is slow): the server is told, nothing more arrives."""
+    got: list[Message[object]] = []
+    router = build_router(Seen())
+    slow = asyncio.Event()
+    slowing = [False]
+
+    async def delay_b(ctx: Any, call_next: Any) -> None:
+        if ctx.type == "$ws:subscribe" and ctx.payload.get("topic") == "live:b" and slowing[0]:
+            slowing[0] = False
+            slow.set()
+            await asyncio.sleep(0.3)
+        await call_next()
+
+    router.use(delay_b)
+    async with serving(router) as server:
+        client = Client(server.url, backoff=FAST)
+        client.on(Heard, got.append)
+        await client.connect()
+        sub_a = await client.subscribe("live:a")
+        await client.subscribe("live:b")
+        slowing[0] = True
+        await client.send(Close, {"code": 1012})
+        await asyncio.wait_for(slow.wait(), PATIENCE_S)
+        await asyncio.sleep(0.05)  # live:a is back on the server by now
+        assert client.state != "open"
+        await sub_a.unsubscribe()
+        await eventually(lambda: client.state == "open")
+        await server.router.publish("live:a", Heard, {"text": "left"})
+        await client.send(Say, {"text": "marker"})
+        await eventually(lambda: len(got) >= 1)
+        await asyncio.sleep(0.05)
+        assert texts(got) == ["marker"]
+        await client.close()
+
+
+async def test_subscribe_while_offline_asks_the_server_once() -> None:
+    """subscribe() called while reconnecting: the next connection gets one $ws:subscribe for
+    the topic (the queued one), not a resubscribe as well."""
+    router = build_router(Seen())
+    asked: list[str] = []
+
+    async def count(ctx: Any, call_next: Any) -> None:
+        if ctx.type == "$ws:subscribe":
+            asked.append(ctx.payload.get("topic"))
+        await call_next()
+
+    router.use(count)
+    async with serving(router) as server:
+        client = Client(server.url, backoff=SLOW_BACK)
+        await client.connect()
+        await client.send(Close, {"code": 1012})
+        await eventually(lambda: client.state == "reconnecting")
+        sub = await asyncio.wait_for(client.subscribe("live:offline"), PATIENCE_S)
+        assert sub.active
+        await client.send(Say, {"text": "after"})
+        await asyncio.sleep(0.1)
+        assert asked == ["live:offline"]
+        await client.close()

@@ -34,7 +34,7 @@ from wskit.client.offline import Dropped, OfflineLimits, OfflineQueue, Queued
 from wskit.client.pending import Pending, PendingRequests, ProgressCallback
 from wskit.client.reports import Reporter
 from wskit.client.state import State, StateChange, StateWatch
-from wskit.client.subscriber import Subscriber
+from wskit.client.subscriber import Ask, Subscriber
 from wskit.client.subscriptions import SUBSCRIBED_TYPE, UNSUBSCRIBED_TYPE, Positions, Subscription
 from wskit.client.verdicts import Verdict, after_close, after_refusal
 from wskit.errors import ConfigError, ErrorCode, UsageError
@@ -370,9 +370,17 @@ class Client:
             self._spawn(reset)
 
     async def _unsubscribe(self, sub: Subscription) -> None:
-        # not subscribed on any server while disconnected, and never again once closed
-        connected = self._ready and self.close_error is None
-        await self._subscriber.unsubscribe(sub, self._call_queued if connected else None)
+        # not subscribed on any server while disconnected, and never again once closed; made
+        # again on a connection still being set up: left on it directly (it takes no queue yet)
+        conn = self._conn
+        ask: Ask | None = None
+        if self.close_error is not None:
+            ask = None
+        elif self._ready:
+            ask = self._call_queued
+        elif conn is not None and not conn.is_lost and sub.topic in self._subscriber.on_server:
+            ask = self._call_direct
+        await self._subscriber.unsubscribe(sub, ask)
 
     async def _call_queued(self, cid: str, type_name: str, data: bytes, answers: frozenset[str]) -> Envelope:
         return await self._call(cid, type_name, data, answers, self.resubscribe_timeout, None, False)

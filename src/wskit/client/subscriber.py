@@ -53,6 +53,11 @@ class Subscriber:
         self.topics: dict[str, Subscription] = {}
         self._new_id = new_id
         self._reporter = reporter
+        #: topics whose first subscribe() is still waiting for its answer (not resubscribed:
+        #: their own $ws:subscribe is in the offline queue or on the wire)
+        self._first: set[str] = set()
+        #: topics subscribed on the current connection (left on it too when unsubscribed)
+        self.on_server: set[str] = set()
         #: resets whose callbacks are still to run
         self._due: list[tuple[Subscription, ClientError]] = []
 
@@ -65,12 +70,16 @@ class Subscriber:
             return existing
         sub = Subscription(topic, self.positions, unsubscribe)
         self.topics[topic] = sub
+        self._first.add(topic)
         try:
             await self._subscribe_once(sub, ask)
         except BaseException:
-            self.topics.pop(topic, None)
+            if self.topics.get(topic) is sub:
+                del self.topics[topic]
             sub.active = False
             raise
+        finally:
+            self._first.discard(topic)
         return sub
 
     async def unsubscribe(self, sub: Subscription, ask: Ask | None) -> None:
@@ -79,6 +88,10 @@ class Subscriber:
         self.positions.forget(sub.topic)
         if ask is None:
             return
+        await self._leave(sub, ask)
+
+    async def _leave(self, sub: Subscription, ask: Ask) -> None:
+        self.on_server.discard(sub.topic)
         cid = self._new_id()
         data = reserved_frame(UNSUBSCRIBE_TYPE, {"correlationId": cid}, {"topic": sub.topic})
         answer = await ask(cid, UNSUBSCRIBE_TYPE, data, frozenset({UNSUBSCRIBED_TYPE, *_ERRORS}))
@@ -91,7 +104,8 @@ class Subscriber:
         reported; a retryable refusal (``RESOURCE_EXHAUSTED`` from a rate limit,
         ``UNAVAILABLE`` while the server drains) keeps every subscription and is raised, for
         the client to reconnect after its ``retry_after_ms``. Raises what broke the connection."""
-        subs = [sub for sub in self.topics.values() if sub.active]
+        self.on_server.clear()
+        subs = [sub for sub in self.topics.values() if sub.active and sub.topic not in self._first]
         if not subs:
             return
         results = await asyncio.gather(*(self._subscribe_once(sub, ask) for sub in subs), return_exceptions=True)
@@ -141,6 +155,10 @@ class Subscriber:
             if answer.type == SUBSCRIBED_TYPE:
                 payload = answer.payload if isinstance(answer.payload, dict) else {}
                 self.positions.confirm(sub.topic, payload.get("offset"), payload.get("epoch"))
+                self.on_server.add(sub.topic)
+                if not sub.active:  # unsubscribed while this answer was on its way
+                    self.positions.forget(sub.topic)
+                    await self._leave(sub, ask)
                 return
             error = ClientError.from_payload(answer.payload)
             if position is None or not is_recovery_refusal(error):
