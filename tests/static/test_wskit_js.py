@@ -232,7 +232,6 @@ async def test_send_during_the_resubscribe_does_not_overtake_the_queue() -> None
     import asyncio
 
     router = build_router()
-    Note = message("NOTE", TickPayload)
     notes: list[int] = []
     subscribes: list[str] = []
 
@@ -306,3 +305,125 @@ async def test_a_server_that_closes_at_once_is_redialled_under_a_growing_backoff
     assert result["state"] == "closed", result
     assert result["code"] == "UNAVAILABLE" and "gave up after 4 attempts" in result["message"]
     assert result["opens"] >= 1 and len(result["waits"]) == 4
+
+
+Note = message("NOTE", TickPayload)
+EchoCid = rpc("ECHO_CID", UserReq, "USER", User)
+ShutMe = message("SHUT_ME")
+CountMe = rpc("COUNT_ME", UserReq, "USER", User)
+
+
+def contract_router(calls: list[str]) -> Router[Any]:
+    """build_router, plus an RPC that sends a TICK carrying the request's correlationId before
+    its answer, and a message after which the server sends this page SERVER_SHUTDOWN."""
+    router = build_router()
+
+    @router.rpc(EchoCid)
+    async def echo_cid(ctx: Context[UserReq]) -> None:
+        calls.append(ctx.type)
+        await ctx.send(Tick, {"n": 9}, meta={"correlationId": ctx.correlation_id})
+        await ctx.reply({"id": ctx.payload.id, "name": "Ada"})
+
+    @router.rpc(CountMe)
+    async def count_me(ctx: Context[UserReq]) -> None:
+        calls.append(ctx.type)
+        await ctx.reply({"id": "1", "name": "Ada"})
+
+    @router.on(Note)
+    async def note(ctx: Context[TickPayload]) -> None:
+        calls.append(ctx.type)
+
+    @router.on(ShutMe)
+    async def shut_me(ctx: Context[None]) -> None:
+        notice = b'{"type":"SERVER_SHUTDOWN","meta":{},"payload":{"reason":"test","retryAfterMs":60000}}'
+        ctx.connection.send_nowait(notice)
+
+    return router
+
+
+async def test_client_contract() -> None:
+    """A new client is "closed" (no closeError); a subscribe made before connect() settles with
+    the server's answer (a refusal rejects); a request settles only on its declared answer."""
+    calls: list[str] = []
+    result = await _run_page(
+        contract_router(calls),
+        """async () => {
+          const { Client } = await import('/wskit.js');
+          const client = new Client(`ws://${location.host}/`);
+          const initial = { state: client.state, closeError: client.closeError };
+          const ticks = [];
+          client.on('TICK', (msg) => ticks.push(msg.meta.correlationId ? 'with-cid' : 'plain'));
+          const refused = client.subscribe('private:x').then(() => 'resolved', (err) => err.code);
+          const accepted = client.subscribe('feed:news').then((sub) => sub.active, (err) => err.code);
+          let early = 'pending';
+          refused.then(() => { early = 'settled'; });
+          await new Promise((r) => setTimeout(r, 100));
+          const before = early;
+          await client.connect();
+          const res = await client.request('ECHO_CID', { id: '7' }, { response: 'USER' });
+          await client.close();
+          return { initial, before, refused: await refused, accepted: await accepted,
+                   type: res.type, name: res.payload.name, ticks };
+        }""",
+    )
+    assert result == {
+        "initial": {"state": "closed", "closeError": None},
+        "before": "pending",
+        "refused": "PERMISSION_DENIED",
+        "accepted": True,
+        "type": "USER",
+        "name": "Ada",
+        "ticks": ["with-cid"],
+    }
+
+
+async def test_request_that_gave_up_waiting_for_room_is_not_written() -> None:
+    """Under the "queue" policy, a request that times out while waiting for room in a full
+    offline queue is never written later (and nothing throws when the room comes)."""
+    calls: list[str] = []
+    result = await _run_page(
+        contract_router(calls),
+        """async () => {
+          const { Client } = await import('/wskit.js');
+          const client = new Client(`ws://${location.host}/`, { offline: { maxCount: 1 } });
+          const errors = [];
+          client.addEventListener('error', (e) => errors.push(String(e.detail && e.detail.message)));
+          window.addEventListener('unhandledrejection', (e) => errors.push(String(e.reason)));
+          client.send('NOTE', { n: 1 });
+          const late = client.request('COUNT_ME', { id: '1' }, { timeout: 50 }).then(() => 'ok', (e) => e.code);
+          const code = await late;
+          await client.connect();
+          await new Promise((r) => setTimeout(r, 300));
+          await client.close();
+          return { code, errors };
+        }""",
+    )
+    assert result == {"code": "DEADLINE_EXCEEDED", "errors": []}
+    assert calls == ["NOTE"]
+
+
+async def test_no_heartbeat_after_server_shutdown() -> None:
+    """After SERVER_SHUTDOWN nothing more is written on that connection, the heartbeat included."""
+    calls: list[str] = []
+    result = await _run_page(
+        contract_router(calls),
+        """async () => {
+          const { Client } = await import('/wskit.js');
+          const client = new Client(`ws://${location.host}/`, { heartbeat: { interval: 100, timeout: 5000 } });
+          const written = [];
+          const send = WebSocket.prototype.send;
+          WebSocket.prototype.send = function (data) {
+            written.push(JSON.parse(data).type);
+            return send.call(this, data);
+          };
+          await client.connect();
+          client.send('SHUT_ME');
+          for (let i = 0; i < 100 && client.state !== 'reconnecting'; i++) await new Promise((r) => setTimeout(r, 10));
+          const at = written.length;
+          await new Promise((r) => setTimeout(r, 600));
+          const after = written.slice(at);
+          await client.close();
+          return { state: written.includes('SHUT_ME'), after };
+        }""",
+    )
+    assert result == {"state": True, "after": []}

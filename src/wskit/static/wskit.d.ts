@@ -1,6 +1,7 @@
 // Types of wskit.js, the browser client served at /wskit.js (editors pick this file up beside it).
 
-export type State = "idle" | "connecting" | "open" | "reconnecting" | "closed";
+/** "closed" (closeError null) before the first connect() */
+export type State = "connecting" | "open" | "reconnecting" | "closed";
 
 export interface Message<P = any> {
   type: string;
@@ -70,6 +71,8 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** sent again after a reconnect instead of failing with UNAVAILABLE */
   idempotent?: boolean;
+  /** the answer's type(s): another frame carrying this request's correlationId is not its answer */
+  response?: string | string[];
 }
 
 export class ClientError extends Error {
@@ -106,6 +109,7 @@ export class Client extends EventTarget {
   onState(fn: (change: StateChange) => void): () => void;
   /** runs on every open connection after resubscribing, before the offline queue is flushed */
   onConnect(fn: (client: Client) => void | Promise<void>): () => void;
+  /** settles with the server's answer, on the next connection when disconnected (a refusal rejects) */
   subscribe(topic: string): Promise<Subscription>;
   close(): Promise<void>;
 }

@@ -41,6 +41,13 @@ function transientError(err) {
   return err.code === "RESOURCE_EXHAUSTED" && err.retryAfterMs !== null && err.retryAfterMs !== undefined;
 }
 
+/** Whether `msg` (not an error, not progress) is an answer the waiting `call` accepts. */
+function isAnswer(call, msg) {
+  if (call.answers) return call.answers.has(msg.type);
+  // undeclared: any application type, but not a framework frame nor a topic delivery
+  return !msg.type.startsWith("$") && !msg.type.startsWith("__") && msg.type !== "SERVER_SHUTDOWN" && typeof msg.meta.topic !== "string";
+}
+
 const DEFAULTS = {
   tokenPlace: "query", // "query" (?access_token=) | "subprotocol" (bearer.<token>); browsers cannot set headers
   protocols: [],
@@ -85,6 +92,16 @@ export class Subscription {
     this.topic = topic;
     this.active = true;
     this._resets = new Set();
+    this._first = null; // {resolve, reject} of a subscribe() made while disconnected
+  }
+
+  /** Settle the subscribe() that waits for this subscription's first answer, if one does. */
+  _settleFirst(error) {
+    const first = this._first;
+    if (!first) return;
+    this._first = null;
+    if (error) first.reject(error);
+    else first.resolve();
   }
 
   /** The last `{offset, epoch}` seen on the topic (null on topics without history). */
@@ -104,12 +121,14 @@ export class Subscription {
     this.active = false;
     this.client._subs.delete(this.topic);
     this.client.positions.delete(this.topic);
+    this._settleFirst(new ClientError("CANCELLED", `${this.topic}: unsubscribed before the server answered`));
     if (this.client._live()) await this.client._call("$ws:unsubscribe", { topic: this.topic }, this.client.options.resubscribeTimeout);
   }
 }
 
 /**
- * The client. States: "idle" before connect(), then "connecting" | "open" | "reconnecting" | "closed".
+ * The client. States: "connecting" | "open" | "reconnecting" | "closed" ("closed", with
+ * closeError null, before the first connect()).
  * Listen with `client.onState(fn)` or `client.addEventListener("state", (e) => e.detail)`:
  * `{old, state, error, retryIn}` (retryIn: ms until the next attempt).
  */
@@ -126,7 +145,7 @@ export class Client extends EventTarget {
     this.positions = new Map();
     /** Why the client stopped (a ClientError), once state is "closed". */
     this.closeError = null;
-    this.state = "idle";
+    this.state = "closed"; // until connect()
     this._handlers = new Map(); // type -> Set of fn
     this._pending = new Map(); // correlationId -> request record
     this._queue = []; // {text, size, type, cid}
@@ -155,7 +174,7 @@ export class Client extends EventTarget {
   connect() {
     if (this.state === "open") return Promise.resolve();
     const waiting = new Promise((resolve, reject) => this._waiters.push({ resolve, reject }));
-    if (this.state === "idle" || this.state === "closed") {
+    if (this.state === "closed") {
       this.closeError = null;
       this._attempt = 0;
       this._refusals = 0;
@@ -175,15 +194,19 @@ export class Client extends EventTarget {
   /**
    * Call an RPC: resolves with the response `{type, meta, payload}`, rejects with a ClientError.
    * Options: timeout (ms, default 5000; sent as meta.timeoutMs), onProgress(payload),
-   * signal (an AbortSignal: cancels on the server too), idempotent (sent again after a reconnect).
+   * signal (an AbortSignal: cancels on the server too), idempotent (sent again after a reconnect),
+   * response (the answer's type, or a list of them: a frame of another type carrying this
+   * request's correlationId is then not taken for its answer; without it, any application type
+   * that is not a topic delivery is).
    */
-  request(type, payload, { timeout, onProgress, signal, idempotent = false } = {}) {
+  request(type, payload, { timeout, onProgress, signal, idempotent = false, response } = {}) {
     timeout = timeout ?? this.options.requestTimeout;
     const cid = `c${this._nextId++}-${Math.random().toString(36).slice(2, 8)}`;
     const frame = { type, meta: { correlationId: cid, timeoutMs: timeout } };
     if (payload !== undefined) frame.payload = payload;
     return new Promise((resolve, reject) => {
-      const call = { resolve, reject, onProgress, idempotent, frame, sent: false, timer: null, abort: null };
+      const answers = response === undefined || response === null ? null : new Set([].concat(response));
+      const call = { resolve, reject, onProgress, idempotent, frame, answers, sent: false, timer: null, abort: null };
       const fail = (error) => {
         if (this._pending.get(cid) !== call) return;
         this._settle(cid);
@@ -243,8 +266,13 @@ export class Client extends EventTarget {
         sub.active = false;
         throw err;
       }
+      return sub;
     }
-    // while disconnected it is made on the next connection, before the queue is flushed
+    // while disconnected it is made on the next connection, before the queue is flushed; this
+    // settles with the server's answer there (a refusal rejects, as when connected)
+    await new Promise((resolve, reject) => {
+      sub._first = { resolve, reject };
+    });
     return sub;
   }
 
@@ -431,7 +459,7 @@ export class Client extends EventTarget {
     const ceiling = Math.min(b.maxDelay, b.initialDelay * b.multiplier ** (this._attempt - 1));
     const wait = Math.max(this._floor, Math.random() * ceiling);
     this._floor = 0;
-    this._setState(this.state === "idle" || this.state === "connecting" ? "connecting" : "reconnecting", error, Math.round(wait));
+    this._setState(this.state === "connecting" ? "connecting" : "reconnecting", error, Math.round(wait));
     clearTimeout(this._timer);
     this._timer = setTimeout(() => {
       this._timer = null;
@@ -440,7 +468,7 @@ export class Client extends EventTarget {
   }
 
   _stop(error, closeCode) {
-    if (this.state === "closed") return;
+    if (this.state === "closed" && this.closeError) return;
     clearTimeout(this._timer);
     this._stopHeartbeat();
     const ws = this._ws;
@@ -461,6 +489,7 @@ export class Client extends EventTarget {
     for (const item of this._queue.splice(0)) this._dropped(item, "closed");
     this._queueBytes = 0;
     for (const w of this._roomWaiters.splice(0)) w.reject(error);
+    for (const sub of this._subs.values()) sub._settleFirst(error);
     this._setState("closed", error);
     for (const w of this._waiters.splice(0)) w.reject(error);
   }
@@ -488,10 +517,18 @@ export class Client extends EventTarget {
         if (call.onProgress) this._safely(() => call.onProgress(msg.payload));
         return;
       }
-      this._settle(cid);
-      if (msg.type === "RPC_ERROR" || msg.type === "ERROR") call.reject(ClientError.fromPayload(msg.payload));
-      else call.resolve(msg);
-      return;
+      if (msg.type === "RPC_ERROR" || msg.type === "ERROR") {
+        this._settle(cid);
+        call.reject(ClientError.fromPayload(msg.payload));
+        return;
+      }
+      if (isAnswer(call, msg)) {
+        this._settle(cid);
+        call.resolve(msg);
+        return;
+      }
+      // not an answer this request can have (a delivery or event that carries its id): an
+      // ordinary frame, handled below
     }
     if (msg.type === "SERVER_SHUTDOWN") {
       // send nothing more on this connection (sends are queued), but keep reading it: requests
@@ -559,13 +596,15 @@ export class Client extends EventTarget {
   }
 
   _enqueue(frame, cid) {
-    if (this.state === "closed") return Promise.reject(this.closeError || new ClientError("UNAVAILABLE", "The client is closed"));
+    // "closed" without a closeError: not connected yet, sends queue for the first connection
+    if (this.state === "closed" && this.closeError) return Promise.reject(this.closeError);
     const text = JSON.stringify(frame);
     // while resuming only the onConnect hooks write directly: anything else waits its turn in
     // the queue, flushed after them, so it never overtakes what was queued before it
     if (this._live() && (this._resuming ? this._inHooks : this._queue.length === 0)) {
       this._ws.send(text);
-      if (cid) this._pending.get(cid).sent = true;
+      const call = cid && this._pending.get(cid);
+      if (call) call.sent = true; // gone when it timed out or was aborted while waiting for room
       return Promise.resolve();
     }
     const o = this.options.offline;
@@ -586,7 +625,11 @@ export class Client extends EventTarget {
         }
       } else {
         // "queue": wait for room, then try again
-        return new Promise((resolve, reject) => this._roomWaiters.push({ resolve, reject })).then(() => this._enqueue(frame, cid));
+        return new Promise((resolve, reject) => this._roomWaiters.push({ resolve, reject })).then(() => {
+          // a request that timed out or was aborted while it waited is not written after all
+          if (cid && !this._pending.has(cid)) return undefined;
+          return this._enqueue(frame, cid);
+        });
       }
     }
     this._queue.push(item);
@@ -642,8 +685,9 @@ export class Client extends EventTarget {
   /** A framework request ($ws:subscribe...) written now, ahead of the queue. */
   _call(type, payload, timeout) {
     const cid = `s${this._nextId++}`;
+    const answers = new Set([type === "$ws:subscribe" ? "$ws:subscribed" : "$ws:unsubscribed"]);
     return new Promise((resolve, reject) => {
-      const call = { resolve, reject, sent: true, idempotent: false, timer: null };
+      const call = { resolve, reject, answers, sent: true, idempotent: false, timer: null };
       call.timer = setTimeout(() => {
         this._settle(cid);
         reject(new ClientError("DEADLINE_EXCEEDED", `${type}: no answer within ${timeout} ms`));
@@ -666,6 +710,7 @@ export class Client extends EventTarget {
         const last = this.positions.get(sub.topic);
         if (!last || last.epoch !== p.epoch || last.offset < p.offset) this.positions.set(sub.topic, { offset: p.offset, epoch: p.epoch });
       }
+      sub._settleFirst(null);
     } catch (err) {
       if (err.code === "FAILED_PRECONDITION" && err.details && err.details.reason === "recovery") {
         // the history no longer covers the gap: the app reloads, then we take the live stream
@@ -678,6 +723,7 @@ export class Client extends EventTarget {
         // refused outright (permissions changed, too many topics): dropped, and said
         this._subs.delete(sub.topic);
         sub.active = false;
+        sub._settleFirst(err);
       }
       throw err;
     }
@@ -717,7 +763,8 @@ export class Client extends EventTarget {
         return;
       }
       if (this._lastHeard >= pingedAt) pingedAt = 0;
-      if (!pingedAt && now - this._lastHeard >= hb.interval) {
+      // after SERVER_SHUTDOWN nothing more is written here, pings included
+      if (!pingedAt && !this._draining && now - this._lastHeard >= hb.interval) {
         pingedAt = now;
         ws.send('{"type":"__heartbeat"}');
       }
