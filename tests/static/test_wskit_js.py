@@ -8,6 +8,7 @@ The page is the server's own origin (``/healthz``); each test imports ``/wskit.j
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -427,3 +428,45 @@ async def test_no_heartbeat_after_server_shutdown() -> None:
         }""",
     )
     assert result == {"state": True, "after": []}
+
+
+Flood = message("FLOOD")
+
+
+async def test_positions_of_topics_not_subscribed_are_bounded() -> None:
+    """client.positions keeps the client's own subscriptions, plus at most 1,000 other topics
+    (a server handler's), and none with a name over 128 characters."""
+    router = build_router()
+
+    @router.on(Flood)
+    async def flood(ctx: Context[None]) -> None:
+        names = [f"other:{n}" for n in range(1100)] + ["x" * 129]
+        for offset, name in enumerate(names, 1):
+            data = json.dumps(
+                {"type": "TICK", "meta": {"offset": offset, "epoch": "e", "topic": name}, "payload": {"n": offset}}
+            )
+            ctx.connection.send_nowait(data.encode())
+
+    result = await _run_page(
+        router,
+        """async () => {
+          const { Client } = await import('/wskit.js');
+          const client = new Client(`ws://${location.host}/`);
+          let ticks = 0;
+          client.on('TICK', () => { ticks += 1; });
+          await client.connect();
+          client.send('FLOOD');
+          for (let i = 0; i < 200 && ticks < 1101; i++) await new Promise((r) => setTimeout(r, 25));
+          await client.subscribe('feed:news');
+          client.send('PUBLISH', { n: 1 });
+          for (let i = 0; i < 200 && ticks < 1102; i++) await new Promise((r) => setTimeout(r, 25));
+          const result = { ticks, size: client.positions.size, long: client.positions.has('x'.repeat(129)),
+                           mine: client.positions.get('feed:news'), last: client.positions.has('other:1099') };
+          await client.close();
+          return result;
+        }""",
+    )
+    assert result["ticks"] == 1102
+    assert result["size"] == 1001
+    assert result["long"] is False and result["last"] is False
+    assert result["mine"]["offset"] == 1

@@ -48,6 +48,11 @@ function isAnswer(call, msg) {
   return !msg.type.startsWith("$") && !msg.type.startsWith("__") && msg.type !== "SERVER_SHUTDOWN" && typeof msg.meta.topic !== "string";
 }
 
+/** Positions kept for topics the client did not subscribe itself (a server handler's JOIN). */
+const MAX_OTHER_POSITIONS = 1000;
+/** Longest topic name whose position is kept (the server's default limit is 128). */
+const MAX_TOPIC_LENGTH = 128;
+
 const DEFAULTS = {
   tokenPlace: "query", // "query" (?access_token=) | "subprotocol" (bearer.<token>); browsers cannot set headers
   protocols: [],
@@ -551,9 +556,21 @@ export class Client extends EventTarget {
       const last = this.positions.get(meta.topic);
       // a delivery already seen (replayed after a recovery that overlapped): drop it
       if (last && last.epoch === meta.epoch && meta.offset <= last.offset) return;
-      this.positions.set(meta.topic, { offset: meta.offset, epoch: meta.epoch });
+      if (this._tracks(meta.topic, last)) this.positions.set(meta.topic, { offset: meta.offset, epoch: meta.epoch });
     }
     this._dispatch(msg);
+  }
+
+  /**
+   * Whether the position of `topic` is kept: always for the client's own subscriptions; for
+   * topics a server handler joined, names of at most MAX_TOPIC_LENGTH characters and at most
+   * MAX_OTHER_POSITIONS of them, so a server cannot grow the map without bound.
+   */
+  _tracks(topic, last) {
+    if (this._subs.has(topic)) return true;
+    if (topic.length > MAX_TOPIC_LENGTH) return false;
+    // O(1): at most every subscription's position plus MAX_OTHER_POSITIONS others
+    return !!last || this.positions.size < this._subs.size + MAX_OTHER_POSITIONS;
   }
 
   _dispatch(msg) {
