@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -91,3 +92,22 @@ async def test_the_log_is_bounded_under_a_flood_of_junk(caplog: pytest.LogCaptur
             await client.close()
     lines = [r for r in caplog.records if "skipped a frame" in r.getMessage()]
     assert 1 <= len(lines) <= 10
+
+
+async def test_positions_of_a_hostile_server_stay_bounded() -> None:
+    """Deliveries on 1,100 topics the client never subscribed to, and one with a 200-character
+    topic: 1,000 are tracked, the rest are passed on untracked and reported."""
+    topics = [f"t{n}" for n in range(1100)] + ["x" * 200]
+    frames: list[str | bytes] = [
+        json.dumps({"type": "HEARD", "meta": {"topic": t, "offset": 1, "epoch": "e"}, "payload": {"text": t}})
+        for t in topics
+    ]
+    got: list[str] = []
+    async with junk_server(frames) as server:
+        client = Client(server.url)
+        client.on(Heard, lambda msg: got.append(msg.payload.text))
+        await client.connect()
+        await eventually(lambda: len(got) == len(topics))
+        assert len(client.positions) == 1000 and "x" * 200 not in client.positions
+        assert client.problems["untracked-topic"] == 101
+        await client.close()

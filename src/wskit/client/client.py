@@ -129,6 +129,8 @@ class Client:
         self._handlers = Handlers()
         self._positions = Positions()
         self._subscriber = Subscriber(self._positions, self._pending.new_id, self._reporter)
+        self._positions.subscribed = self._subscriber.topics.__contains__
+        self._positions.on_untracked = self._untracked_topic
         self._resend: list[Pending] = []
         self._session: aiohttp.ClientSession | None = None
         self._runner: asyncio.Task[None] | None = None
@@ -640,6 +642,10 @@ class Client:
                 self._reporter.bad_frame("unknown-type", f"no handler for {type_name[:64]!r}", data)
             return None
         return self._handlers.dispatch(envelope, self._codecs, self._reporter, data)
+
+    def _untracked_topic(self, topic: str) -> None:
+        detail = f"a delivery on topic {topic[:64]!r}: beyond the topics tracked (positions not kept)"
+        self._reporter.bad_frame("untracked-topic", detail)
 
     def _shutdown_notice(self, envelope: Envelope) -> None:
         """The server is going away: send nothing more on this connection (application frames

@@ -20,7 +20,16 @@ from typing import Any
 from wskit.client.errors import ClientError
 from wskit.protocol import Position, Step, step
 
-__all__ = ["SUBSCRIBED_TYPE", "SUBSCRIBE_TYPE", "UNSUBSCRIBED_TYPE", "UNSUBSCRIBE_TYPE", "Positions", "Subscription"]
+__all__ = [
+    "MAX_OTHER_TOPICS",
+    "MAX_TOPIC_CHARS",
+    "SUBSCRIBED_TYPE",
+    "SUBSCRIBE_TYPE",
+    "UNSUBSCRIBED_TYPE",
+    "UNSUBSCRIBE_TYPE",
+    "Positions",
+    "Subscription",
+]
 
 log = logging.getLogger("wskit.client")
 
@@ -33,11 +42,34 @@ UNSUBSCRIBED_TYPE = "$ws:unsubscribed"
 ResetCallback = Callable[[ClientError], object]
 
 
-class Positions:
-    """The last position seen per history topic, and the duplicate filter."""
+#: topics tracked beyond the client's own subscriptions (those a server handler subscribed
+#: it to), and the longest topic name tracked: a hostile server cannot grow the map unbounded
+MAX_OTHER_TOPICS = 1000
+MAX_TOPIC_CHARS = 128
 
-    def __init__(self) -> None:
+
+class Positions:
+    """The last position seen per history topic, and the duplicate filter.
+
+    Every topic the client subscribed itself is tracked (``subscribed(topic)``); of the
+    others, at most ``max_others`` topics of at most ``max_topic_chars`` characters. A
+    delivery on a topic beyond that is passed on untracked and reported (``on_untracked``).
+    """
+
+    def __init__(
+        self,
+        *,
+        subscribed: Callable[[str], bool] | None = None,
+        on_untracked: Callable[[str], object] | None = None,
+        max_others: int = MAX_OTHER_TOPICS,
+        max_topic_chars: int = MAX_TOPIC_CHARS,
+    ) -> None:
         self._by_topic: dict[str, Position] = {}
+        self._others: set[str] = set()
+        self.subscribed = subscribed
+        self.on_untracked = on_untracked
+        self._max_others = max_others
+        self._max_topic_chars = max_topic_chars
 
     @property
     def view(self) -> Mapping[str, Position]:
@@ -48,6 +80,20 @@ class Positions:
 
     def forget(self, topic: str) -> None:
         self._by_topic.pop(topic, None)
+        self._others.discard(topic)
+
+    def _trackable(self, topic: str) -> bool:
+        if topic in self._by_topic and topic not in self._others:
+            return True  # one of ours
+        if self.subscribed is not None and self.subscribed(topic):
+            self._others.discard(topic)
+            return True
+        if topic in self._others:
+            return True
+        if len(topic) <= self._max_topic_chars and len(self._others) < self._max_others:
+            self._others.add(topic)
+            return True
+        return False
 
     def confirm(self, topic: str, offset: object, epoch: object) -> None:
         """A ``$ws:subscribed`` answer's position (when the topic keeps history)."""
@@ -63,6 +109,10 @@ class Positions:
         epoch = meta.get("epoch")
         if not isinstance(topic, str) or not isinstance(offset, int) or not isinstance(epoch, str):
             return True  # not a history delivery: nothing to track
+        if not self._trackable(topic):
+            if self.on_untracked is not None:
+                self.on_untracked(topic)
+            return True  # passed on, without a position (nor a duplicate filter)
         seen = step(self._by_topic.get(topic), offset, epoch)
         if seen is Step.DUPLICATE:
             return False
