@@ -111,3 +111,22 @@ async def test_positions_of_a_hostile_server_stay_bounded() -> None:
         assert len(client.positions) == 1000 and "x" * 200 not in client.positions
         assert client.problems["untracked-topic"] == 101
         await client.close()
+
+
+async def test_an_on_error_that_always_raises_is_logged_within_the_burst(caplog: pytest.LogCaptureFixture) -> None:
+    """50 junk frames and an on_error that raises on each: its traceback is logged under the
+    same burst limit as the reports (10 lines a window), not once per frame."""
+    calls: list[Exception] = []
+
+    def broken(exc: Exception) -> None:
+        calls.append(exc)
+        raise RuntimeError("the application's callback is broken")
+
+    async with junk_server(["junk"] * 50) as server:
+        client = Client(server.url, on_error=broken)
+        with caplog.at_level(logging.WARNING, logger="wskit.client"):
+            await client.connect()
+            await eventually(lambda: len(calls) == 50)
+        await client.close()
+    raised = [r for r in caplog.records if r.getMessage() == "on_error callback raised"]
+    assert 0 < len(raised) <= 10

@@ -26,7 +26,7 @@ from yarl import URL
 
 from wskit.client.auth import TokenPlace, TokenProvider, TokenSource
 from wskit.client.backoff import Backoff
-from wskit.client.codec import Envelope, Message, PayloadCodecs, parse_envelope, reserved_frame
+from wskit.client.codec import ERROR_TYPES, Envelope, Message, PayloadCodecs, parse_envelope, reserved_frame
 from wskit.client.connection import Connection, DialFailed, Heartbeat, Lost
 from wskit.client.errors import ClientError, ClientStopped
 from wskit.client.handlers import Handler, Handlers
@@ -40,10 +40,8 @@ from wskit.client.verdicts import Verdict, after_close, after_refusal
 from wskit.errors import ConfigError, ErrorCode, UsageError
 from wskit.protocol import (
     CANCEL_TYPE,
-    ERROR_TYPE,
     HEARTBEAT_ACK_TYPE,
     PROGRESS_TYPE,
-    RPC_ERROR_TYPE,
     Position,
 )
 from wskit.schema.declarations import MessageSchema, RpcSchema
@@ -58,7 +56,6 @@ P = TypeVar("P")
 
 #: the graceful-shutdown notice (PROTOCOL.md, "Shutdown")
 SHUTDOWN_TYPE = "SERVER_SHUTDOWN"
-_ERRORS = frozenset({RPC_ERROR_TYPE, ERROR_TYPE})
 #: default largest frame accepted from the server (aiohttp closes 1009 above it)
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
@@ -265,9 +262,9 @@ class Client:
         cid = self._pending.new_id()
         full_meta = {**dict(meta or {}), "correlationId": cid, "timeoutMs": max(1, int(timeout * 1000))}
         data = self._codecs.encode(rpc.request, payload, full_meta)
-        answers = frozenset({rpc.response.type, *_ERRORS})
+        answers = frozenset({rpc.response.type, *ERROR_TYPES})
         envelope = await self._call(cid, rpc.type, data, answers, timeout, on_progress, idempotent)
-        if envelope.type in _ERRORS:
+        if envelope.type in ERROR_TYPES:
             raise ClientError.from_payload(envelope.payload)
         try:
             return self._codecs.decode(rpc.response, envelope)
@@ -616,7 +613,7 @@ class Client:
             return None
         if isinstance(cid, str) and self._pending.settle(cid, envelope):
             return None
-        if type_name in _ERRORS:
+        if type_name in ERROR_TYPES:
             if isinstance(cid, str):
                 self._reporter.bad_frame("unknown-correlation-id", f"an error for no request ({cid!r})", data)
             error = ClientError.from_payload(envelope.payload)

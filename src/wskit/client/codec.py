@@ -20,12 +20,15 @@ from pydantic import TypeAdapter
 from pydantic_core import from_json
 
 from wskit.errors import UsageError
-from wskit.protocol import dumps, type_prefix
+from wskit.protocol import ERROR_TYPE, RPC_ERROR_TYPE, dumps, type_prefix
 from wskit.schema.declarations import MessageSchema
 from wskit.schema.registry import select_validator
 from wskit.schema.validator import PayloadEncoder, Validator
 
-__all__ = ["Envelope", "Message", "PayloadCodecs", "parse_envelope", "reserved_frame"]
+__all__ = ["ERROR_TYPES", "Envelope", "Message", "PayloadCodecs", "parse_envelope", "reserved_frame"]
+
+#: the frames that answer a request with an error (``RPC_ERROR``, ``ERROR``)
+ERROR_TYPES = frozenset({RPC_ERROR_TYPE, ERROR_TYPE})
 
 T = TypeVar("T")
 

@@ -69,15 +69,21 @@ class Reporter:
         self._log("wskit client: " + text + ": %r", error)
         self._deliver(error)
 
-    def _log(self, text: str, error: Exception) -> None:
+    def _spend(self) -> bool:
+        """Whether one more log line fits in this window's burst (else it is held back)."""
         now = self._clock()
         if now - self._window_start >= self._window:
             self._window_start = now
             self._logged = 0
         if self._logged >= self._burst:
             self._held_back += 1
-            return
+            return False
         self._logged += 1
+        return True
+
+    def _log(self, text: str, error: Exception) -> None:
+        if not self._spend():
+            return
         if self._held_back:
             log.warning(text + " (%d similar reports held back)", error, self._held_back)
             self._held_back = 0
@@ -90,4 +96,5 @@ class Reporter:
         try:
             self._on_error(error)
         except Exception:  # the application's callback must not break reading
-            log.exception("on_error callback raised")
+            if self._spend():  # under the same budget: a callback that always raises
+                log.exception("on_error callback raised")

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from wskit.client.codec import Envelope, reserved_frame
+from wskit.client.codec import ERROR_TYPES, Envelope, reserved_frame
 from wskit.client.errors import ClientError
 from wskit.client.reports import Reporter
 from wskit.client.subscriptions import (
@@ -28,7 +28,6 @@ from wskit.client.subscriptions import (
     Subscription,
 )
 from wskit.errors import ErrorCode
-from wskit.protocol import ERROR_TYPE, RPC_ERROR_TYPE
 
 __all__ = ["Ask", "Subscriber", "is_recovery_refusal"]
 
@@ -36,8 +35,6 @@ log = logging.getLogger("wskit.client")
 
 #: ``ask(correlation id, type, frame, answer types)`` -> the answer
 Ask = Callable[[str, str, bytes, frozenset[str]], Awaitable[Envelope]]
-
-_ERRORS = frozenset({RPC_ERROR_TYPE, ERROR_TYPE})
 
 
 def is_recovery_refusal(error: ClientError) -> bool:
@@ -94,8 +91,8 @@ class Subscriber:
         self.on_server.discard(sub.topic)
         cid = self._new_id()
         data = reserved_frame(UNSUBSCRIBE_TYPE, {"correlationId": cid}, {"topic": sub.topic})
-        answer = await ask(cid, UNSUBSCRIBE_TYPE, data, frozenset({UNSUBSCRIBED_TYPE, *_ERRORS}))
-        if answer.type in _ERRORS:
+        answer = await ask(cid, UNSUBSCRIBE_TYPE, data, frozenset({UNSUBSCRIBED_TYPE, *ERROR_TYPES}))
+        if answer.type in ERROR_TYPES:
             raise ClientError.from_payload(answer.payload)
 
     async def resubscribe(self, ask: Ask) -> None:
@@ -151,7 +148,7 @@ class Subscriber:
                 body.update(offset=position.offset, epoch=position.epoch)
             cid = self._new_id()
             data = reserved_frame(SUBSCRIBE_TYPE, {"correlationId": cid}, body)
-            answer = await ask(cid, SUBSCRIBE_TYPE, data, frozenset({SUBSCRIBED_TYPE, *_ERRORS}))
+            answer = await ask(cid, SUBSCRIBE_TYPE, data, frozenset({SUBSCRIBED_TYPE, *ERROR_TYPES}))
             if answer.type == SUBSCRIBED_TYPE:
                 payload = answer.payload if isinstance(answer.payload, dict) else {}
                 self.positions.confirm(sub.topic, payload.get("offset"), payload.get("epoch"))

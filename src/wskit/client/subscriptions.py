@@ -18,7 +18,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from wskit.client.errors import ClientError
-from wskit.protocol import Position, Step, step
+from wskit.protocol import (
+    SUBSCRIBE_TYPE,
+    SUBSCRIBED_TYPE,
+    UNSUBSCRIBE_TYPE,
+    UNSUBSCRIBED_TYPE,
+    Position,
+    Step,
+    step,
+)
 
 __all__ = [
     "MAX_OTHER_TOPICS",
@@ -32,11 +40,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("wskit.client")
-
-SUBSCRIBE_TYPE = "$ws:subscribe"
-SUBSCRIBED_TYPE = "$ws:subscribed"
-UNSUBSCRIBE_TYPE = "$ws:unsubscribe"
-UNSUBSCRIBED_TYPE = "$ws:unsubscribed"
 
 #: ``on_reset(error)``: the subscription could not be recovered; sync or async
 ResetCallback = Callable[[ClientError], object]
