@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 from tests.client.app import Close, Echo, Heard, Say, Seen, Slow, build_router, serving
@@ -12,6 +13,18 @@ from tests.support.waiting import PATIENCE_S, eventually
 
 from wskit.client import Backoff, Client, ClientError, Dropped, OfflineLimits
 from wskit.client.offline import OfflineQueue, Queued
+
+
+class _Ceiling(random.Random):
+    """Full jitter drawing its ceiling every time: a known wait (a draw near 0 would reconnect
+    before a test sees ``reconnecting``)."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+#: away 0.3 s after each loss, exactly
+AWAY = Backoff(initial_delay=0.3, max_delay=0.3, rng=_Ceiling())
 
 FAST = Backoff(initial_delay=0.02, max_delay=0.1)
 
@@ -157,7 +170,7 @@ async def test_frames_sent_while_the_queue_is_flushed_are_not_stranded() -> None
     flush yields) go out on the same connection, after the queued ones, in order."""
     seen = Seen()
     async with serving(build_router(seen)) as server:
-        client = Client(server.url, backoff=Backoff(initial_delay=0.3, max_delay=0.3))
+        client = Client(server.url, backoff=AWAY)
         client.on(Heard, lambda msg: None)
         await client.connect()
         await client.send(Close, {"code": 1012})
@@ -178,4 +191,21 @@ async def test_frames_sent_while_the_queue_is_flushed_are_not_stranded() -> None
         await asyncio.wait_for(keep_sending(), PATIENCE_S)
         await eventually(lambda: len(seen.said) >= len(queued) + len(live), what="every frame arrived")
         assert seen.said == queued + live
+        await client.close()
+
+
+async def test_sends_waiting_for_room_in_a_full_queue_go_out_after_the_reconnect() -> None:
+    """Policy queue, room for 5: 20 sends made while away wait for room; once the connection
+    is back every one of them reaches the server, none left behind in the queue."""
+    seen = Seen()
+    async with serving(build_router(seen)) as server:
+        client = Client(server.url, backoff=AWAY, offline=OfflineLimits(max_count=5))
+        client.on(Heard, lambda msg: None)
+        await client.connect()
+        await client.send(Close, {"code": 1012})
+        await eventually(lambda: client.state == "reconnecting")
+        sends = [asyncio.create_task(client.send(Say, {"text": f"s{n}"})) for n in range(20)]
+        await asyncio.wait_for(asyncio.gather(*sends), PATIENCE_S)
+        await eventually(lambda: len(seen.said) == 20, what="every send arrived")
+        assert sorted(seen.said) == sorted(f"s{n}" for n in range(20)) and client.queued == 0
         await client.close()

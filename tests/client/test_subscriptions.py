@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 import pytest
@@ -15,7 +16,16 @@ from wskit.client import Backoff, Client, ClientError, Message
 from wskit.client.subscriptions import Positions
 from wskit.protocol import Position
 
-SLOW_BACK = Backoff(initial_delay=0.3, max_delay=0.3)  # a window to publish in while it is away
+
+class _Ceiling(random.Random):
+    """Full jitter drawing its ceiling every time (a draw near 0 would reconnect before the
+    test sees ``reconnecting``)."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+SLOW_BACK = Backoff(initial_delay=0.3, max_delay=0.3, rng=_Ceiling())  # a window to publish in while it is away
 FAST = Backoff(initial_delay=0.02, max_delay=0.1)
 
 

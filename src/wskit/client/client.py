@@ -315,20 +315,26 @@ class Client:
             self._spawn(conn.send(frame))
 
     async def _deliver(self, data: bytes, type_name: str, pending: Pending | None) -> None:
-        conn = self._conn
-        if conn is not None and self._ready:
-            if pending is not None:
-                pending.sent_on = conn.generation
-            try:
-                await conn.send(data)
-                return
-            except ConnectionError:
-                if pending is not None:
-                    if pending.sent_on is None:
-                        return  # the loss already queued it for sending again (idempotent)
-                    pending.sent_on = None
         cid = pending.correlation_id if pending is not None else None
-        await self._offline.put(Queued(data, type_name, cid))
+        while True:
+            conn = self._conn
+            if conn is not None and self._ready:
+                if pending is not None:
+                    pending.sent_on = conn.generation
+                try:
+                    await conn.send(data)
+                    return
+                except ConnectionError:
+                    if pending is not None:
+                        if pending.sent_on is None:
+                            return  # the loss already queued it for sending again (idempotent)
+                        pending.sent_on = None
+            # waited for room while the connection came back: send it on that one instead
+            if await self._offline.put(Queued(data, type_name, cid), bypass=self._is_ready):
+                return
+
+    def _is_ready(self) -> bool:
+        return self._ready
 
     def _check_running(self) -> None:
         if self.close_error is not None:

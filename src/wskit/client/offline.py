@@ -107,8 +107,11 @@ class OfflineQueue:
     def _fits(self, size: int) -> bool:
         return len(self._items) < self.limits.max_count and self._bytes + size <= self.limits.max_bytes
 
-    async def put(self, item: Queued) -> None:
-        """Queue ``item`` under the policy (may wait for room under ``queue``).
+    async def put(self, item: Queued, *, bypass: Callable[[], bool] | None = None) -> bool:
+        """Queue ``item`` under the policy (may wait for room under ``queue``); True once
+        queued (or dropped by the policy). False when, after waiting for room, ``bypass()``
+        says the connection is back: the caller sends it directly (nothing takes from the
+        queue again until the next reconnect).
 
         Raises :class:`ClientError` ``RESOURCE_EXHAUSTED`` for a frame over ``max_bytes``.
         """
@@ -125,7 +128,7 @@ class OfflineQueue:
         while not self._fits(size):
             if self.policy is OfflinePolicy.DROP_NEW:
                 self._report(item, "offline queue full (drop-new)")
-                return
+                return True
             if self.policy is OfflinePolicy.DROP_OLDEST:
                 oldest = self._items.popleft()
                 self._bytes -= len(oldest.data)
@@ -135,8 +138,11 @@ class OfflineQueue:
             await self._room.wait()
             if self._closed is not None:
                 raise self._closed
+            if bypass is not None and bypass():
+                return False
         self._items.append(item)
         self._bytes += size
+        return True
 
     def take_all(self) -> list[Queued]:
         """Everything queued, oldest first, leaving the queue empty (and waking waiters)."""
