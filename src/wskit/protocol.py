@@ -22,6 +22,7 @@ __all__ = [
     "PROGRESS_TYPE",
     "RPC_ERROR_TYPE",
     "SERVER_META_KEYS",
+    "SHUTDOWN_TYPE",
     "SUBSCRIBED_TYPE",
     "SUBSCRIBE_TYPE",
     "UNSUBSCRIBED_TYPE",
@@ -44,6 +45,8 @@ PROGRESS_TYPE: Final = "$ws:rpc-progress"
 CANCEL_TYPE: Final = "$ws:rpc-cancel"
 #: join/leave announcements on topics that opted in (``router.enable_presence_events``)
 PRESENCE_TYPE: Final = "$ws:presence"
+#: the notice of a graceful shutdown (PROTOCOL.md "Shutdown"): both ends name it from here
+SHUTDOWN_TYPE: Final = "SERVER_SHUTDOWN"
 #: client subscriptions (docs/protocol.md): the client's request and the server's confirmation
 SUBSCRIBE_TYPE: Final = "$ws:subscribe"
 SUBSCRIBED_TYPE: Final = "$ws:subscribed"

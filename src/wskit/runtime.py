@@ -33,7 +33,7 @@ from wskit.dispatch import Dispatcher
 from wskit.errors import CloseCode, ErrorCode, WsKitError
 from wskit.hub import Hub
 from wskit.lifetime import Watchdog
-from wskit.protocol import dumps, frame, type_prefix
+from wskit.protocol import SHUTDOWN_TYPE, dumps, frame, type_prefix
 from wskit.pubsub.broker import Broker, BrokerState, Member, Publication, Role, missing_roles, roles_of
 from wskit.pubsub.memory import MemoryBroker
 from wskit.router import Middleware, Router
@@ -48,7 +48,6 @@ log = logging.getLogger("wskit.runtime")
 _READER_TURNS = 3
 
 #: The notice every client gets when the server begins a graceful shutdown.
-SHUTDOWN_TYPE = "SERVER_SHUTDOWN"
 _SHUTDOWN_PREFIX = type_prefix(SHUTDOWN_TYPE)
 
 

@@ -42,6 +42,7 @@ from wskit.protocol import (
     CANCEL_TYPE,
     HEARTBEAT_ACK_TYPE,
     PROGRESS_TYPE,
+    SHUTDOWN_TYPE,
     Position,
 )
 from wskit.schema.declarations import MessageSchema, RpcSchema
@@ -55,7 +56,6 @@ Res = TypeVar("Res")
 P = TypeVar("P")
 
 #: the graceful-shutdown notice (PROTOCOL.md, "Shutdown")
-SHUTDOWN_TYPE = "SERVER_SHUTDOWN"
 #: default largest frame accepted from the server (aiohttp closes 1009 above it)
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
