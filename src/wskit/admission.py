@@ -21,6 +21,7 @@ from wskit.config import Network
 from wskit.errors import ErrorCode, WsKitError
 from wskit.logs import LogBudget
 from wskit.pubsub.broker import Broker
+from wskit.telemetry import Telemetry
 from wskit.transports.base import HandshakeRequest
 
 __all__ = ["Admission", "Authenticate", "Refusal", "client_ip"]
@@ -125,8 +126,11 @@ class Admission:
         max_connections_per_ip: int = 0,
         trusted_proxies: Sequence[Network] = (),
         broker: Callable[[], Broker] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.authenticate = authenticate
+        #: counts refusals by reason and writes their events
+        self.telemetry = telemetry if telemetry is not None else Telemetry()
         self.allowed_origins = None if allowed_origins is None else frozenset(allowed_origins)
         self.max_connections = max_connections
         self.max_connections_per_ip = max_connections_per_ip
@@ -137,38 +141,34 @@ class Admission:
         self.refused: dict[int, int] = {}
         #: while draining (graceful shutdown) every upgrade gets 503
         self.closed = False
-        self._log_budget = LogBudget()
         self._crash_budget = LogBudget()
         self._ban_budget = LogBudget()
 
     def resolve_ip(self, peer: str | None, headers: Mapping[str, str]) -> str | None:
         return client_ip(peer, headers, self.trusted_proxies)
 
-    def _refuse(self, status: int, text: str, request: HandshakeRequest, why: str) -> Refusal:
+    def _refuse(self, status: int, text: str, request: HandshakeRequest, why: str, reason: str) -> Refusal:
         # one line per refused upgrade at most, and not more than the budget allows: a client
-        # can be refused as often as it likes
+        # can be refused as often as it likes (the event's budget)
         self.refused[status] = self.refused.get(status, 0) + 1
-        if log.isEnabledFor(logging.INFO):
-            tail = self._log_budget.take()
-            if tail is not None:
-                log.info(
-                    "upgrade refused (%d %s) for %s %s: %s%s", status, text, request.client_ip, request.path, why, tail
-                )
+        self.telemetry.refused_upgrade(reason, status, request.client_ip, request.path, f"{text}: {why}")
         return Refusal(status, text)
 
     async def admit(self, request: HandshakeRequest) -> Mapping[str, Any] | Refusal:
         """The connection's data, or the refusal. On success the caller must :meth:`release`."""
         if self.closed:
-            return self._refuse(503, "Service Unavailable", request, "server shutting down")
+            return self._refuse(503, "Service Unavailable", request, "server shutting down", "draining")
         if self.allowed_origins is not None and "*" not in self.allowed_origins:
             origin = request.headers.get("Origin")
             if origin is None or origin.rstrip("/").lower() not in self.allowed_origins:
-                return self._refuse(403, "Forbidden", request, f"origin {origin!r} not allowed")
+                return self._refuse(403, "Forbidden", request, f"origin {origin!r} not allowed", "origin")
         if self.max_connections and self.total >= self.max_connections:
-            return self._refuse(503, "Service Unavailable", request, f"{self.total} connections (MAX_CONNECTIONS)")
+            return self._refuse(
+                503, "Service Unavailable", request, f"{self.total} connections (MAX_CONNECTIONS)", "max_connections"
+            )
         ip = request.client_ip or "?"
         if self.max_connections_per_ip and self.per_ip.get(ip, 0) >= self.max_connections_per_ip:
-            return self._refuse(429, "Too Many Requests", request, "MAX_CONNECTIONS_PER_IP reached")
+            return self._refuse(429, "Too Many Requests", request, "MAX_CONNECTIONS_PER_IP reached", "per_ip")
         # count before awaiting authenticate: concurrent upgrades cannot overshoot the caps
         self._count(ip, +1)
         try:
@@ -179,7 +179,7 @@ class Admission:
             user = data.get("user_id")
             if user is not None and await self._banned(str(user)):
                 self._count(ip, -1)
-                return self._refuse(403, "Forbidden", request, f"user {user} is banned")
+                return self._refuse(403, "Forbidden", request, f"user {user} is banned", "banned")
         except BaseException:
             self._count(ip, -1)
             raise
@@ -207,7 +207,8 @@ class Admission:
         except WsKitError as exc:  # a refusal that says why (jwt_authenticate: "Token expired")
             status, text = _REFUSAL_STATUS.get(exc.code, (401, "Unauthorized"))
             reason = exc.details.get("reason")
-            return self._refuse(status, text, request, exc.message + (f" ({reason})" if reason else ""))
+            why = exc.message + (f" ({reason})" if reason else "")
+            return self._refuse(status, text, request, why, "auth")
         except Exception:  # a crashing hook is a 500 for this client, not a dead server
             # a budget of its own: a flood of cheap refusals must not hide the application's bug
             self.refused[500] = self.refused.get(500, 0) + 1
@@ -217,7 +218,7 @@ class Admission:
             return Refusal(500, "Internal Server Error")
         if result is None or result is False:
             # False reads as "not authenticated" too; anything else that is not a mapping is a bug
-            return self._refuse(401, "Unauthorized", request, f"authenticate() returned {result}")
+            return self._refuse(401, "Unauthorized", request, f"authenticate() returned {result}", "auth")
         if not isinstance(result, Mapping):
             log.error("authenticate() must return a mapping or None, got %r", type(result).__name__)
             return Refusal(500, "Internal Server Error")

@@ -123,6 +123,17 @@ def _networks(value: Any) -> tuple[Network, ...]:
     return tuple(out)
 
 
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("must be one of 1, 0, true, false, yes, no, on, off")
+
+
 def _file(value: Any) -> str:
     path = Path(str(value).strip())
     if not path.is_file():
@@ -285,6 +296,36 @@ OPTIONS: tuple[Option, ...] = (
     Option("tls_cert_file", "TLS_CERT_FILE", _file, None, "PEM certificate: serve wss:// (needs TLS_KEY_FILE)"),
     Option("tls_key_file", "TLS_KEY_FILE", _file, None, "PEM private key of TLS_CERT_FILE"),
     Option(
+        "tls_reload_interval_s",
+        "TLS_RELOAD_INTERVAL_S",
+        _seconds,
+        30.0,
+        "look this often for a renewed TLS_CERT_FILE/TLS_KEY_FILE and load it for new connections "
+        "(0: only on SIGHUP); open connections keep theirs",
+    ),
+    Option(
+        "metrics",
+        "METRICS",
+        _flag,
+        True,
+        "count messages, errors, refusals and handler time and answer /metrics (needs wskit[metrics] to serve it)",
+    ),
+    Option(
+        "metrics_dir",
+        "METRICS_DIR",
+        _text,
+        None,
+        "a directory the processes of one server share: each writes its counters there and a scrape of "
+        "any one answers their sum (serve() with WORKERS > 1 makes one itself)",
+    ),
+    Option(
+        "tracing",
+        "TRACING",
+        _flag,
+        False,
+        "an OpenTelemetry span per handled message and RPC (needs wskit[otel] and an SDK the application sets up)",
+    ),
+    Option(
         "transport",
         "WSKIT_TRANSPORT",
         _choice("auto", "aiohttp", "picows"),
@@ -331,6 +372,10 @@ class Settings:
     gc_unfreeze_interval_s: float = 600.0
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
+    tls_reload_interval_s: float = 30.0
+    metrics: bool = True
+    metrics_dir: str | None = None
+    tracing: bool = False
     transport: str = "auto"
 
 

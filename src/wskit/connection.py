@@ -17,10 +17,13 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wskit.errors import CloseCode
 from wskit.transports.base import HandshakeRequest, Socket
+
+if TYPE_CHECKING:
+    from wskit.telemetry import Telemetry
 
 __all__ = ["Connection", "OverflowPolicy", "QueueLimits"]
 
@@ -86,9 +89,12 @@ class Connection:
         "opened_at",
         "positions",
         "reader_waiting",
+        "received",
         "rpcs",
+        "sent",
         "socket",
         "spawn_reader",
+        "telemetry",
         "topics",
         "watchdog",
     )
@@ -131,6 +137,11 @@ class Connection:
         self.close_code: int | None = None
         self.close_reason = ""
         self.dropped = 0
+        #: frames read from and queued for this peer (the disconnect event reports them)
+        self.received = 0
+        self.sent = 0
+        #: the runtime's counters and events (set when the connection opens)
+        self.telemetry: Telemetry | None = None
         self._backlog: deque[bytes] | None = None
         self._backlog_bytes = 0
         self._writer: asyncio.Task[None] | None = None
@@ -154,6 +165,7 @@ class Connection:
         """
         if self._closing:
             return False
+        self.sent += 1
         backlog = self._backlog
         if backlog is None:
             try:
@@ -177,12 +189,12 @@ class Connection:
         backlog = self._backlog
         assert backlog is not None
         if policy is OverflowPolicy.DROP_NEW:
-            self._dropped(1, "newest")
+            self._dropped(1, "newest", OverflowPolicy.DROP_NEW)
             return False
         if policy is OverflowPolicy.DROP_OLDEST:
             if len(data) > self.limits.max_bytes:
                 # it could never fit: dropping the queued frames would lose them for nothing
-                self._dropped(1, "newest (larger than the whole queue)")
+                self._dropped(1, "newest (larger than the whole queue)", OverflowPolicy.DROP_OLDEST)
                 return False
             count = 0
             while backlog and (
@@ -190,23 +202,29 @@ class Connection:
             ):
                 self._backlog_bytes -= len(backlog.popleft())
                 count += 1
-            self._dropped(count, "oldest")
+            self._dropped(count, "oldest", OverflowPolicy.DROP_OLDEST)
             backlog.append(data)
             self._backlog_bytes += len(data)
             return True
         self.dropped += 1
         STATS["closed_slow"] += 1
-        log.warning("client %s: outbound queue full (slow consumer), closing with 1013", self.client_id)
+        if self.telemetry is not None:
+            self.telemetry.drop(self.client_id, "close", 1)
+        else:
+            log.warning("client %s: outbound queue full (slow consumer), closing with 1013", self.client_id)
         self._backlog = deque()
         self._backlog_bytes = 0
         self.close_soon(CloseCode.TRY_AGAIN_LATER, "slow consumer: outbound queue full")
         return False
 
-    def _dropped(self, count: int, which: str) -> None:
+    def _dropped(self, count: int, which: str, policy: OverflowPolicy) -> None:
         # counted always, logged at most every few seconds per connection: a flood of drops
         # must not become a flood of log lines
         self.dropped += count
         STATS["dropped"] += count
+        if self.telemetry is not None:
+            self.telemetry.drop(self.client_id, policy.value, count)
+            return
         now = time.monotonic()
         if now >= self._next_drop_log:
             self._next_drop_log = now + DROP_LOG_INTERVAL_S

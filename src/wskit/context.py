@@ -220,6 +220,9 @@ class Context(Generic[P, D]):
         """
         correlation_id = self.correlation_id if inherit_correlation_id else None
         data = self.runtime.codec.encode(schema, payload, meta=_meta_bytes(meta, correlation_id))
+        telemetry = self.runtime.dispatcher.telemetry
+        if telemetry is not None:
+            telemetry.sent_type(schema.type)
         return self.connection.send_nowait(data)
 
     async def reply(self, payload: Any = None, *, meta: Mapping[str, Any] | None = None) -> bool:
@@ -235,6 +238,9 @@ class Context(Generic[P, D]):
             )
             return False
         self.answered = True
+        telemetry = self.runtime.dispatcher.telemetry
+        if telemetry is not None:
+            telemetry.sent_type(rpc.response.type)
         return self.connection.send_nowait(data)
 
     async def progress(self, payload: Any = None, *, meta: Mapping[str, Any] | None = None) -> bool:
@@ -246,6 +252,9 @@ class Context(Generic[P, D]):
         # no declared schema to encode by: a model, Struct, dataclass or plain data, as JSON
         body = payload_json(payload) if payload is not None else None
         data = frame(_PROGRESS_PREFIX, _meta_bytes(meta, self.correlation_id), body)
+        telemetry = self.runtime.dispatcher.telemetry
+        if telemetry is not None:
+            telemetry.sent_type(PROGRESS_TYPE)
         return self.connection.send_nowait(data)
 
     async def error(
@@ -278,6 +287,10 @@ class Context(Generic[P, D]):
                 )
                 return False
             self.answered = True
+        telemetry = self.runtime.dispatcher.telemetry
+        if telemetry is not None:
+            telemetry.error(str(payload.get("code")))
+            telemetry.sent_type("RPC_ERROR" if self.correlation_id is not None else "ERROR")
         return self.connection.send_nowait(data)
 
     def fail(self, error: WsKitError) -> bool:

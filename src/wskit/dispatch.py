@@ -16,7 +16,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from time import monotonic
+from time import monotonic, perf_counter
 from typing import TYPE_CHECKING, Any, cast
 
 from wskit.connection import Connection
@@ -28,10 +28,12 @@ from wskit.schema.validator import DecodeFailure, OutboundValidationError
 from wskit.stepping import resume
 from wskit.subscriptions import HANDLERS as SUBSCRIPTION_HANDLERS
 from wskit.subscriptions import sanitize_meta
+from wskit.telemetry import RouteStats
 
 if TYPE_CHECKING:
     from wskit.router import Middleware, Route
     from wskit.runtime import Runtime
+    from wskit.telemetry import Telemetry
 
 __all__ = ["REFUSED_TYPE", "Dispatcher"]
 
@@ -78,13 +80,15 @@ async def _send_refusal(ctx: Context[Any, Any]) -> None:
 
 
 class _Compiled:
-    __slots__ = ("pipeline", "route", "rpc")
+    __slots__ = ("pipeline", "route", "rpc", "stats")
 
-    def __init__(self, route: Route | None, pipeline: Pipeline) -> None:
+    def __init__(self, route: Route | None, pipeline: Pipeline, stats: RouteStats | None) -> None:
         #: None for the framework's own routes ($ws:subscribe, $ws:unsubscribe)
         self.route = route
         self.rpc = route.rpc if route is not None else None
         self.pipeline = pipeline
+        #: this type's counters (None with METRICS off)
+        self.stats = stats
 
 
 class Dispatcher:
@@ -108,20 +112,38 @@ class Dispatcher:
         #: event handlers running right now (RPCs are counted on their connections)
         self.running = 0
         self._next_decode_log = 0.0
+        telemetry = runtime.telemetry
+        #: None with METRICS off: nothing is counted or timed
+        self.telemetry = telemetry if runtime.settings.metrics else None
+        counted = self.telemetry is not None
         self.decoder = router.validator.decoder(
             [route.schema for route in router.routes.values()], internal=_INTERNAL_TYPES
         )
         # the server's guards (rate limits) run before the application's middleware
         globals_ = tuple(guards) + tuple(router.middleware)
         self.routes: dict[str, _Compiled] = {
-            name: _Compiled(route, _compose(globals_ + route.inherited + route.middleware, route.handler))
+            name: _Compiled(
+                route,
+                self._traced(name, route, _compose(globals_ + route.inherited + route.middleware, route.handler)),
+                telemetry.routes.get(name) if counted else None,
+            )
             for name, route in router.routes.items()
         }
         # client subscriptions share the routes' table (no extra lookup for other messages)
         # and pass the same guards and global middleware, as events: in the read loop, in order
         for name, handler in SUBSCRIPTION_HANDLERS.items():
-            self.routes[name] = _Compiled(None, _compose((sanitize_meta, *globals_), handler))
+            self.routes[name] = _Compiled(
+                None, _compose((sanitize_meta, *globals_), handler), telemetry.routes.get(name) if counted else None
+            )
         self._refusal: Pipeline | None = _compose(tuple(frame_guards), _send_refusal) if frame_guards else None
+
+    def _traced(self, name: str, route: Route, pipeline: Pipeline) -> Pipeline:
+        """``pipeline`` inside a span per message when ``TRACING`` is on (see wskit.tracing)."""
+        if not self.runtime.settings.tracing:
+            return pipeline
+        from wskit.tracing import traced
+
+        return traced(pipeline, name, rpc=route.rpc is not None)
 
     # -- the hot path ----------------------------------------------------------------------
 
@@ -135,6 +157,9 @@ class Dispatcher:
             type_name, meta, payload = self.decoder.decode(data)
         except DecodeFailure as failure:
             log.debug("client %s: rejected frame: %s", conn.client_id, failure.error)
+            telemetry = self.telemetry
+            if telemetry is not None:
+                self._count_refused(telemetry, failure)
             answer = error_frame(failure.error.to_payload(), failure.correlation_id)
             if self._refusal is None:
                 conn.send_nowait(answer)
@@ -147,10 +172,17 @@ class Dispatcher:
                 log.exception("client %s: decoding a frame failed unexpectedly", conn.client_id)
             conn.send_nowait(error_frame(WsKitError(ErrorCode.INTERNAL).to_payload(), None))
             return None
+        conn.received += 1
         compiled = self.routes.get(type_name)
         if compiled is None:
+            stats = self.telemetry.routes.get(type_name) if self.telemetry is not None else None
+            if stats is not None:
+                stats.received += 1
             self._internal(conn, type_name, meta)
             return None
+        stats = compiled.stats
+        if stats is not None:
+            stats.received += 1
         conn.last_activity = monotonic()
         ctx: Context[Any, Any] = Context(self.runtime, conn, type_name, payload, meta, now_ms(), rpc=compiled.rpc)
         if self.draining:
@@ -161,6 +193,13 @@ class Dispatcher:
         if compiled.rpc is None:
             return self._run_event(compiled, ctx)
         return self._start_rpc(compiled, ctx, len(data))
+
+    @staticmethod
+    def _count_refused(telemetry: Telemetry, failure: DecodeFailure) -> None:
+        """A frame refused before routing (junk, unknown type, invalid payload): "other"."""
+        telemetry.received_other += 1
+        telemetry.error(failure.error.code)
+        telemetry.sent_type("RPC_ERROR" if failure.correlation_id is not None else "ERROR")
 
     async def _refuse(self, conn: Connection, answer: bytes, correlation_id: str | None) -> None:
         """Send ``answer`` to a refused frame through the frame guards (which may answer
@@ -198,21 +237,34 @@ class Dispatcher:
         of handlers that did not right away (see ``AiohttpSocket.settle``).
         """
         self.running += 1
+        stats = compiled.stats
+        started = perf_counter() if stats is not None else 0.0
         coro = compiled.pipeline(ctx)
         try:
             yielded = coro.send(None)
         except StopIteration:
             self.running -= 1
+            if stats is not None:
+                stats.duration.observe(perf_counter() - started)
             return None
         except asyncio.CancelledError as exc:
             self.running -= 1
             return self._cancelled(ctx, exc)
         except Exception as exc:  # noqa: BLE001 - every failure gets its wire answer
             self.running -= 1
+            if stats is not None:
+                stats.duration.observe(perf_counter() - started)
             return self._failed(ctx, exc)
-        return self._finish_event(coro, yielded, ctx)
+        return self._finish_event(coro, yielded, ctx, stats, started)
 
-    async def _finish_event(self, coro: Coroutine[Any, Any, None], yielded: Any, ctx: Context[Any, Any]) -> None:
+    async def _finish_event(
+        self,
+        coro: Coroutine[Any, Any, None],
+        yielded: Any,
+        ctx: Context[Any, Any],
+        stats: RouteStats | None,
+        started: float,
+    ) -> None:
         try:
             await resume(coro, yielded)
         except asyncio.CancelledError as exc:
@@ -221,6 +273,8 @@ class Dispatcher:
             await self._failed(ctx, exc)
         finally:
             self.running -= 1
+            if stats is not None:
+                stats.duration.observe(perf_counter() - started)
 
     async def _cancelled(self, ctx: Context[Any, Any], exc: asyncio.CancelledError) -> None:
         """A ``CancelledError`` out of a handler: passed on when its task is being cancelled
@@ -313,6 +367,17 @@ class Dispatcher:
         return True
 
     async def _run_rpc(self, compiled: _Compiled, ctx: Context[Any, Any]) -> None:
+        stats = compiled.stats
+        if stats is None:
+            await self._rpc_pipeline(compiled, ctx)
+            return
+        started = perf_counter()
+        try:
+            await self._rpc_pipeline(compiled, ctx)
+        finally:
+            stats.duration.observe(perf_counter() - started)
+
+    async def _rpc_pipeline(self, compiled: _Compiled, ctx: Context[Any, Any]) -> None:
         try:
             await compiled.pipeline(ctx)
         except asyncio.CancelledError as exc:
@@ -344,7 +409,7 @@ class Dispatcher:
             if ctx.rpc is not None and not ctx.connection.closed:
                 ctx.fail(WsKitError(ErrorCode.INTERNAL))
             return
-        log.error("handler for %s (client %s) raised", ctx.type, ctx.client_id, exc_info=exc)
+        self.runtime.telemetry.handler_error(ctx.type, ctx.client_id, ErrorCode.INTERNAL.value, exc)
         await self.report(ctx, exc)
         if not ctx.connection.closed:
             ctx.fail(WsKitError(ErrorCode.INTERNAL))
@@ -363,6 +428,8 @@ class Dispatcher:
 
     async def open(self, conn: Connection) -> bool:
         """Register ``conn`` and run ``on_open`` hooks. False when a hook refused or closed it."""
+        telemetry = conn.telemetry = self.runtime.telemetry
+        telemetry.connected(conn.client_id, conn.user_id, conn.client_ip)
         self.runtime.hub.add(conn)
         if not self.router.open_hooks:
             return True
@@ -395,6 +462,11 @@ class Dispatcher:
             conn.close_reason = reason
         for call in list(conn.rpcs.values()):
             call.abandon()
+        if conn.telemetry is not None:
+            lived = monotonic() - conn.opened_at if conn.opened_at else 0.0
+            conn.telemetry.disconnected(
+                conn.client_id, conn.user_id, conn.close_code, conn.close_reason, lived, conn.received, conn.sent
+            )
         try:
             await self._run_close_hooks(conn)
         finally:

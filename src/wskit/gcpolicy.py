@@ -26,6 +26,8 @@ everything back to the collector and runs one full collection: the one pause of 
 the policy keeps, once per interval instead of each time the live objects grow by a quarter.
 
 The policy is process-wide (the collector is), so servers in one process share one timer.
+While it runs, every collector pass is timed (``gc.callbacks``) and handed to the servers'
+``on_pause`` (the ``wskit_gc_pause_seconds`` histogram).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["GcFreezer"]
 
@@ -47,12 +51,21 @@ class GcFreezer:
     _unfreeze_s = 600.0
     _last_unfreeze = 0.0
     _counts = {"freezes": 0, "unfreezes": 0}
+    #: told the length in seconds of every collector pass while the policy runs
+    _observers: list[Callable[[float], None]] = []
+    _pass_started = 0.0
 
     @classmethod
-    def acquire(cls, interval_s: float, unfreeze_s: float) -> bool:
-        """Start freezing every ``interval_s`` seconds (0: do nothing). True when this call uses it."""
+    def acquire(cls, interval_s: float, unfreeze_s: float, on_pause: Callable[[float], None] | None = None) -> bool:
+        """Start freezing every ``interval_s`` seconds (0: do nothing). True when this call uses it.
+
+        ``on_pause`` is told the length of each collector pass until :meth:`release`."""
         if interval_s <= 0:
             return False
+        if on_pause is not None:
+            cls._observers.append(on_pause)
+            if cls._timed not in gc.callbacks:
+                gc.callbacks.append(cls._timed)
         loop = asyncio.get_running_loop()
         if cls._users and (cls._loop is None or cls._loop.is_closed()):
             # servers of a loop that ended without stopping them: their shares end with it
@@ -71,6 +84,9 @@ class GcFreezer:
         """One user less; the last one stops the timer and gives frozen objects back."""
         cls._users = max(cls._users - 1, 0)
         if cls._users == 0:
+            cls._observers.clear()
+            if cls._timed in gc.callbacks:
+                gc.callbacks.remove(cls._timed)
             if cls._handle is not None:
                 cls._handle.cancel()
                 cls._handle = None
@@ -93,6 +109,18 @@ class GcFreezer:
                 cls._counts["freezes"] += 1
         finally:
             cls._handle = asyncio.get_running_loop().call_later(cls._interval_s, cls._tick) if cls._users else None
+
+    @classmethod
+    def _timed(cls, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            cls._pass_started = time.perf_counter()
+            return
+        took = time.perf_counter() - cls._pass_started
+        for observe in cls._observers:
+            try:
+                observe(took)
+            except Exception:  # noqa: BLE001 - a collector callback must never raise
+                continue
 
     @classmethod
     def statistics(cls) -> dict[str, int]:

@@ -75,6 +75,14 @@ class LogBudget:
     def take(self) -> str | None:
         """None: do not log this one. Else log it, with the returned suffix appended
         (``" (N more not logged)"`` after a quiet spell, else empty)."""
+        more = self.admit()
+        if more is None:
+            return None
+        return f" ({more} more not logged)" if more else ""
+
+    def admit(self) -> int | None:
+        """None: do not log this one. Else log it; the number is how many were left out
+        since the last line that was written (for a ``suppressed`` field)."""
         now = time.monotonic()
         if now - self._window_start >= self.interval_s:
             self._window_start, self._in_window = now, 0
@@ -83,4 +91,4 @@ class LogBudget:
             return None
         self._in_window += 1
         more, self.suppressed = self.suppressed, 0
-        return f" ({more} more not logged)" if more else ""
+        return more

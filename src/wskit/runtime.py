@@ -33,11 +33,21 @@ from wskit.dispatch import Dispatcher
 from wskit.errors import CloseCode, ErrorCode, WsKitError
 from wskit.hub import Hub
 from wskit.lifetime import Watchdog
-from wskit.protocol import SHUTDOWN_TYPE, dumps, frame, type_prefix
+from wskit.protocol import (
+    CANCEL_TYPE,
+    HEARTBEAT_TYPE,
+    SHUTDOWN_TYPE,
+    SUBSCRIBE_TYPE,
+    UNSUBSCRIBE_TYPE,
+    dumps,
+    frame,
+    type_prefix,
+)
 from wskit.pubsub.broker import Broker, BrokerState, Member, Publication, Role, missing_roles, roles_of
 from wskit.pubsub.memory import MemoryBroker
 from wskit.router import Middleware, Router
 from wskit.schema.declarations import MessageSchema
+from wskit.telemetry import Telemetry
 
 __all__ = ["SHUTDOWN_TYPE", "Runtime", "build_runtime", "shutdown_notice"]
 
@@ -46,6 +56,9 @@ log = logging.getLogger("wskit.runtime")
 #: Loop turns a shutdown gives the readers an aborted RPC restarts: one to end the RPC's task,
 #: one to start the reader, one for it to read what is buffered.
 _READER_TURNS = 3
+
+#: types the framework itself routes (bounded ``type`` label values besides the routes)
+_FRAMEWORK_TYPES = (HEARTBEAT_TYPE, CANCEL_TYPE, SUBSCRIBE_TYPE, UNSUBSCRIBE_TYPE)
 
 #: The notice every client gets when the server begins a graceful shutdown.
 _SHUTDOWN_PREFIX = type_prefix(SHUTDOWN_TYPE)
@@ -80,7 +93,14 @@ class Runtime:
         self.codec = Codec(self.routes)
         self.hub = Hub(broker if broker is not None else MemoryBroker(), announces=self.routes.announces)
         self.queue_limits = queue_limits or self.routes.send_queue or QueueLimits()
+        #: counters and structured events (see wskit.telemetry); counted only with METRICS on
+        self.telemetry = Telemetry(
+            types=[*self.routes.routes, *_FRAMEWORK_TYPES],
+            outbound=[route.rpc.response.type for route in self.routes.routes.values() if route.rpc is not None],
+        )
+        self._add_gauges(self.telemetry)
         self.admission = Admission(
+            telemetry=self.telemetry,
             authenticate=authenticate,
             allowed_origins=s.allowed_origins,
             max_connections=s.max_connections,
@@ -97,6 +117,20 @@ class Runtime:
         self.connections: dict[Connection, None] = {}
         #: started and not yet stopped
         self.serving = False
+
+    def _add_gauges(self, telemetry: Telemetry) -> None:
+        """Values read when scraped: nothing on the hot path keeps them."""
+        telemetry.gauges["wskit_connections"] = ("Open WebSocket connections.", lambda: float(len(self.connections)))
+        telemetry.gauges["wskit_ready"] = ("1 while /readyz answers 200.", lambda: float(self.ready()[0]))
+        telemetry.gauges["wskit_draining"] = (
+            "1 from the start of a graceful shutdown.",
+            lambda: float(self.admission.closed),
+        )
+        telemetry.gauges["wskit_broker_up"] = (
+            "1 while the broker link can carry publishes.",
+            lambda: float(self.hub.broker.state is BrokerState.READY),
+        )
+        telemetry.broker_reconnects = lambda: int(getattr(self.hub.broker, "reconnects", 0))
 
     # -- running ---------------------------------------------------------------------------
 

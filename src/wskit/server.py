@@ -209,7 +209,8 @@ class Server:
         self._port = sock.getsockname()[1]
         log.info("wskit listening on %s (%s)", self.url, self.transport_name)
         if self._owns_gc:
-            self._gc_frozen = GcFreezer.acquire(s.gc_freeze_interval_s, s.gc_unfreeze_interval_s)
+            on_pause = self.runtime.telemetry.gc_seconds.observe if self.runtime is not None else None
+            self._gc_frozen = GcFreezer.acquire(s.gc_freeze_interval_s, s.gc_unfreeze_interval_s, on_pause)
 
     async def shutdown(
         self, *, grace_ms: int | None = None, code: int | None = None, reason: str = "server shutting down"
@@ -221,13 +222,15 @@ class Server:
         get ``grace_ms`` (default ``SHUTDOWN_GRACE_MS``) to finish; then every connection
         closes with ``code`` (default ``SHUTDOWN_CLOSE_CODE``: 1001, or 1012 for a restart)
         and the broker is closed (its last commands awaited, its presence removed).
+
+        The listener stays open while the work drains: upgrades are refused (503) and
+        ``/readyz`` answers 503, so a load balancer that probes it takes this instance out
+        of rotation before its connections close, instead of seeing refused connections.
         """
         runtime = self.runtime
         if runtime is None or self.transport is None:
             return
         grace = (self.settings.shutdown_grace_ms if grace_ms is None else grace_ms) / 1000.0
-        if self._listener is not None:
-            self._listener.close()
         await runtime.drain(grace, reason)
         await self.stop(code=code, reason=reason)
 
