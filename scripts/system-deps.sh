@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system programs the tests drive for real (Debian packages), when missing:
-# redis-server (scale-out and fault tests start their own) and chromium (the demo page test).
+# redis-server (scale-out and fault tests start their own), chromium (the demo page test) and
+# nginx (tests/deploy runs deploy/nginx.conf in front of two instances, as a user, on loopback).
 #
 # Best effort: this never fails `make test`. Without root (and without passwordless sudo), or
 # without network access to the apt mirrors, it says what is missing and exits 0; the tests
@@ -8,6 +9,8 @@
 set -uo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# /usr/sbin is not on every user's PATH: look there too (the tests do)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
    && ! command -v google-chrome >/dev/null 2>&1; then
   missing+=(chromium)
