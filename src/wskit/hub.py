@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from wskit.connection import Connection, OverflowPolicy
+from wskit.errors import ErrorCode, WsKitError
 from wskit.protocol import PRESENCE_TYPE, Position, Step, dumps, step, type_prefix
 from wskit.pubsub.broker import Broker, HistoryPolicy, Member, Publication, Role, lost_frame, roles_of
 from wskit.pubsub.memory import MemoryBroker
@@ -23,6 +24,10 @@ from wskit.pubsub.memory import MemoryBroker
 __all__ = ["Hub"]
 
 log = logging.getLogger("wskit.hub")
+
+
+#: distinct message types whose deliveries are counted apart (the rest only in ``delivered``)
+_MAX_HEADS = 500
 
 
 def _never(topic: str) -> bool:
@@ -53,6 +58,9 @@ class Hub:
         #: (the router's ``enable_presence_events`` patterns)
         self.announces: Callable[[str], bool] = announces if announces is not None else _never
         self.delivered = 0
+        #: deliveries per message type, keyed by the publication's ``{"type":"X"`` head
+        #: (telemetry turns them into type labels when scraped)
+        self.delivered_heads: dict[bytes, int] = {}
         #: history policy of each topic with local members (a new broker resubscribes with it)
         self.topic_history: dict[str, HistoryPolicy | None] = {}
         #: members of each topic that subscribed themselves (``$ws:subscribe``): their
@@ -183,7 +191,7 @@ class Hub:
                 missed: list[Publication] = []
                 start = Position(last, current_epoch)
             else:
-                missed = await self.broker.recover(topic, offset, epoch, history)
+                missed = await self._recover(conn, topic, offset, epoch, history)
                 start = Position(offset, epoch)
         except BaseException:
             conn.positions.pop(topic, None)
@@ -206,6 +214,21 @@ class Hub:
             position = Position(pub.offset, pub.epoch)
         conn.positions[topic] = position
         return position
+
+    async def _recover(
+        self, conn: Connection, topic: str, offset: int, epoch: str, history: HistoryPolicy
+    ) -> list[Publication]:
+        """What ``conn`` missed since ``offset`` of ``epoch``, counted as a recovery (or a failed one)."""
+        telemetry = conn.telemetry
+        try:
+            missed = await self.broker.recover(topic, offset, epoch, history)
+        except WsKitError as exc:
+            if telemetry is not None and exc.code == ErrorCode.FAILED_PRECONDITION:
+                telemetry.recoveries["failed"] += 1
+            raise
+        if telemetry is not None:
+            telemetry.recoveries["recovered"] += 1
+        return missed
 
     def tag(self, conn: Connection, topic: str) -> None:
         """Deliver ``topic`` to ``conn`` with ``meta.topic`` (it speaks ``$ws:subscribe``).
@@ -281,6 +304,12 @@ class Hub:
                 if self._advance(conn, publication) and conn.client_id != exclude and conn.send_nowait(data, overflow):
                     count += 1
         self.delivered += count
+        heads = self.delivered_heads
+        head = publication.head
+        if head in heads:
+            heads[head] += count
+        elif len(heads) < _MAX_HEADS:
+            heads[head] = count
 
     @staticmethod
     def _advance(conn: Connection, publication: Publication) -> bool:

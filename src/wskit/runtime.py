@@ -20,8 +20,10 @@ copy of the router with them: the application's router is never changed. The rou
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -131,6 +133,17 @@ class Runtime:
             lambda: float(self.hub.broker.state is BrokerState.READY),
         )
         telemetry.broker_reconnects = lambda: int(getattr(self.hub.broker, "reconnects", 0))
+        telemetry.deliveries = self._deliveries_by_type
+
+    def _deliveries_by_type(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for head, count in list(self.hub.delivered_heads.items()):
+            try:
+                type_name = str(json.loads(head + b"}")["type"])
+            except (ValueError, KeyError, TypeError):
+                type_name = "other"
+            out[type_name] = out.get(type_name, 0) + count
+        return out
 
     # -- running ---------------------------------------------------------------------------
 
@@ -169,14 +182,19 @@ class Runtime:
         self.admission.closed = True
         dispatcher = self.dispatcher
         dispatcher.draining = True
+        self.telemetry.shutdown_phase("draining", connections=len(self.connections), grace_ms=int(grace_s * 1000))
         for conn in list(self.connections):
             conn.send_nowait(shutdown_notice(reason, self.settings))
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace_s
+        started = loop.time()
+        deadline = started + grace_s
         while dispatcher.busy() and loop.time() < deadline:  # noqa: ASYNC110 - polls two sources
             await asyncio.sleep(0.02)
         if dispatcher.busy():
             log.warning("shutdown: grace period over with handlers still running; closing anyway")
+        self.telemetry.shutdown_phase(
+            "drained", took_ms=int((loop.time() - started) * 1000), unfinished=dispatcher.busy()
+        )
 
     async def close_connections(self, code: int, reason: str) -> None:
         """Close every connection with ``code`` now; RPCs still running get their one terminal
@@ -195,6 +213,7 @@ class Runtime:
             # read without waiting) before the close
             for _ in range(_READER_TURNS):
                 await asyncio.sleep(0)
+        self.telemetry.shutdown_phase("closing", connections=len(self.connections), code=code, aborted_rpcs=aborted)
         closes = [conn.close(code, reason) for conn in list(self.connections)]
         for outcome in await asyncio.gather(*closes, return_exceptions=True):
             if isinstance(outcome, BaseException):
@@ -204,6 +223,7 @@ class Runtime:
         """Release what the runtime holds: the rate guards' clients, then the broker (its last
         commands awaited, this instance's presence removed)."""
         self.serving = False
+        self.telemetry.shutdown_phase("stopping broker")
         for guard in self.frame_guards:
             closer = getattr(guard, "aclose", None)
             if closer is not None:
@@ -228,7 +248,16 @@ class Runtime:
         publication = Publication(name, head, tail, dumps(dict(meta)) if meta else None, exclude)
         if overflow is not None:
             publication.overflow = OverflowPolicy(overflow)
-        await self.hub.publish(publication, self.routes.history_for(name))
+        telemetry = self.telemetry
+        telemetry.publishes += 1
+        if not self.dispatcher.telemetry:
+            await self.hub.publish(publication, self.routes.history_for(name))
+            return
+        started = time.perf_counter()
+        try:
+            await self.hub.publish(publication, self.routes.history_for(name))
+        finally:
+            telemetry.publish_seconds.observe(time.perf_counter() - started)
 
     def _require(self, role: Role, verb: str) -> None:
         """``UNIMPLEMENTED`` naming the broker when it does not play ``role`` (never a silent

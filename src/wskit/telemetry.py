@@ -9,8 +9,8 @@ Every label a client can influence is bounded: message types are the declared on
 ``"other"`` (unknown types and junk frames), error codes are the 13 wire codes, refusals
 and close codes come from fixed lists. A client cannot grow the number of series.
 
-Events (connect, disconnect, refused upgrade, handler error, drops, rate limiting, broker
-state, shutdown phases) go to the ``wskit.events`` logger with their facts as ``extra=``
+Events (connect, disconnect, refused upgrade, handler error, drops, rate limiting, shutdown
+phases; the Redis link writes its state changes itself) go to the ``wskit.events`` logger with their facts as ``extra=``
 fields, so ``LOG_FORMAT=json`` writes them as JSON fields; the ones a client can cause at
 will pass a :class:`~wskit.logs.LogBudget`, and the line after a quiet spell says how many
 were left out. A failing log handler costs the event, never the connection.
@@ -43,7 +43,6 @@ _admission = logging.getLogger("wskit.admission")
 _dispatch = logging.getLogger("wskit.dispatch")
 _connection = logging.getLogger("wskit.connection")
 _ratelimit = logging.getLogger("wskit.guards.ratelimit")
-_broker = logging.getLogger("wskit.broker")
 _server = logging.getLogger("wskit.server")
 
 #: the label value for everything outside a bounded set
@@ -144,6 +143,8 @@ class Telemetry:
         self.rate_limited = 0
         self.recoveries: dict[str, int] = {"recovered": 0, "failed": 0}
         self.broker_reconnects: Callable[[], int] = _zero
+        #: frames delivered from topics, by type (read when scraped; the hub counts them)
+        self.deliveries: Callable[[], Mapping[str, int]] = _nothing
         self.publish_seconds = Histogram(PUBLISH_BUCKETS)
         self.gc_seconds = Histogram(GC_BUCKETS)
         self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
@@ -280,20 +281,6 @@ class Telemetry:
             type=type_name,
         )
 
-    def broker_state(self, old: str, new: str, detail: str = "") -> None:
-        level = logging.WARNING if new != "ready" else logging.INFO
-        self._event(
-            _broker,
-            level,
-            None,
-            "broker %s -> %s%s",
-            (old, new, f": {detail}" if detail else ""),
-            event="broker_state",
-            old=old,
-            new=new,
-            detail=detail,
-        )
-
     def shutdown_phase(self, phase: str, **facts: Any) -> None:
         """A step of a graceful shutdown: ``draining``, ``closing``, ``stopped``."""
         shown = " ".join(f"{k}={v}" for k, v in facts.items())
@@ -329,6 +316,13 @@ class Telemetry:
 
     # -- reading ---------------------------------------------------------------------------
 
+    def _sent_with_deliveries(self) -> dict[tuple[str, ...], Any]:
+        totals = dict(self.sent)
+        for type_name, count in self.deliveries().items():
+            key = type_name if type_name in totals or len(totals) < MAX_SENT_TYPES else OTHER
+            totals[key] = totals.get(key, 0) + count
+        return {(k,): v for k, v in totals.items()}
+
     def families(self) -> list[Family]:
         """Every metric as plain data (read at scrape time; see :mod:`wskit.prometheus`)."""
         received: dict[tuple[str, ...], Any] = {(name,): stats.received for name, stats in self.routes.items()}
@@ -356,7 +350,7 @@ class Telemetry:
                 "counter",
                 "Messages sent to one connection (replies, sends, errors) or delivered from a topic, by type.",
                 ("type",),
-                {(k,): v for k, v in self.sent.items()},
+                self._sent_with_deliveries(),
             ),
             Family(
                 "wskit_errors_total", "counter", "Error answers sent, by wire code.", ("code",), _keyed(self.errors)
@@ -434,6 +428,10 @@ class Telemetry:
 
 def _keyed(counts: Mapping[str, int]) -> dict[tuple[str, ...], int]:
     return {(k,): v for k, v in counts.items()}
+
+
+def _nothing() -> Mapping[str, int]:
+    return {}
 
 
 def _zero() -> int:

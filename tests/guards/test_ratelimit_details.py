@@ -14,13 +14,20 @@ import pytest
 from wskit import ErrorCode, UsageError, WsKitError
 from wskit.guards import MemoryRateLimiter, RateLimit, RedisRateLimiter, by_ip, by_user_or_ip, rate_limit
 from wskit.guards import ratelimit as ratelimit_module
+from wskit.telemetry import Telemetry
 
 
 def _ctx(user: str | None = "u1", *, request: Any = None) -> Any:
     """What the middleware and the key functions read of a Context."""
     data = {} if user is None else {"user_id": user}
     client_ip = request.client_ip if request is not None else None
-    return SimpleNamespace(data=data, connection=SimpleNamespace(client_ip=client_ip), client_id="c1", type="SAY")
+    return SimpleNamespace(
+        data=data,
+        connection=SimpleNamespace(client_ip=client_ip, user_id=user),
+        client_id="c1",
+        type="SAY",
+        runtime=SimpleNamespace(telemetry=Telemetry()),
+    )
 
 
 async def _next() -> None:

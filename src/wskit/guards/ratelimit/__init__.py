@@ -112,6 +112,7 @@ class RateLimit:
         else:
             if not decision.allowed:
                 self._counts["limited"] += 1
+                ctx.runtime.telemetry.limited(ctx.client_id, ctx.connection.user_id, ctx.type)
                 raise WsKitError(
                     ErrorCode.RESOURCE_EXHAUSTED, "Rate limit exceeded", retry_after_ms=decision.retry_after_ms
                 )

@@ -110,7 +110,15 @@ class Link:
             return
         self.state = state
         level = logging.WARNING if state is BrokerState.DOWN else logging.INFO
-        log.log(level, "redis broker %s: %s -> %s%s", self.instance_id, old, state, f" ({reason})" if reason else "")
+        log.log(
+            level,
+            "redis broker %s: %s -> %s%s",
+            self.instance_id,
+            old,
+            state,
+            f" ({reason})" if reason else "",
+            extra={"event": "broker_state", "old": str(old), "new": str(state), "reason": reason},
+        )
         if state is BrokerState.READY:
             self._ready.set()
         else:
