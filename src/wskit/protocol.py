@@ -55,8 +55,10 @@ UNSUBSCRIBED_TYPE: Final = "$ws:unsubscribed"
 ERROR_TYPE: Final = "ERROR"
 RPC_ERROR_TYPE: Final = "RPC_ERROR"
 
-#: Keys a client may put in ``meta`` for any message (schemas may declare more).
-INBOUND_META_KEYS: Final = frozenset({"timestamp", "correlationId", "timeoutMs"})
+#: Keys a client may put in ``meta`` for any message (schemas may declare more). The W3C
+#: Trace Context pair is accepted whether or not the server traces (docs/tracing.md), so a
+#: client need not know how the server is configured.
+INBOUND_META_KEYS: Final = frozenset({"timestamp", "correlationId", "timeoutMs", "traceparent", "tracestate"})
 #: Keys only the server sets; a client sending them is refused (strict meta).
 SERVER_META_KEYS: Final = frozenset({"clientId", "receivedAt"})
 

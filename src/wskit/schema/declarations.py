@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
 from wskit.errors import UsageError
-from wskit.protocol import ERROR_TYPE, RPC_ERROR_TYPE, is_reserved_type, valid_type_name
+from wskit.protocol import (
+    ERROR_TYPE,
+    INBOUND_META_KEYS,
+    RPC_ERROR_TYPE,
+    SERVER_META_KEYS,
+    is_reserved_type,
+    valid_type_name,
+)
 
 __all__ = ["MessageSchema", "RpcSchema", "message", "rpc"]
 
@@ -50,8 +57,9 @@ def _check_model(model: object, what: str) -> None:
 class MessageSchema(Generic[P]):
     """A declared message: its ``type`` and the class of its payload (None: no payload).
 
-    ``meta`` names extra meta keys this message accepts beyond ``timestamp``,
-    ``correlationId`` and ``timeoutMs`` (key -> Python type).
+    ``meta`` names extra meta keys this message accepts beyond those every message accepts
+    (``timestamp``, ``correlationId``, ``timeoutMs``, ``traceparent``, ``tracestate``), key ->
+    Python type.
     """
 
     type: str
@@ -92,7 +100,7 @@ def message(
     """
     _check_model(payload_model, f"payload model of {type!r}")
     extra_meta = dict(meta or {})
-    clash = set(extra_meta) & {"timestamp", "correlationId", "timeoutMs", "clientId", "receivedAt"}
+    clash = set(extra_meta) & (INBOUND_META_KEYS | SERVER_META_KEYS)
     if clash:
         raise UsageError(f"meta keys {sorted(clash)} of {type!r} are reserved by the protocol")
     return MessageSchema(_check_type_name(type), payload_model, extra_meta)

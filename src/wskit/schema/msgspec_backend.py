@@ -20,6 +20,8 @@ from wskit.errors import UsageError
 from wskit.schema.declarations import MessageSchema
 from wskit.schema.validator import (
     MAX_CORRELATION_ID_LENGTH,
+    MAX_TRACEPARENT_LENGTH,
+    MAX_TRACESTATE_LENGTH,
     Inbound,
     Issue,
     OutboundValidationError,
@@ -98,6 +100,8 @@ _to_builtins = msgspec.to_builtins
 
 
 _CorrelationId = Annotated[str, msgspec.Meta(max_length=MAX_CORRELATION_ID_LENGTH)]
+_Traceparent = Annotated[str, msgspec.Meta(max_length=MAX_TRACEPARENT_LENGTH)]
+_Tracestate = Annotated[str, msgspec.Meta(max_length=MAX_TRACESTATE_LENGTH)]
 
 
 def _meta_struct(name: str, extra: dict[str, Any]) -> type[Any]:
@@ -105,6 +109,8 @@ def _meta_struct(name: str, extra: dict[str, Any]) -> type[Any]:
         ("timestamp", Union[int, float, msgspec.UnsetType], _UNSET),
         ("correlationId", Union[_CorrelationId, msgspec.UnsetType], _UNSET),
         ("timeoutMs", Union[int, float, msgspec.UnsetType], _UNSET),
+        ("traceparent", Union[_Traceparent, msgspec.UnsetType], _UNSET),
+        ("tracestate", Union[_Tracestate, msgspec.UnsetType], _UNSET),
     ]
     fields += [(key, Union[tp, msgspec.UnsetType], _UNSET) for key, tp in extra.items()]
     return msgspec.defstruct(f"{name}Meta", fields, forbid_unknown_fields=True)

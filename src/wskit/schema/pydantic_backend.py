@@ -29,6 +29,8 @@ from wskit.schema.declarations import MessageSchema
 from wskit.schema.validator import (
     MAX_CORRELATION_ID_LENGTH,
     MAX_ISSUES,
+    MAX_TRACEPARENT_LENGTH,
+    MAX_TRACESTATE_LENGTH,
     Inbound,
     Issue,
     OutboundValidationError,
@@ -137,10 +139,18 @@ class _Number:
 
 
 _CorrelationId = Annotated[str, StringConstraints(max_length=MAX_CORRELATION_ID_LENGTH)]
+_Traceparent = Annotated[str, StringConstraints(max_length=MAX_TRACEPARENT_LENGTH)]
+_Tracestate = Annotated[str, StringConstraints(max_length=MAX_TRACESTATE_LENGTH)]
 
 
 def _meta_type(name: str, extra: dict[str, Any]) -> type:
-    fields: dict[str, Any] = {"timestamp": _Number, "correlationId": _CorrelationId, "timeoutMs": _Number}
+    fields: dict[str, Any] = {
+        "timestamp": _Number,
+        "correlationId": _CorrelationId,
+        "timeoutMs": _Number,
+        "traceparent": _Traceparent,
+        "tracestate": _Tracestate,
+    }
     fields.update(extra)
     meta = TypedDict(f"{name}Meta", fields, total=False)  # type: ignore[misc]
     meta.__pydantic_config__ = _STRICT_META  # type: ignore[attr-defined]

@@ -25,6 +25,8 @@ from wskit.schema.declarations import MessageSchema
 __all__ = [
     "MAX_CORRELATION_ID_LENGTH",
     "MAX_ISSUES",
+    "MAX_TRACEPARENT_LENGTH",
+    "MAX_TRACESTATE_LENGTH",
     "DecodeFailure",
     "Decoder",
     "Inbound",
@@ -51,6 +53,11 @@ Issue = dict[str, Any]
 #: Longest ``meta.correlationId`` accepted (a UUID is 36): longer ones are INVALID_ARGUMENT,
 #: answered with ``ERROR`` since such an id is not echoed.
 MAX_CORRELATION_ID_LENGTH = 128
+#: Longest ``meta.traceparent`` accepted: W3C Trace Context's version 00 is exactly 55.
+#: Within the bound a malformed one is ignored (a new trace), not refused.
+MAX_TRACEPARENT_LENGTH = 55
+#: Longest ``meta.tracestate`` accepted: the 512 characters W3C asks every hop to carry.
+MAX_TRACESTATE_LENGTH = 512
 #: Issues listed in ``details.issues``; ``details.omitted`` counts the rest.
 MAX_ISSUES = 16
 #: Path elements per issue (a deeper path keeps its start, then ``"..."``).
