@@ -2,7 +2,7 @@
 Starlette and FastAPI beside their own routes.
 
 >>> app = asgi_app(router)                      # uvicorn module:app / hypercorn module:app
->>> fastapi_app.mount("/ws", app)               # upgrades at /ws/, /ws/healthz, /ws/readyz
+>>> fastapi_app.mount("/ws", app)               # upgrades at /ws/, /ws/healthz, /ws/metrics...
 >>> FastAPI(lifespan=app.lifespan)              # when mounted: start and stop with the parent
 
 The same options and environment variables as ``serve()`` build the same runtime
@@ -16,42 +16,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
+from wskit import ops_http
 from wskit.admission import Authenticate, Refusal
 from wskit.router import Router
 from wskit.runtime import Runtime, build_runtime
-from wskit.static import WSKIT_JS, WSKIT_JS_HEADERS, WSKIT_JS_PATH, WSKIT_JS_TYPE
 from wskit.transports.asgi import Receive, Scope, Send, refuse, serve_websocket
 
 __all__ = ["AsgiApp", "asgi_app"]
 
 log = logging.getLogger("wskit.asgi")
 
-#: An HTTP answer of the app's own paths: ``(status, content type, body)``.
-HttpAnswer = tuple[int, str, bytes]
+_TEXT = "text/plain; charset=utf-8"
 
 
 class AsgiApp:
     """The ASGI application serving one router's runtime (make it with :func:`asgi_app`).
 
-    Handles ``websocket`` scopes (wskit connections), ``http`` scopes (``/healthz``,
-    ``/readyz``; 400 for a plain request on the upgrade path, 404 elsewhere) and
-    ``lifespan`` (start and stop the runtime). Mounted where lifespan does not reach it, it
-    starts on first use; :meth:`lifespan` lets a parent app stop it cleanly too.
+    Handles ``websocket`` scopes (wskit connections), ``http`` scopes (the server's own
+    paths, :mod:`wskit.ops_http`; 400 for a plain request on the upgrade path, 404
+    elsewhere) and ``lifespan`` (start and stop the runtime). Mounted where lifespan does not
+    reach it, it starts on first use; :meth:`lifespan` lets a parent app stop it cleanly too.
     """
 
     def __init__(self, runtime: Runtime) -> None:
         #: the runtime served (its router's verbs reach it once started)
         self.runtime = runtime
         self.settings = runtime.settings
-        #: the app's own HTTP paths (relative to the mount); ``/metrics`` joins them when it exists
-        self.http_routes: dict[str, Callable[[], Awaitable[HttpAnswer]]] = {
-            "/healthz": self._healthz,
-            "/readyz": self._readyz,
-            WSKIT_JS_PATH: self._wskit_js,
-        }
         self.started = False
         self._starting: asyncio.Lock | None = None
 
@@ -67,37 +60,25 @@ class AsgiApp:
         path = _relative_path(scope)
         if kind == "websocket":
             if self.settings.path is not None and path != self.settings.path:
+                self.runtime.telemetry.refused_upgrade("path", 404, _client_host(scope), path, "not the WebSocket path")
                 await receive()  # websocket.connect
                 await refuse(scope, send, Refusal(404, "Not Found"))
                 return
             await serve_websocket(self.runtime, scope, receive, send, path)
         elif kind == "http":
-            await self._http(path, send)
+            await self._http(scope, path, send)
 
-    async def _http(self, path: str, send: Send) -> None:
-        route = self.http_routes.get(path)
-        if route is not None:
-            status, content_type, body = await route()
-        elif self.settings.path is not None and path != self.settings.path:
-            status, content_type, body = 404, "text/plain; charset=utf-8", b"Not Found"
-        else:
+    async def _http(self, scope: Scope, path: str, send: Send) -> None:
+        own = await ops_http.answer(self.runtime, path, scope.get("method", "GET"))
+        if own is None and self.settings.path is not None and path != self.settings.path:
+            own = ops_http.HttpAnswer(404, _TEXT, b"Not Found")
+        elif own is None:
             # the upgrade path, asked without an upgrade (as serve() answers)
-            status, content_type, body = 400, "text/plain; charset=utf-8", b"Expected a WebSocket upgrade"
-        headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
-        if path == WSKIT_JS_PATH:
-            headers += [(name.lower().encode(), value.encode()) for name, value in WSKIT_JS_HEADERS.items()]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-    async def _healthz(self) -> HttpAnswer:
-        return 200, "text/plain; charset=utf-8", b"ok"
-
-    async def _wskit_js(self) -> HttpAnswer:
-        return 200, WSKIT_JS_TYPE, WSKIT_JS
-
-    async def _readyz(self) -> HttpAnswer:
-        ready, why = self.runtime.ready()
-        return (200 if ready else 503), "text/plain; charset=utf-8", why.encode()
+            own = ops_http.HttpAnswer(400, _TEXT, b"Expected a WebSocket upgrade")
+        headers = [(b"content-type", own.content_type.encode()), (b"content-length", str(len(own.body)).encode())]
+        headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in own.headers.items()]
+        await send({"type": "http.response.start", "status": own.status, "headers": headers})
+        await send({"type": "http.response.body", "body": own.body})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -182,6 +163,11 @@ def _relative_path(scope: Scope) -> str:
     if root and path.startswith(root):
         path = path[len(root) :]
     return path if path.startswith("/") else "/" + path
+
+
+def _client_host(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 def asgi_app(router: Router[Any], *, authenticate: Authenticate | None = None, **options: Any) -> AsgiApp:

@@ -35,6 +35,8 @@ from wskit.dispatch import Dispatcher
 from wskit.errors import CloseCode, ErrorCode, WsKitError
 from wskit.hub import Hub
 from wskit.lifetime import Watchdog
+from wskit.metrics import MetricsFile
+from wskit.metrics import start as start_metrics
 from wskit.protocol import (
     CANCEL_TYPE,
     HEARTBEAT_TYPE,
@@ -119,6 +121,8 @@ class Runtime:
         self.connections: dict[Connection, None] = {}
         #: started and not yet stopped
         self.serving = False
+        #: this process's file in METRICS_DIR while serving (see wskit.metrics), else None
+        self.metrics_file: MetricsFile | None = None
 
     def _add_gauges(self, telemetry: Telemetry) -> None:
         """Values read when scraped: nothing on the hot path keeps them."""
@@ -163,6 +167,7 @@ class Runtime:
             self.routes.attach(self)
         await self.hub.start()
         self.serving = True
+        self.metrics_file = start_metrics(self.settings, self.telemetry)
 
     def ready(self) -> tuple[bool, str]:
         """Readiness: the broker can carry publishes and no shutdown has begun; and why not."""
@@ -229,6 +234,9 @@ class Runtime:
             if closer is not None:
                 await closer()
         await self.hub.close()
+        shared, self.metrics_file = self.metrics_file, None
+        if shared is not None:
+            await shared.close()  # the final figures, once every connection is gone
 
     # -- the router's verbs ----------------------------------------------------------------
 

@@ -4,6 +4,9 @@ Each worker is a forked process running its own event loop and its own :class:`S
 bound with ``SO_REUSEPORT`` so the kernel spreads new connections over them. They share
 nothing in memory: topics, presence and user controls cross through the broker (Redis),
 which is why more than one worker without ``REDIS_URL`` is refused at start.
+
+Their counters meet in a directory (``METRICS_DIR``, else a private one made here and
+removed at exit), so that ``/metrics`` on any worker answers the sum of all of them.
 """
 
 from __future__ import annotations
@@ -11,13 +14,16 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from wskit.config import ConfigError, load_settings
+from wskit.config import ConfigError, Settings, load_settings
+from wskit.metrics import clear_directory
 from wskit.pubsub.memory import MemoryBroker
 from wskit.router import Router
 
@@ -38,9 +44,24 @@ def _reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
     return sock, sock.getsockname()[1]
 
 
+def _metrics_dir(settings: Settings) -> tuple[str | None, bool]:
+    """Where the workers' counters meet, so that a scrape of any one answers for all (see
+    :mod:`wskit.metrics`); and whether it was made here (then removed at exit).
+
+    A directory given by ``METRICS_DIR`` is emptied of a previous run's files first: their
+    counters belong to processes of another server's life."""
+    if not settings.metrics:
+        return None, False
+    if settings.metrics_dir is not None:
+        os.makedirs(settings.metrics_dir, exist_ok=True)
+        clear_directory(settings.metrics_dir)
+        return settings.metrics_dir, False
+    return tempfile.mkdtemp(prefix="wskit-metrics-"), True
+
+
 def run_workers(router: Router[Any], count: int, options: Mapping[str, Any], serve_one: ServeOne) -> None:
     """Fork ``count`` workers serving ``router``; forward SIGINT/SIGTERM; exit with them."""
-    settings = load_settings({k: options.get(k) for k in ("host", "port", "redis_url")})
+    settings = load_settings({k: options.get(k) for k in ("host", "port", "redis_url", "metrics", "metrics_dir")})
     broker = options.get("broker")
     if (broker is None and not settings.redis_url) or isinstance(broker, MemoryBroker):
         raise ConfigError(
@@ -50,7 +71,8 @@ def run_workers(router: Router[Any], count: int, options: Mapping[str, Any], ser
     if sys.platform == "win32":  # pragma: no cover
         raise ConfigError("workers > 1 needs fork and SO_REUSEPORT (Linux, macOS)")
     reserved, port = _reserve_port(settings.host, settings.port)
-    child_options = {**options, "port": port}
+    metrics_dir, made_dir = _metrics_dir(settings)
+    child_options = {**options, "port": port, "metrics_dir": metrics_dir}
     ctx = multiprocessing.get_context("fork")
     procs = [
         ctx.Process(target=serve_one, args=(router, child_options), kwargs={"reuse_port": True}, name=f"wskit-{i}")
@@ -73,6 +95,8 @@ def run_workers(router: Router[Any], count: int, options: Mapping[str, Any], ser
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if made_dir and metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     failed = [p for p in procs if p.exitcode not in (0, None)]
     if failed:
         raise SystemExit(f"wskit: {len(failed)} worker(s) exited with an error: {[p.exitcode for p in failed]}")

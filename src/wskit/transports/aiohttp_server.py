@@ -18,13 +18,13 @@ from pathlib import Path
 
 from aiohttp import WSMsgType, hdrs, web
 
+from wskit import ops_http
 from wskit.admission import Refusal
 from wskit.connection import Connection
 from wskit.errors import CloseCode, clip_close_reason
 from wskit.lifecycle import Session as Lifecycle
 from wskit.lifecycle import answer_to_close
 from wskit.runtime import Runtime
-from wskit.static import WSKIT_JS, WSKIT_JS_HEADERS, WSKIT_JS_PATH
 from wskit.transports.aiohttp_internals import check_client_masks, inbound_frames, take_tail
 from wskit.transports.aiohttp_socket import CLOSE_TIMEOUT_S, AiohttpSocket, Flusher
 from wskit.transports.aiohttp_upgrade import (
@@ -212,14 +212,16 @@ def build_app(t: Transport) -> web.Application:
             t.guard.arrived(request.protocol)
         if not is_upgrade(request):
             return await plain_http(request)
+        ip = runtime.admission.resolve_ip(request.remote, request.headers)
         if t.path is not None and request.path != t.path:
+            runtime.telemetry.refused_upgrade("path", 404, ip, request.path, "not the WebSocket path")
             return web.Response(status=404, text="Not Found")
         refused = refuse_handshake(request)
         if refused is not None:
+            runtime.telemetry.refused_upgrade("bad_request", refused.status, ip, request.path, refused.text or "")
             return refused
         # the upgrade is handled here rather than in a helper coroutine: every level of
         # suspended coroutine is memory held by each idle connection
-        ip = runtime.admission.resolve_ip(request.remote, request.headers)
         hs = handshake_request(request, ip)
         outcome = await runtime.admission.admit(hs)
         if isinstance(outcome, Refusal):
@@ -256,15 +258,12 @@ def build_app(t: Transport) -> web.Application:
     async def plain_http(request: web.Request) -> web.StreamResponse:
         if request.method == "GET" and request.path in t.http_routes:
             return await t.http_routes[request.path](request)
-        if request.path == "/healthz":
-            return web.Response(text="ok")
-        if request.path == "/readyz":
-            ready, why = runtime.ready()
-            return web.Response(status=200 if ready else 503, text=why)
-        if request.path == WSKIT_JS_PATH and request.method in ("GET", "HEAD"):
-            return web.Response(
-                body=WSKIT_JS, content_type="text/javascript", charset="utf-8", headers=WSKIT_JS_HEADERS
-            )
+        own = await ops_http.answer(runtime, request.path, request.method)
+        if own is not None:
+            # aiohttp writes it without blocking the loop (a slow reader waits on its own
+            # task) and leaves the body out for HEAD
+            headers = {**own.headers, hdrs.CONTENT_TYPE: own.content_type}
+            return web.Response(status=own.status, body=own.body, headers=headers)
         file = t.static_files.get(request.path)
         if file is not None and request.method in ("GET", "HEAD"):
             return web.FileResponse(file)

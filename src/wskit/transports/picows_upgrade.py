@@ -18,19 +18,20 @@ import contextvars
 import logging
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Final, cast
+from typing import Any, cast
 from urllib.parse import parse_qsl, unquote
 
 from multidict import CIMultiDict, CIMultiDictProxy
 from picows import WSUpgradeResponse
 
+from wskit import ops_http
 from wskit.admission import Refusal
 from wskit.connection import Connection
 from wskit.logs import LogBudget
 from wskit.runtime import Runtime
-from wskit.static import WSKIT_JS, WSKIT_JS_HEADERS, WSKIT_JS_PATH, WSKIT_JS_TYPE
 from wskit.transports.aiohttp_internals import tail_is_masked
 from wskit.transports.asgi_upgrade import parse_cookies
 from wskit.transports.base import HandshakeRequest, chosen_subprotocol
@@ -50,27 +51,32 @@ _MAX_HEADERS = 256
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n")
 
 
-def _file_answer(body: bytes, content_type: str, headers: dict[str, str]) -> bytes:
-    """A complete 200 answer carrying ``body``, built once (no keep-alive, as :func:`answer`)."""
-    lines = ["HTTP/1.1 200 OK", f"Content-Type: {content_type}", f"Content-Length: {len(body)}", "Connection: close"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-#: ``GET /wskit.js``: the browser client, precomputed (a bounded answer, whatever the requests).
-_WSKIT_JS_ANSWER: Final = _file_answer(WSKIT_JS, WSKIT_JS_TYPE, WSKIT_JS_HEADERS)
-
-
-def answer(transport: asyncio.BaseTransport, status: int, text: str, headers: dict[str, str] | None = None) -> None:
+def answer(transport: asyncio.BaseTransport, status: int, text: str, headers: Mapping[str, str] | None = None) -> None:
     """Write a plain-text HTTP answer and close the connection (no keep-alive: a second
     request trickled on the same socket would need a timer of its own)."""
-    body = text.encode()
-    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "Content-Type: text/plain; charset=utf-8"]
+    write_answer(transport, status, "text/plain; charset=utf-8", text.encode(), headers or {})
+
+
+def write_answer(
+    transport: asyncio.BaseTransport,
+    status: int,
+    content_type: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    head_only: bool = False,
+) -> None:
+    """Write a complete HTTP answer (without its body for ``head_only``: a HEAD request) and
+    close the connection.
+
+    ``write`` never blocks: what the peer does not read yet stays in the transport's buffer,
+    and the close waits for it to drain, so a slow reader holds only its own socket."""
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", f"Content-Type: {content_type}"]
     lines += [f"Content-Length: {len(body)}", "Connection: close"]
-    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
     transport = cast(asyncio.WriteTransport, transport)  # uvloop's are not subclasses
     if not transport.is_closing():
-        transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head_only else body))
         transport.close()
 
 
@@ -95,6 +101,28 @@ class PicowsHost:
 
     def __call__(self) -> Front:
         return Front(self)
+
+    def answer_own(self, transport: asyncio.Transport, path: str, method: str) -> None:
+        """Answer one of the server's own paths (:mod:`wskit.ops_http`) in a task: a scrape
+        may read other processes' files (in a thread) before it can answer."""
+        task = asyncio.get_running_loop().create_task(self._answer_own(transport, path, method))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _answer_own(self, transport: asyncio.Transport, path: str, method: str) -> None:
+        try:
+            own = await ops_http.answer(self.runtime, path, method)
+        except asyncio.CancelledError:
+            transport.abort()  # the server stopping
+            raise
+        except Exception:
+            log.exception("answering %s failed", path)
+            answer(transport, 500, "Internal Server Error")
+            return
+        if own is None:  # not one of its paths: never, serves() said so
+            answer(transport, 404, "Not Found")
+            return
+        write_answer(transport, own.status, own.content_type, own.body, own.headers, head_only=method == "HEAD")
 
     @property
     def guard(self) -> PicowsHost:
@@ -255,32 +283,29 @@ class Front(asyncio.Protocol):
         path = unquote(raw_path)
         host, runtime = self.host, self.host.runtime
         if headers.get("Upgrade", "").lower() != "websocket":
-            if path == "/healthz":
-                answer(transport, 200, "ok")
-            elif path == "/readyz":
-                ready, why = runtime.ready()
-                answer(transport, 200 if ready else 503, why)
-            elif path == WSKIT_JS_PATH:
-                if not transport.is_closing():
-                    transport.write(_WSKIT_JS_ANSWER)
-                    transport.close()
+            if ops_http.serves(path):
+                host.answer_own(transport, path, method)
             elif host.path is not None and path != host.path:
                 answer(transport, 404, "Not Found")
             else:
                 answer(transport, 400, "Expected a WebSocket upgrade (Upgrade: websocket)")
             return
+        peer = transport.get_extra_info("peername")
+        client_ip = runtime.admission.resolve_ip(peer[0] if peer else None, headers)
         refused = _refusal(host.path, path, method, version, headers, bytes(self.buffer))
         if refused is not None:
+            status, why, _ = refused
+            reason = "path" if host.path is not None and path != host.path else "bad_request"
+            runtime.telemetry.refused_upgrade(reason, status, client_ip, path, why)
             answer(transport, *refused)
             return
-        peer = transport.get_extra_info("peername")
         hs = HandshakeRequest(
             path=path,
             headers=CIMultiDictProxy(headers),
             # the first value of each name, as aiohttp's view of the query gives it
             query_params={name: value for name, value in reversed(parse_qsl(query, keep_blank_values=True))},
             cookies=parse_cookies(headers.get("Cookie")),
-            client_ip=runtime.admission.resolve_ip(peer[0] if peer else None, headers),
+            client_ip=client_ip,
             subprotocols=tuple(p.strip() for p in headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()),
         )
         # the connection's first reader runs in this task: in a Context the peer keeps

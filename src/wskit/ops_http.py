@@ -1,0 +1,84 @@
+"""The server's own HTTP paths, answered once for every host: ``/healthz``, ``/readyz``,
+``/metrics`` and ``/wskit.js``.
+
+Each host (aiohttp and picows under ``serve()``, :mod:`wskit.asgi`) asks :func:`answer` and
+writes what it gets back in its own way, so the three answer alike: liveness (200 while the
+process runs), readiness (503 from the start of a graceful shutdown, or while the broker
+cannot carry publishes), the Prometheus exposition, and the browser client.
+
+``/metrics`` costs the same at any connection count (the counters are read, nothing walks
+the connections); with ``METRICS_DIR`` the other processes' files are read in a thread
+(:mod:`wskit.metrics`). ``METRICS=0``: 404, as for any path the server does not have.
+Without prometheus-client: 501, saying what to install.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from wskit import prometheus
+from wskit.runtime import Runtime
+from wskit.static import WSKIT_JS, WSKIT_JS_HEADERS, WSKIT_JS_PATH, WSKIT_JS_TYPE
+
+__all__ = ["METRICS_PATH", "PATHS", "HttpAnswer", "answer", "serves"]
+
+#: where the Prometheus exposition is served
+METRICS_PATH: Final = "/metrics"
+#: the paths :func:`answer` answers (relative to the mount under ASGI)
+PATHS: Final = frozenset({"/healthz", "/readyz", METRICS_PATH, WSKIT_JS_PATH})
+
+_TEXT: Final = "text/plain; charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAnswer:
+    """One complete HTTP answer: status, content type, body and any other headers."""
+
+    status: int
+    content_type: str
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+_WSKIT_JS: Final = HttpAnswer(200, WSKIT_JS_TYPE, WSKIT_JS, WSKIT_JS_HEADERS)
+_NOT_FOUND: Final = HttpAnswer(404, _TEXT, b"Not Found")
+_METHODS: Final = HttpAnswer(405, _TEXT, b"Method Not Allowed", {"Allow": "GET, HEAD"})
+
+
+def serves(path: str) -> bool:
+    """True for the paths :func:`answer` answers."""
+    return path in PATHS
+
+
+async def answer(runtime: Runtime, path: str, method: str = "GET") -> HttpAnswer | None:
+    """The answer to ``method path`` when ``path`` is one of the server's own (else None:
+    the host goes on with its own routing). Only GET and HEAD are answered (405 otherwise);
+    the host leaves the body out for HEAD."""
+    if path not in PATHS:
+        return None
+    if method not in ("GET", "HEAD"):
+        return _METHODS
+    if path == "/healthz":
+        return HttpAnswer(200, _TEXT, b"ok")
+    if path == "/readyz":
+        ready, why = runtime.ready()
+        return HttpAnswer(200 if ready else 503, _TEXT, why.encode())
+    if path == WSKIT_JS_PATH:
+        return _WSKIT_JS
+    return await _metrics(runtime)
+
+
+async def _metrics(runtime: Runtime) -> HttpAnswer:
+    if not runtime.settings.metrics:
+        return _NOT_FOUND
+    if not prometheus.available():
+        return HttpAnswer(501, _TEXT, prometheus.INSTALL_HINT.encode())
+    shared = runtime.metrics_file
+    if shared is None:
+        body = prometheus.render(runtime.telemetry.families(), process=True)
+    else:
+        # the sum of several processes: process_* of the one that answered would mislead
+        body = prometheus.render(await shared.gather())
+    return HttpAnswer(200, prometheus.content_type(), body)
