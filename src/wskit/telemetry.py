@@ -78,23 +78,26 @@ GC_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 class Histogram:
     """Cumulative-bucket histogram without locks (one event loop writes it)."""
 
-    __slots__ = ("bounds", "count", "counts", "sum")
+    __slots__ = ("bounds", "counts", "sum")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self.bounds = bounds
         #: per bucket (not cumulative), the last one is +Inf
         self.counts = [0] * (len(bounds) + 1)
         self.sum = 0.0
-        self.count = 0
 
     def observe(self, value: float) -> None:
         self.counts[bisect_left(self.bounds, value)] += 1
         self.sum += value
-        self.count += 1
+
+    @property
+    def count(self) -> int:
+        """Observations so far (the sum of the buckets: one addition less per observation)."""
+        return sum(self.counts)
 
     def snapshot(self) -> dict[str, Any]:
         """Plain data (JSON-able, summable across processes): bounds, per-bucket counts, sum, count."""
-        return {"bounds": list(self.bounds), "counts": list(self.counts), "sum": self.sum, "count": self.count}
+        return {"bounds": list(self.bounds), "counts": list(self.counts), "sum": self.sum, "count": sum(self.counts)}
 
 
 class RouteStats:
