@@ -16,7 +16,6 @@ import importlib.util
 import logging
 import signal
 import socket
-import ssl
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,7 @@ from wskit.logs import configure_logging
 from wskit.pubsub.broker import Broker
 from wskit.router import Middleware, Router
 from wskit.runtime import SHUTDOWN_TYPE, Runtime, build_runtime
+from wskit.tls import CertificateReloader
 from wskit.transports.aiohttp_log import PeerErrorLog
 from wskit.transports.aiohttp_server import HandshakeGuard, HttpHandler, Transport, build_app
 
@@ -110,6 +110,8 @@ class Server:
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
         self._port: int | None = None
+        #: the TLS context and its certificate reloader (with TLS_CERT_FILE, once listening)
+        self.tls: CertificateReloader | None = None
 
     # -- facts -----------------------------------------------------------------------------
 
@@ -203,9 +205,13 @@ class Server:
 
     async def _listen(self, factory: Callable[[], asyncio.BaseProtocol]) -> None:
         s = self.settings
+        tls = self.tls = CertificateReloader.from_settings(s)
         sock = _bind(s.host, s.port, reuse_port=self.reuse_port)
         loop = asyncio.get_running_loop()
-        self._listener = await loop.create_server(factory, sock=sock, ssl=_tls(s), backlog=1024)
+        context = tls.context if tls is not None else None
+        self._listener = await loop.create_server(factory, sock=sock, ssl=context, backlog=1024)
+        if tls is not None:
+            tls.start()  # renewed files are loaded into that same context (wskit.tls)
         self._port = sock.getsockname()[1]
         log.info("wskit listening on %s (%s)", self.url, self.transport_name)
         if self._owns_gc:
@@ -249,6 +255,8 @@ class Server:
             await self._stop(code, reason)
         finally:
             self._stopping = None
+            if self.tls is not None:
+                self.tls.stop()
             if self._gc_frozen:  # even when closing failed or was cancelled
                 self._gc_frozen = False
                 GcFreezer.release()
@@ -328,14 +336,6 @@ def _keepalive_s(settings: Settings) -> float:
 _AIOHTTP_KEEPALIVE_S = 3630.0
 
 
-def _tls(settings: Settings) -> ssl.SSLContext | None:
-    if not settings.tls_cert_file or not settings.tls_key_file:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
-    return context
-
-
 def _bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -407,22 +407,30 @@ def _serve_one(router: Router[Any], options: Mapping[str, Any], *, reuse_port: b
                 log.warning("second signal: closing every connection now")
                 forced.append(asyncio.ensure_future(server.stop()))
 
+        def on_hangup() -> None:
+            # SIGHUP reloads the TLS certificate (as nginx does), and never kills the server
+            if server.tls is None:
+                log.info("SIGHUP: no TLS certificate to reload")
+            else:
+                server.tls.reload("SIGHUP")
+
         # before the port opens: a stop request that comes as soon as clients can connect
         # (a supervisor, a test) must find the handler, not the default that kills (-15)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
         await server.start()
         await stop.wait()
         log.info("wskit: shutting down (grace %d ms)", server.settings.shutdown_grace_ms)
         await server.shutdown()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             # closing the loop would restore the default handlers, and a second signal in the
             # moments before the process exits would then kill it (exit -15 after a clean stop):
             # ignored until serve() returns, then the caller's handlers are back
             loop.remove_signal_handler(sig)
             signal.signal(sig, signal.SIG_IGN)
 
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         asyncio.run(main())
     finally:
