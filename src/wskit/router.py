@@ -135,6 +135,28 @@ def _check_handler(handler: Any, schema: MessageSchema[Any]) -> None:
         )
 
 
+def _claim(declared: dict[str, tuple[MessageSchema[Any], str]], schema: MessageSchema[Any], where: str) -> None:
+    """Record ``schema`` in ``declared``; raise when its type is already declared with another
+    payload (the exported contract, and a client decoding by type, need one payload per type)."""
+    found = declared.get(schema.type)
+    if found is None:
+        declared[schema.type] = (schema, where)
+        return
+    other, other_where = found
+    if other is schema or (other.payload_model is schema.payload_model and dict(other.meta) == dict(schema.meta)):
+        return
+    raise UsageError(
+        f"message type {schema.type!r} is declared twice with different payloads: {_payload(other)} "
+        f"({other_where}) and {_payload(schema)} ({where}); one type has one payload, whichever way it "
+        "travels: rename one of them, or declare the message once and reuse it"
+    )
+
+
+def _payload(schema: MessageSchema[Any]) -> str:
+    model = schema.payload_model
+    return "no payload" if model is None else f"{model.__module__}.{model.__qualname__}"
+
+
 class Router(Generic[D]):
     """Routes messages by ``type`` to typed handlers.
 
@@ -191,6 +213,10 @@ class Router(Generic[D]):
         self.presence_patterns: list[str] = []
         #: patterns of the topics clients may subscribe to themselves (``allow_subscribe``)
         self.subscribe_patterns: list[str] = []
+        #: server-to-client messages declared with :meth:`emits`, by type
+        self.emitted: dict[str, MessageSchema[Any]] = {}
+        #: topic patterns each emitted type is published on (empty: sent to connections)
+        self.emitted_topics: dict[str, tuple[str, ...]] = {}
         self._history_cache: dict[str, HistoryPolicy | None] = {}
 
     # -- registration ----------------------------------------------------------------------
@@ -253,8 +279,58 @@ class Router(Generic[D]):
         if route.type in self.routes:
             owner = self.routes[route.type].handler.__qualname__
             raise UsageError(f"message type {route.type!r} already has a handler ({owner})")
+        declared = self.declared()
+        _claim(declared, route.schema, f"routed by {route.handler.__qualname__}")
+        if route.rpc is not None:
+            _claim(declared, route.rpc.response, f"the response of rpc {route.type!r}")
         self.routes[route.type] = route
         self._changed()
+
+    def emits(self, *messages: MessageSchema[Any], topics: Sequence[str] = ()) -> None:
+        """Declare server-to-client messages that handlers ``send`` or ``publish``.
+
+        Routed types and RPC responses are known already; these complete the contract the
+        exporters write (AsyncAPI, TypeScript) and bound the ``type`` label of the metrics.
+        ``topics``: the topic patterns (as in :meth:`allow_subscribe`) they are published on,
+        for the exported document. Declaring a message again adds its topics.
+
+        Raises :class:`UsageError` for something that is not a ``message(...)`` (an RPC's
+        response is declared by the RPC), and for a type already declared with another payload.
+        """
+        declared = self.declared()
+        for schema in messages:
+            if isinstance(schema, RpcSchema):
+                raise UsageError(
+                    f"emits() takes message(...) declarations; {schema!r} is an RPC, whose response "
+                    "the router knows once the RPC is registered"
+                )
+            if not isinstance(schema, MessageSchema):
+                raise UsageError(f"emits() takes message(...) declarations, got {schema!r}")
+            _claim(declared, schema, "declared by emits()")
+        for schema in messages:
+            self.emitted[schema.type] = schema
+            known = self.emitted_topics.get(schema.type, ())
+            self.emitted_topics[schema.type] = known + tuple(t for t in topics if t not in known)
+        self._changed()
+
+    def declared(self) -> dict[str, tuple[MessageSchema[Any], str]]:
+        """Every message type this router names, inbound and outbound: its schema and where
+        it was declared (one type has one payload, whichever way it travels)."""
+        out: dict[str, tuple[MessageSchema[Any], str]] = {}
+        for route in self.routes.values():
+            out[route.type] = (route.schema, f"routed by {route.handler.__qualname__}")
+            if route.rpc is not None:
+                out.setdefault(route.rpc.response.type, (route.rpc.response, f"the response of rpc {route.type!r}"))
+        for name, schema in self.emitted.items():
+            out.setdefault(name, (schema, "declared by emits()"))
+        return out
+
+    @property
+    def outbound(self) -> dict[str, MessageSchema[Any]]:
+        """The messages this router's handlers may send: RPC responses and :meth:`emits`."""
+        out = {r.rpc.response.type: r.rpc.response for r in self.routes.values() if r.rpc is not None}
+        out.update(self.emitted)
+        return out
 
     def use(self, middleware: Middleware) -> Middleware:
         """Add global middleware (runs for every message, in registration order)."""
@@ -294,6 +370,13 @@ class Router(Generic[D]):
         clash = set(self.routes) & set(other.routes)
         if clash:
             raise UsageError(f"include(): message types {sorted(clash)} are handled by both routers")
+        declared = self.declared()
+        for schema, where in other.declared().values():
+            _claim(declared, schema, f"{where} in the included router")
+        for name, schema in other.emitted.items():
+            self.emitted[name] = schema
+            known = self.emitted_topics.get(name, ())
+            self.emitted_topics[name] = known + tuple(t for t in other.emitted_topics.get(name, ()) if t not in known)
         for route in other.routes.values():
             self.routes[route.type] = Route(
                 route.schema, route.handler, route.middleware, route.rpc, tuple(other.middleware) + route.inherited
@@ -346,6 +429,8 @@ class Router(Generic[D]):
         other.history = list(self.history)
         other.presence_patterns = list(self.presence_patterns)
         other.subscribe_patterns = list(self.subscribe_patterns)
+        other.emitted = dict(self.emitted)
+        other.emitted_topics = dict(self.emitted_topics)
         return other
 
     # -- the runtime serving this router ----------------------------------------------------
