@@ -1,0 +1,170 @@
+"""METRICS_DIR without sockets: each process's file, and the sum a scrape answers.
+
+Real files in a temporary directory and real processes (a child that has exited, one that
+still runs); no server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.support.waiting import eventually
+
+from wskit import prometheus
+from wskit.metrics import MetricsFile, add_up, clear_directory, process_identity, read_directory
+from wskit.telemetry import Family, Histogram, Telemetry
+
+
+def _families(received: int, open_now: float, durations: list[float]) -> list[Family]:
+    histogram = Histogram((0.1, 1.0))
+    for value in durations:
+        histogram.observe(value)
+    return [
+        Family("wskit_messages_received_total", "counter", "Received.", ("type",), {("A",): received}),
+        Family("wskit_connections", "gauge", "Open.", (), {(): open_now}),
+        Family("wskit_handler_duration_seconds", "histogram", "Time.", ("type",), {("A",): histogram.snapshot()}),
+    ]
+
+
+def _received_in(path: Path) -> int | None:
+    """What the file at ``path`` says was received of type A (None before it exists)."""
+    if not path.exists():
+        return None
+    ((families, _live),) = read_directory(path.parent)
+    return int(_by_name(families)["wskit_messages_received_total"].samples[("A",)])
+
+
+def _names(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def _by_name(families: list[Family]) -> dict[str, Family]:
+    return {family.name: family for family in families}
+
+
+def _write(directory: Path, name: str, pid: int, identity: str | None, live: bool, families: list[Family]) -> None:
+    record = {
+        "format": 1,
+        "pid": pid,
+        "identity": identity,
+        "live": live,
+        "families": [
+            {
+                "name": f.name,
+                "kind": f.kind,
+                "help": f.help,
+                "labels": list(f.labels),
+                "samples": [[list(k), v] for k, v in f.samples.items()],
+            }
+            for f in families
+        ],
+    }
+    (directory / name).write_text(json.dumps(record))
+
+
+@pytest.fixture
+def gone_pid() -> int:
+    """The pid of a child that has exited and been reaped."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(30)
+    return child.pid
+
+
+@pytest.fixture
+def running_child() -> Iterator[subprocess.Popen[bytes]]:
+    """A child process that runs until the test ends (at most 60 s)."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        yield child
+    finally:
+        child.kill()
+        child.wait(10)
+
+
+def test_counters_and_histograms_add_up_and_gauges_only_of_live_parts() -> None:
+    """Counters and every histogram bucket add across parts; a gauge of a part not live is left out."""
+    total = _by_name(
+        add_up([(_families(3, 2, [0.05]), True), (_families(4, 5, [0.5, 5.0]), True), (_families(10, 7, []), False)])
+    )
+    assert total["wskit_messages_received_total"].samples == {("A",): 17}
+    assert total["wskit_connections"].samples == {(): 7}
+    histogram = total["wskit_handler_duration_seconds"].samples[("A",)]
+    assert histogram["counts"] == [1, 1, 1] and histogram["count"] == 3
+    assert histogram["sum"] == pytest.approx(5.55)
+
+
+def test_a_family_of_another_shape_is_not_mixed_in() -> None:
+    """Histograms with other buckets (another wskit version) stay out of the sum."""
+    other = Histogram((0.5,))
+    other.observe(0.1)
+    odd = Family("wskit_handler_duration_seconds", "histogram", "Time.", ("type",), {("A",): other.snapshot()})
+    total = _by_name(add_up([(_families(1, 1, [0.05]), True), ([odd], True)]))
+    assert total["wskit_handler_duration_seconds"].samples[("A",)]["count"] == 1
+
+
+def test_files_of_exited_and_reused_pids_keep_their_counters_but_not_their_gauges(
+    tmp_path: Path, gone_pid: int, running_child: subprocess.Popen[bytes]
+) -> None:
+    """A file of a process that exited, one whose pid now belongs to another process (the
+    start time differs), and one written as the process stopped: their counters count,
+    their gauges do not. A live process's do."""
+    _write(tmp_path, "1.json", gone_pid, None, True, _families(1, 100, []))
+    _write(tmp_path, "2.json", os.getpid(), "not-my-start-time", True, _families(10, 1000, []))
+    _write(tmp_path, "3.json", os.getpid(), process_identity(os.getpid()), False, _families(100, 10000, []))
+    _write(tmp_path, "4.json", running_child.pid, process_identity(running_child.pid), True, _families(1000, 5, []))
+    (tmp_path / "5.json").write_text('{"format": 1, "pid":')  # torn: never written so, and left out
+    total = _by_name(add_up(read_directory(tmp_path)))
+    assert total["wskit_messages_received_total"].samples == {("A",): 1111}
+    assert total["wskit_connections"].samples == {(): 5}
+
+
+async def test_a_process_file_is_written_periodically_and_marked_gone_at_close(tmp_path: Path) -> None:
+    """MetricsFile writes the telemetry's families every interval; close() writes the last
+    figures with live=false; no temporary file stays behind."""
+    telemetry = Telemetry(types=["A"])
+    telemetry.gauges["wskit_connections"] = ("Open.", lambda: 3.0)
+    shared = MetricsFile(tmp_path, telemetry, interval_s=0.01)
+    shared.start()
+    telemetry.routes["A"].received = 5
+    await eventually(lambda: _received_in(shared.path) == 5, what="the file says 5")
+    telemetry.routes["A"].received = 6
+    await shared.close()
+    record = json.loads(shared.path.read_text())
+    assert record["live"] is False and record["pid"] == os.getpid()
+    ((families, live),) = read_directory(tmp_path)
+    assert not live
+    assert _by_name(families)["wskit_messages_received_total"].samples[("A",)] == 6
+    assert _names(tmp_path) == [shared.path.name]
+
+
+async def test_gather_answers_for_this_process_and_the_others(
+    tmp_path: Path, running_child: subprocess.Popen[bytes]
+) -> None:
+    """What a scrape adds up: this process's live figures (its file written afresh) and
+    another live process's file; the sum renders."""
+    _write(tmp_path, "other.json", running_child.pid, process_identity(running_child.pid), True, _families(7, 2, []))
+    telemetry = Telemetry(types=["A"])
+    telemetry.gauges["wskit_connections"] = ("Open.", lambda: 3.0)
+    telemetry.routes["A"].received = 5
+    shared = MetricsFile(tmp_path, telemetry, interval_s=60)
+    total = _by_name(await shared.gather())
+    assert total["wskit_messages_received_total"].samples[("A",)] == 12
+    assert total["wskit_connections"].samples == {(): 5.0}
+    assert shared.path.exists()
+    text = prometheus.render(total.values()).decode()
+    assert 'wskit_messages_received_total{type="A"} 12.0' in text
+    assert "process_" not in text
+
+
+def test_clear_directory_removes_only_process_files(tmp_path: Path) -> None:
+    """A directory reused across runs loses the old process files, nothing else."""
+    (tmp_path / "11-a.json").write_text("{}")
+    (tmp_path / "keep.txt").write_text("mine")
+    assert clear_directory(tmp_path) == 1
+    assert _names(tmp_path) == ["keep.txt"]
