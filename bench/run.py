@@ -66,6 +66,8 @@ class Peer:
     needs: tuple[str, ...] = ()  # Python modules it imports
     #: another checkout to run the script from (``--baseline REV``): its servers/ and src/
     tree: Path | None = None
+    #: environment variables of its own (the same script under other settings)
+    extra_env: tuple[tuple[str, str], ...] = ()
 
     def available(self) -> str | None:
         """None when it can run here, else why not."""
@@ -90,9 +92,10 @@ class Peer:
 
     def env(self) -> dict[str, str]:
         """The server's environment: a baseline tree's wskit comes first on the path."""
+        env = {**os.environ, **dict(self.extra_env)}
         if self.tree is None:
-            return dict(os.environ)
-        return {**os.environ, "PYTHONPATH": f"{self.tree / 'src'}{os.pathsep}{self.tree}"}
+            return env
+        return {**env, "PYTHONPATH": f"{self.tree / 'src'}{os.pathsep}{self.tree}"}
 
 
 PEERS = {
@@ -105,6 +108,14 @@ PEERS = {
             "wskit (pydantic, dicts, defaults)",
             "wskit_default.py",
             needs=("wskit", "pydantic", "picows", "uvloop"),
+        ),
+        # the headline with METRICS=0: what counting for /metrics costs (target: within 3%)
+        Peer(
+            "wskit_default_nometrics",
+            "wskit (pydantic, dicts, defaults) with METRICS=0",
+            "wskit_default.py",
+            needs=("wskit", "pydantic", "picows", "uvloop"),
+            extra_env=(("METRICS", "0"),),
         ),
         Peer(
             "wskit_default_msgspec",
@@ -156,6 +167,8 @@ PEERS = {
 WSKIT = "wskit_default"
 #: the same user code on the msgspec backend
 WSKIT_MSGSPEC = "wskit_default_msgspec"
+#: the headline with metrics off
+WSKIT_NO_METRICS = "wskit_default_nometrics"
 BUN_PEER = "wskit_bun"
 RAW = "raw_aiohttp"
 
@@ -543,6 +556,11 @@ def targets(summary: dict[str, dict[str, dict[str, float | None]]]) -> list[Targ
         1.0,
     )
     at_least(
+        "metrics on within 3% of METRICS=0 (default path), echo C=50",
+        ratio(summary, "echo_c50", WSKIT, WSKIT_NO_METRICS),
+        0.97,
+    )
+    at_least(
         "wskit's asgi_app on uvicorn >= 1.2x Starlette's route, echo C=50",
         ratio(summary, "echo_c50", "wskit_asgi", "starlette"),
         1.2,
@@ -838,7 +856,9 @@ def baseline_peers(rev: str, peers: list[Peer]) -> list[Peer]:
     out = []
     for peer in peers:
         name = f"{peer.name}@{rev[:10]}"
-        PEERS[name] = Peer(name, f"{peer.label} at {rev[:10]}", peer.script, needs=peer.needs, tree=tree)
+        PEERS[name] = Peer(
+            name, f"{peer.label} at {rev[:10]}", peer.script, needs=peer.needs, tree=tree, extra_env=peer.extra_env
+        )
         out.append(PEERS[name])
     return out
 

@@ -6,14 +6,16 @@ writes what it gets back in its own way, so the three answer alike: liveness (20
 process runs), readiness (503 from the start of a graceful shutdown, or while the broker
 cannot carry publishes), the Prometheus exposition, and the browser client.
 
-``/metrics`` costs the same at any connection count (the counters are read, nothing walks
-the connections); with ``METRICS_DIR`` the other processes' files are read in a thread
-(:mod:`wskit.metrics`). ``METRICS=0``: 404, as for any path the server does not have.
+``/metrics`` costs the event loop the same at any connection count: the counters are read
+on it (nothing walks the connections), the rest happens in a thread: the rendering, whose
+``process_open_fds`` lists one file per connection, and with ``METRICS_DIR`` the reading of
+the other processes' files (:mod:`wskit.metrics`). ``METRICS=0``: 404, as for any path the server does not have.
 Without prometheus-client: 501, saying what to install.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -77,7 +79,9 @@ async def _metrics(runtime: Runtime) -> HttpAnswer:
         return HttpAnswer(501, _TEXT, prometheus.INSTALL_HINT.encode())
     shared = runtime.metrics_file
     if shared is None:
-        body = prometheus.render(runtime.telemetry.families(), process=True)
+        # process_open_fds lists /proc/self/fd: one entry per connection, so the rendering
+        # runs in a thread (the families were read on the loop, and are plain data)
+        body = await asyncio.to_thread(prometheus.render, runtime.telemetry.families(), process=True)
     else:
         # the sum of several processes: process_* of the one that answered would mislead
         body = prometheus.render(await shared.gather())
