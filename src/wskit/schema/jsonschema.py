@@ -43,15 +43,15 @@ _Entry = tuple[str, str | None, Any]
 
 class SchemaExportError(UsageError):
     """A message's schema cannot be written as JSON Schema without accepting more than the
-    server does. ``message_type`` and ``field`` (``Model.name``, or None) say where, ``reason``
-    why and how to fix it."""
+    server does. ``message_type`` and ``field`` (``Model.name``, ``Model`` for a check of the
+    whole model, or None) say where, ``reason`` why and how to fix it."""
 
     def __init__(self, message_type: str, field: str | None, reason: str) -> None:
         self.message_type = message_type
         self.field = field
         self.reason = reason
-        where = f"field {field} of message {message_type!r}" if field else f"message {message_type!r}"
-        super().__init__(f"cannot export the JSON Schema of {where}: {reason}")
+        where = f" at {field}" if field else ""
+        super().__init__(f"cannot export the JSON Schema of message {message_type!r}{where}: {reason}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +199,7 @@ class _PydanticWalk:
                 out[key] = value
             elif kind == "json-or-python" and key == "python_schema":
                 out[key] = value  # JSON Schema describes JSON input only
-            elif key == "fields" and isinstance(value, list):  # dataclass-args: named field nodes
+            elif kind == "dataclass-args" and key == "fields":  # a list of named field nodes
                 out[key] = [self.node(item, owner, item.get("name")) for item in value]
             else:
                 out[key] = self.node(value, owner, field)
