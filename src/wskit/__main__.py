@@ -1,0 +1,8 @@
+"""``python -m wskit``: the ``wskit`` command line (see :mod:`wskit.cli`)."""
+
+from __future__ import annotations
+
+from wskit.cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())
