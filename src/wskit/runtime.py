@@ -100,7 +100,7 @@ class Runtime:
         #: counters and structured events (see wskit.telemetry); counted only with METRICS on
         self.telemetry = Telemetry(
             types=[*self.routes.routes, *_FRAMEWORK_TYPES],
-            outbound=[route.rpc.response.type for route in self.routes.routes.values() if route.rpc is not None],
+            outbound=list(self.routes.outbound),
         )
         self._add_gauges(self.telemetry)
         self.admission = Admission(
@@ -127,6 +127,10 @@ class Runtime:
     def _add_gauges(self, telemetry: Telemetry) -> None:
         """Values read when scraped: nothing on the hot path keeps them."""
         telemetry.gauges["wskit_connections"] = ("Open WebSocket connections.", lambda: float(len(self.connections)))
+        telemetry.gauges["wskit_connections_limit"] = (
+            "MAX_CONNECTIONS of this process (0: no limit): alert on wskit_connections nearing it.",
+            lambda: float(self.admission.max_connections),
+        )
         telemetry.gauges["wskit_ready"] = ("1 while /readyz answers 200.", lambda: float(self.ready()[0]))
         telemetry.gauges["wskit_draining"] = (
             "1 from the start of a graceful shutdown.",
