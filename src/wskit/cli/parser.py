@@ -16,9 +16,10 @@ from typing import Any, NoReturn
 
 from wskit.cli import export, remote
 from wskit.cli.check import check
-from wskit.cli.failure import USAGE, one_line
+from wskit.cli.failure import USAGE, Failure, one_line
 from wskit.cli.run import run
 from wskit.cli.settings import add_settings_flags
+from wskit.cli.target import split_target
 
 __all__ = ["build_parser"]
 
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _target(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", metavar="MODULE:ROUTER", help="the router, e.g. app.chat:router")
+    parser.add_argument("target", metavar="MODULE:ROUTER", type=_target_text, help="the router, e.g. app.chat:router")
     parser.add_argument(
         "--factory", action="store_true", help="MODULE:ROUTER is a function of no arguments that returns the Router"
     )
@@ -146,6 +147,14 @@ def _listen(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=_positive(int), metavar="N", help="stop after N frames")
     parser.add_argument("--duration", type=_positive(float), metavar="S", help="stop after S seconds")
     parser.set_defaults(handler=remote.listen)
+
+
+def _target_text(text: str) -> str:
+    try:
+        split_target(text)
+    except Failure as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _url(text: str) -> str:
