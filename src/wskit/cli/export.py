@@ -13,19 +13,35 @@ import importlib
 import json
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+from wskit.cli import settings as flags
 from wskit.cli.failure import Failure
 from wskit.cli.target import load_router
+from wskit.errors import UsageError
 
 __all__ = ["asyncapi", "types", "write_out"]
 
 
 def asyncapi(args: argparse.Namespace) -> int:
-    """Write the AsyncAPI 3 document of the router: JSON, keys sorted, indented by 2."""
+    """Write the AsyncAPI 3 document of the router: JSON, keys sorted, indented by 2.
+
+    The server's URL, path and security schemes come from the settings as ``run`` resolves
+    them (flags, environment, defaults) unless ``--server-url`` names the server."""
+    settings = flags.resolve(args)
     router = load_router(args.target, factory=args.factory)
     exporter = _exporter("asyncapi", "wskit.export.asyncapi")
-    options = {"server_url": args.server_url} if args.server_url else {}
-    document = exporter.asyncapi_document(router, **options)
+    options: dict[str, Any] = {"settings": settings}
+    if args.server_url:
+        options["servers"] = args.server_url
+    if args.title:
+        options["title"] = args.title
+    if args.auth:
+        options["auth"] = True
+    try:
+        document = exporter.asyncapi_document(router, **options)
+    except UsageError as exc:  # a payload JSON Schema cannot state, a bad server URL
+        raise Failure(str(exc)) from exc
     write_out(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n", args.output)
     return 0
 
@@ -34,7 +50,10 @@ def types(args: argparse.Namespace) -> int:
     """Write the TypeScript declarations (``--zod``: zod schemas) of the router's messages."""
     router = load_router(args.target, factory=args.factory)
     exporter = _exporter("types", "wskit.export.typescript")
-    text = exporter.typescript_declarations(router, zod=args.zod)
+    try:
+        text = exporter.typescript_declarations(router, zod=args.zod)
+    except UsageError as exc:  # a payload TypeScript cannot state
+        raise Failure(str(exc)) from exc
     write_out(text if text.endswith("\n") else text + "\n", args.output)
     return 0
 

@@ -95,7 +95,14 @@ def _asyncapi(parser: argparse.ArgumentParser) -> None:
     """Write the router's AsyncAPI 3 document (JSON)."""
     _target(parser)
     parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    parser.add_argument("--server-url", metavar="URL", help="the server's URL in the document, e.g. wss://chat.example")
+    parser.add_argument(
+        "--server-url", metavar="URL", help="the server's URL in the document, e.g. wss://chat.example.com"
+    )
+    parser.add_argument("--title", help="the document's title [wskit application]")
+    parser.add_argument(
+        "--auth", action="store_true", help="document the bearer JWT schemes even without JWT_SECRET (authenticate=)"
+    )
+    add_settings_flags(parser)
     parser.set_defaults(handler=export.asyncapi)
 
 
