@@ -19,8 +19,8 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from wskit import ops_http
 from wskit.admission import Authenticate, Refusal
+from wskit.ops_http import HttpAnswer, own_answer
 from wskit.router import Router
 from wskit.runtime import Runtime, build_runtime
 from wskit.transports.asgi import Receive, Scope, Send, refuse, serve_websocket
@@ -69,12 +69,12 @@ class AsgiApp:
             await self._http(scope, path, send)
 
     async def _http(self, scope: Scope, path: str, send: Send) -> None:
-        own = await ops_http.answer(self.runtime, path, scope.get("method", "GET"))
+        own = await own_answer(self.runtime, path, scope.get("method", "GET"))
         if own is None and self.settings.path is not None and path != self.settings.path:
-            own = ops_http.HttpAnswer(404, _TEXT, b"Not Found")
+            own = HttpAnswer(404, _TEXT, b"Not Found")
         elif own is None:
             # the upgrade path, asked without an upgrade (as serve() answers)
-            own = ops_http.HttpAnswer(400, _TEXT, b"Expected a WebSocket upgrade")
+            own = HttpAnswer(400, _TEXT, b"Expected a WebSocket upgrade")
         headers = [(b"content-type", own.content_type.encode()), (b"content-length", str(len(own.body)).encode())]
         headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in own.headers.items()]
         await send({"type": "http.response.start", "status": own.status, "headers": headers})

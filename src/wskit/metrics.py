@@ -44,6 +44,7 @@ WRITE_INTERVAL_S = 1.0
 #: files read by one scrape at most (a directory reused across many restarts stops growing the scrape)
 MAX_FILES = 4096
 _SUFFIX = ".json"
+_TEMPORARY = ".tmp"
 _FORMAT = 1
 
 
@@ -119,7 +120,8 @@ class MetricsFile:
             "live": live,
             "families": [_encode(f) for f in families],
         }
-        temporary = self.path.with_suffix(".tmp")
+        # a name of its own per write: a scrape and the periodic write may overlap in two threads
+        temporary = self.path.with_name(f"{self.path.stem}.{uuid.uuid4().hex[:8]}{_TEMPORARY}")
         try:
             temporary.write_text(json.dumps(record, separators=(",", ":")))
             os.replace(temporary, self.path)
@@ -131,7 +133,12 @@ class MetricsFile:
     async def _every_interval(self) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
-            await self.write()
+            try:
+                await self.write()
+            except Exception:  # a gauge reader that raised: the next write may do
+                tail = self._budget.take()
+                if tail is not None:
+                    log.exception("writing the metrics file %s failed%s", self.path, tail)
 
 
 def read_directory(directory: Path, *, skip: Path | None = None) -> list[tuple[list[Family], bool]]:
@@ -201,13 +208,15 @@ def _add_histogram(total: dict[str, Any], more: dict[str, Any]) -> None:
 
 
 def clear_directory(directory: str | os.PathLike[str]) -> int:
-    """Remove the process files a previous run left in ``directory``; how many. For the
-    process that starts a server's workers, before they start."""
+    """Remove the process files (and temporary files of interrupted writes) a previous run
+    left in ``directory``; how many. For the process that starts a server's workers, before
+    they start."""
     removed = 0
-    for path in Path(directory).glob("*" + _SUFFIX):
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-            removed += 1
+    for pattern in ("*" + _SUFFIX, "*" + _TEMPORARY):
+        for path in Path(directory).glob(pattern):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
     return removed
 
 

@@ -1,7 +1,7 @@
 """The server's own HTTP paths, answered once for every host: ``/healthz``, ``/readyz``,
 ``/metrics`` and ``/wskit.js``.
 
-Each host (aiohttp and picows under ``serve()``, :mod:`wskit.asgi`) asks :func:`answer` and
+Each host (aiohttp and picows under ``serve()``, :mod:`wskit.asgi`) asks :func:`own_answer` and
 writes what it gets back in its own way, so the three answer alike: liveness (200 while the
 process runs), readiness (503 from the start of a graceful shutdown, or while the broker
 cannot carry publishes), the Prometheus exposition, and the browser client.
@@ -20,15 +20,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from wskit import prometheus
+from wskit.prometheus import INSTALL_HINT, available, content_type, render
 from wskit.runtime import Runtime
 from wskit.static import WSKIT_JS, WSKIT_JS_HEADERS, WSKIT_JS_PATH, WSKIT_JS_TYPE
 
-__all__ = ["METRICS_PATH", "PATHS", "HttpAnswer", "answer", "serves"]
+__all__ = ["METRICS_PATH", "PATHS", "HttpAnswer", "is_own_path", "own_answer"]
 
 #: where the Prometheus exposition is served
 METRICS_PATH: Final = "/metrics"
-#: the paths :func:`answer` answers (relative to the mount under ASGI)
+#: the paths :func:`own_answer` answers (relative to the mount under ASGI)
 PATHS: Final = frozenset({"/healthz", "/readyz", METRICS_PATH, WSKIT_JS_PATH})
 
 _TEXT: Final = "text/plain; charset=utf-8"
@@ -49,12 +49,12 @@ _NOT_FOUND: Final = HttpAnswer(404, _TEXT, b"Not Found")
 _METHODS: Final = HttpAnswer(405, _TEXT, b"Method Not Allowed", {"Allow": "GET, HEAD"})
 
 
-def serves(path: str) -> bool:
-    """True for the paths :func:`answer` answers."""
+def is_own_path(path: str) -> bool:
+    """True for the paths :func:`own_answer` answers."""
     return path in PATHS
 
 
-async def answer(runtime: Runtime, path: str, method: str = "GET") -> HttpAnswer | None:
+async def own_answer(runtime: Runtime, path: str, method: str = "GET") -> HttpAnswer | None:
     """The answer to ``method path`` when ``path`` is one of the server's own (else None:
     the host goes on with its own routing). Only GET and HEAD are answered (405 otherwise);
     the host leaves the body out for HEAD."""
@@ -75,14 +75,14 @@ async def answer(runtime: Runtime, path: str, method: str = "GET") -> HttpAnswer
 async def _metrics(runtime: Runtime) -> HttpAnswer:
     if not runtime.settings.metrics:
         return _NOT_FOUND
-    if not prometheus.available():
-        return HttpAnswer(501, _TEXT, prometheus.INSTALL_HINT.encode())
+    if not available():
+        return HttpAnswer(501, _TEXT, INSTALL_HINT.encode())
     shared = runtime.metrics_file
     if shared is None:
         # process_open_fds lists /proc/self/fd: one entry per connection, so the rendering
         # runs in a thread (the families were read on the loop, and are plain data)
-        body = await asyncio.to_thread(prometheus.render, runtime.telemetry.families(), process=True)
+        body = await asyncio.to_thread(render, runtime.telemetry.families(), process=True)
     else:
         # the sum of several processes: process_* of the one that answered would mislead
-        body = prometheus.render(await shared.gather())
-    return HttpAnswer(200, prometheus.content_type(), body)
+        body = render(await shared.gather())
+    return HttpAnswer(200, content_type(), body)

@@ -162,9 +162,33 @@ async def test_gather_answers_for_this_process_and_the_others(
     assert "process_" not in text
 
 
+async def test_a_gauge_that_raises_costs_one_write_not_the_writer(tmp_path: Path) -> None:
+    """The periodic writer outlives a gauge reader that raised once: a later write lands."""
+    telemetry = Telemetry(types=["A"])
+    calls = {"n": 0}
+
+    def flaky() -> float:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("broker gone for a moment")
+        return 1.0
+
+    telemetry.gauges["wskit_broker_up"] = ("Up.", flaky)
+    telemetry.routes["A"].received = 4
+    shared = MetricsFile(tmp_path, telemetry, interval_s=0.01)
+    shared.start()
+    try:
+        await eventually(lambda: _received_in(shared.path) == 4, what="a write after the failed one")
+    finally:
+        await shared.close()
+    assert calls["n"] >= 2
+
+
 def test_clear_directory_removes_only_process_files(tmp_path: Path) -> None:
-    """A directory reused across runs loses the old process files, nothing else."""
+    """A directory reused across runs loses the old process files and torn temporary
+    files, nothing else."""
     (tmp_path / "11-a.json").write_text("{}")
+    (tmp_path / "11-a.1234.tmp").write_text("{")
     (tmp_path / "keep.txt").write_text("mine")
-    assert clear_directory(tmp_path) == 1
+    assert clear_directory(tmp_path) == 2
     assert _names(tmp_path) == ["keep.txt"]

@@ -18,12 +18,12 @@ from pathlib import Path
 
 from aiohttp import WSMsgType, hdrs, web
 
-from wskit import ops_http
 from wskit.admission import Refusal
 from wskit.connection import Connection
 from wskit.errors import CloseCode, clip_close_reason
 from wskit.lifecycle import Session as Lifecycle
 from wskit.lifecycle import answer_to_close
+from wskit.ops_http import own_answer
 from wskit.runtime import Runtime
 from wskit.transports.aiohttp_internals import check_client_masks, inbound_frames, take_tail
 from wskit.transports.aiohttp_socket import CLOSE_TIMEOUT_S, AiohttpSocket, Flusher
@@ -258,7 +258,7 @@ def build_app(t: Transport) -> web.Application:
     async def plain_http(request: web.Request) -> web.StreamResponse:
         if request.method == "GET" and request.path in t.http_routes:
             return await t.http_routes[request.path](request)
-        own = await ops_http.answer(runtime, request.path, request.method)
+        own = await own_answer(runtime, request.path, request.method)
         if own is not None:
             # aiohttp writes it without blocking the loop (a slow reader waits on its own
             # task) and leaves the body out for HEAD

@@ -27,10 +27,10 @@ from urllib.parse import parse_qsl, unquote
 from multidict import CIMultiDict, CIMultiDictProxy
 from picows import WSUpgradeResponse
 
-from wskit import ops_http
 from wskit.admission import Refusal
 from wskit.connection import Connection
 from wskit.logs import LogBudget
+from wskit.ops_http import is_own_path, own_answer
 from wskit.runtime import Runtime
 from wskit.transports.aiohttp_internals import tail_is_masked
 from wskit.transports.asgi_upgrade import parse_cookies
@@ -111,7 +111,7 @@ class PicowsHost:
 
     async def _answer_own(self, transport: asyncio.Transport, path: str, method: str) -> None:
         try:
-            own = await ops_http.answer(self.runtime, path, method)
+            own = await own_answer(self.runtime, path, method)
         except asyncio.CancelledError:
             transport.abort()  # the server stopping
             raise
@@ -119,7 +119,7 @@ class PicowsHost:
             log.exception("answering %s failed", path)
             answer(transport, 500, "Internal Server Error")
             return
-        if own is None:  # not one of its paths: never, serves() said so
+        if own is None:  # not one of its paths: never, is_own_path() said so
             answer(transport, 404, "Not Found")
             return
         write_answer(transport, own.status, own.content_type, own.body, own.headers, head_only=method == "HEAD")
@@ -283,7 +283,7 @@ class Front(asyncio.Protocol):
         path = unquote(raw_path)
         host, runtime = self.host, self.host.runtime
         if headers.get("Upgrade", "").lower() != "websocket":
-            if ops_http.serves(path):
+            if is_own_path(path):
                 host.answer_own(transport, path, method)
             elif host.path is not None and path != host.path:
                 answer(transport, 404, "Not Found")
