@@ -110,7 +110,7 @@ class CertificateReloader:
                 self.key_file,
                 exc,
                 extra={
-                    "event": "tls_reload_failed",
+                    "event": "tls_reload",
                     "trigger": trigger,
                     "cert_file": self.cert_file,
                     "key_file": self.key_file,
