@@ -59,6 +59,7 @@ bun:
 
 ## unit: the pytest suite (tests/), with the system programs and Bun it drives
 unit: $(TEST_STAMP) system-deps bun
+	@bash scripts/npm-deps.sh
 	$(PY) -m pytest
 
 ## contract: the shared API.md example served by serve(), checked over a real socket

@@ -291,6 +291,9 @@ def create_router(limits: ChatLimits | None = None) -> Router[Any]:
     limits = limits or ChatLimits()
     state = ChatState(limits)
     router: Router[Any] = Router()
+    # what the handlers below send and publish: the exported contract (AsyncAPI, types) lists them
+    router.emits(Welcome, Position)
+    router.emits(RoomMsg, Joined, Left, topics=[room_topic("*")])
     if limits.recoverable:
         router.enable_history(room_topic("*"), max_len=limits.recovery_len, ttl_s=3600)
 

@@ -1,11 +1,16 @@
-"""Checking sample data against exported schemas with a real JSON Schema validator (draft-07)."""
+"""Checking exported schemas with real validators: jsonschema (draft-07) for sample data and
+frames, the official @asyncapi/parser (Node) for whole AsyncAPI documents."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from tests.support.ci import require_module
+from tests.support.ci import require_module, unavailable
 
 jsonschema = require_module("jsonschema", reason="the export tests check samples against the exported JSON Schema")
 
@@ -27,3 +32,36 @@ def validator(schema: dict[str, Any], components: dict[str, dict[str, Any]]) -> 
     root = {"$schema": DRAFT_07, "components": {"schemas": components}, "allOf": [schema]}
     jsonschema.Draft7Validator.check_schema(root)
     return jsonschema.Draft7Validator(root, format_checker=FORMATS)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+#: where scripts/npm-deps.sh installs the parser (``make test`` runs it)
+NPM_DEPS = ROOT / ".npm-deps"
+VALIDATE = Path(__file__).with_name("validate_asyncapi.mjs")
+
+
+def official_parser(document: dict[str, Any], tmp_path: Path) -> tuple[int, list[dict[str, Any]]]:
+    """``(exit status, diagnostics)`` of @asyncapi/parser on ``document`` (validate_asyncapi.mjs).
+
+    Without Node or the parser the test is skipped, or failed under ``CI=true``.
+    """
+    node = shutil.which("node")
+    if node is None:
+        unavailable("node is not installed: the AsyncAPI document is validated by @asyncapi/parser")
+    if not (NPM_DEPS / "node_modules" / "@asyncapi" / "parser").is_dir():
+        unavailable("@asyncapi/parser is not installed: run scripts/npm-deps.sh (make test does)")
+    path = tmp_path / "asyncapi.json"
+    path.write_text(json.dumps(document))
+    done = subprocess.run(
+        [node, str(VALIDATE), str(NPM_DEPS), str(path)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode in (0, 1), done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def frame_validator(document: dict[str, Any], type_name: str) -> Any:
+    """A draft-07 validator of frames of ``type_name``: the envelope of the document's message
+    of that name, its refs resolved in the document's components."""
+    found = [m for m in document["components"]["messages"].values() if m["name"] == type_name]
+    assert len(found) == 1, f"{len(found)} messages named {type_name!r}"
+    return validator(found[0]["payload"], document["components"]["schemas"])
