@@ -180,3 +180,14 @@ def test_payload_schemas_covers_the_routers_messages_with_its_backend() -> None:
     assert list(schemas.payloads) == ["ANSWER", "ASK", "TICK"]
     # msgspec writes no "title" on properties; pydantic would
     assert schemas.components["Tick"]["properties"] == {"n": {"type": "integer"}}
+
+
+class Dangling(BaseModel):
+    ref: Missing  # type: ignore[name-defined]  # noqa: F821 - never defined, on purpose
+
+
+def test_a_model_pydantic_could_not_build_is_refused() -> None:
+    """A forward reference pydantic cannot resolve: a clear error, not pydantic's own."""
+    with pytest.raises(SchemaExportError, match="model_rebuild") as caught:
+        json_schemas([message("DANGLING", Dangling)])
+    assert caught.value.field == "Dangling"

@@ -131,7 +131,15 @@ def _pydantic(entries: list[_Entry], ref_template: str) -> tuple[list[dict[str, 
 
     inputs: list[Any] = []
     for index, (type_name, _, tp) in enumerate(entries):
-        core = _PydanticWalk(type_name).node(TypeAdapter(tp).core_schema, _owner(tp), None)
+        core = TypeAdapter(tp).core_schema
+        if not isinstance(core, dict):  # pydantic's stand-in for a schema it could not build
+            raise SchemaExportError(
+                type_name,
+                _owner(tp),
+                "pydantic could not build its schema (a forward reference it cannot resolve): "
+                "define the names it uses, then call model_rebuild()",
+            )
+        core = _PydanticWalk(type_name).node(core, _owner(tp), None)
         inputs.append((index, "validation", core))
     generator = GenerateJsonSchema(ref_template=ref_template.replace("{name}", "{model}"))
     try:
