@@ -1,5 +1,5 @@
 """A router exercising every feature the AsyncAPI export describes, on the msgspec backend:
-RPCs (one without payload), events with declared meta keys, type names AsyncAPI keys cannot
+RPCs (one without payload), events with declared meta keys, a tagged union, type names AsyncAPI keys cannot
 hold as they are, a type both routed and emitted, emits with topics, history, client
 subscriptions and presence."""
 
@@ -17,9 +17,18 @@ class Point(msgspec.Struct, forbid_unknown_fields=True):
     y: int
 
 
+class Pen(msgspec.Struct, tag_field="kind", tag="pen"):
+    width: Annotated[int, msgspec.Meta(ge=1, le=64)]
+
+
+class Spray(msgspec.Struct, tag_field="kind", tag="spray"):
+    density: float
+
+
 class Draw(msgspec.Struct):
     board: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
     points: list[Point]
+    brush: Pen | Spray
     color: Literal["red", "blue"] = "red"
     label: str | None = None
 

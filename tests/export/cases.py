@@ -79,6 +79,20 @@ class PTuple(BaseModel):
     pair: tuple[int, str]
 
 
+class PCat(BaseModel):
+    kind: Literal["cat"]
+    lives: int = Field(ge=0, le=9)
+
+
+class PDog(BaseModel):
+    kind: Literal["dog"]
+    good: bool
+
+
+class PUnion(BaseModel):
+    pet: Annotated[PCat | PDog, Field(discriminator="kind")]
+
+
 @dataclasses.dataclass
 class Point:
     """A dataclass: both backends accept it, and both must close it to unknown keys."""
@@ -149,6 +163,18 @@ class MTuple(msgspec.Struct):
 
 class MDataclass(msgspec.Struct):
     at: Point
+
+
+class MCat(msgspec.Struct, tag_field="kind", tag="cat"):
+    lives: Annotated[int, msgspec.Meta(ge=0, le=9)]
+
+
+class MDog(msgspec.Struct, tag_field="kind", tag="dog"):
+    good: bool
+
+
+class MUnion(msgspec.Struct):
+    pet: MCat | MDog
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,5 +270,16 @@ CASES = [
         {"pydantic": PDataclass, "msgspec": MDataclass},
         [{"at": {"x": 1}}, {"at": {"x": 1, "y": 2}}],
         [{"at": {"x": 1, "z": 0}}, {"at": {"y": 2}}],
+    ),
+    Case(
+        "tagged-union",
+        {"pydantic": PUnion, "msgspec": MUnion},
+        [{"pet": {"kind": "cat", "lives": 9}}, {"pet": {"kind": "dog", "good": True}}],
+        [
+            {"pet": {"kind": "cow", "good": True}},
+            {"pet": {"kind": "cat", "lives": 10}},
+            {"pet": {"kind": "dog", "good": True, "lives": 1}},
+            {"pet": {"lives": 1}},
+        ],
     ),
 ]

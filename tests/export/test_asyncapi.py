@@ -132,7 +132,8 @@ def test_declared_meta_keys_are_accepted_inbound_and_others_refused() -> None:
     """board:drawn/v1 declares meta.replay: a client may send it, and nothing else unknown."""
     document = _document(full_router())
     check = frame_validator(document, "board:drawn/v1")
-    frame = {"type": "board:drawn/v1", "payload": {"board": "b", "points": [{"x": 1, "y": 2}]}}
+    drawing = {"board": "b", "points": [{"x": 1, "y": 2}], "brush": {"kind": "pen", "width": 2}}
+    frame = {"type": "board:drawn/v1", "payload": drawing}
     assert check.is_valid({**frame, "meta": {"replay": True, "timestamp": 5}})
     assert check.is_valid({**frame, "meta": {"topic": "board:b", "offset": 3, "epoch": "e"}})  # a delivery
     assert not check.is_valid({**frame, "meta": {"replay": "yes"}})
