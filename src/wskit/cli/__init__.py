@@ -24,9 +24,9 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from wskit.cli.failure import FAILED, USAGE, Failure, one_line
+from wskit.cli.exits import FAILED, USAGE, one_line
 from wskit.cli.parser import build_parser
-from wskit.errors import ConfigError
+from wskit.errors import ConfigError, UsageError, WsKitError
 
 __all__ = ["main"]
 
@@ -41,12 +41,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
         return code
-    except Failure as exc:
-        _report(prefix, str(exc), exc if debug else None)
-        return exc.code
-    except ConfigError as exc:  # a setting serve() refused (one that needs another, for instance)
+    except ConfigError as exc:  # a bad argument, flag or setting (see wskit.cli.exits)
         _report(prefix, str(exc), exc if debug else None)
         return USAGE
+    except UsageError as exc:  # the application cannot be used as given
+        _report(prefix, str(exc), exc if debug else None)
+        return FAILED
+    except WsKitError as exc:  # the server: unreachable, refused, closed, late
+        _report(prefix, exc.message, exc if debug else None)
+        return FAILED
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from wskit.cli import settings as flags
-from wskit.cli.failure import FAILED, one_line
+from wskit.cli.exits import FAILED, one_line
 from wskit.cli.target import load_router
 from wskit.config import ConfigError, Settings, load_settings
 from wskit.router import Route, Router

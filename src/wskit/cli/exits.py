@@ -1,31 +1,23 @@
-"""What a command reports instead of a traceback: one line that says what to fix, and an exit code.
+"""How a command's errors become one line and an exit code.
 
-Every subcommand turns the errors it expects (an import that fails, a bad setting, a server that
-cannot be reached) into a :class:`Failure`; :func:`wskit.cli.main` prints it as
-``wskit <command>: error: <message>`` and exits with its code. The codes are the usual ones:
-1 for a failure, 2 for a usage error (a bad argument, flag or setting).
+The CLI raises wskit's own exceptions (``errors.py``'s tree) and :func:`wskit.cli.main` turns
+them into ``wskit <command>: error: <message>`` and an exit code:
+
+- :class:`~wskit.errors.ConfigError`: a bad argument, flag or setting: :data:`USAGE` (2);
+- :class:`~wskit.errors.UsageError`: the application cannot be used as given (the module does
+  not import, the attribute is not a router, a declaration cannot be exported): :data:`FAILED` (1);
+- :class:`~wskit.errors.WsKitError` (the client's ``ClientError``): the server could not be
+  reached, refused, closed the connection, answered an error or did not answer: :data:`FAILED`.
 """
 
 from __future__ import annotations
 
-__all__ = ["FAILED", "USAGE", "Failure", "one_line"]
+__all__ = ["FAILED", "USAGE", "one_line"]
 
-#: the command ran and failed (the module did not import, the server refused, no answer)
+#: the command ran and failed
 FAILED = 1
 #: the command line or a setting is wrong (argparse's own code for usage errors)
 USAGE = 2
-
-
-class Failure(Exception):
-    """A command failed for a reason the user can fix; ``str()`` is the one line to print.
-
-    Raised inside :mod:`wskit.cli` only and caught by :func:`wskit.cli.main`: it never leaves
-    the command line.
-    """
-
-    def __init__(self, message: str, code: int = FAILED) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def one_line(text: str) -> str:

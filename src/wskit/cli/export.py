@@ -16,7 +16,6 @@ from types import ModuleType
 from typing import Any
 
 from wskit.cli import settings as flags
-from wskit.cli.failure import Failure
 from wskit.cli.target import load_router
 from wskit.errors import UsageError
 
@@ -38,10 +37,8 @@ def asyncapi(args: argparse.Namespace) -> int:
         options["title"] = args.title
     if args.auth:
         options["auth"] = True
-    try:
-        document = exporter.asyncapi_document(router, **options)
-    except UsageError as exc:  # a payload JSON Schema cannot state, a bad server URL
-        raise Failure(str(exc)) from exc
+    # a payload JSON Schema cannot state, a bad server URL: UsageError, reported by main()
+    document = exporter.asyncapi_document(router, **options)
     write_out(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n", args.output)
     return 0
 
@@ -50,10 +47,7 @@ def types(args: argparse.Namespace) -> int:
     """Write the TypeScript declarations (``--zod``: zod schemas) of the router's messages."""
     router = load_router(args.target, factory=args.factory)
     exporter = _exporter("types", "wskit.export.typescript")
-    try:
-        text = exporter.typescript_declarations(router, zod=args.zod)
-    except UsageError as exc:  # a payload TypeScript cannot state
-        raise Failure(str(exc)) from exc
+    text = exporter.typescript_declarations(router, zod=args.zod)
     write_out(text if text.endswith("\n") else text + "\n", args.output)
     return 0
 
@@ -63,7 +57,7 @@ def _exporter(command: str, module: str) -> ModuleType:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
         if exc.name is not None and module.startswith(exc.name):
-            raise Failure(f"wskit {command} is not available in this install: {module} is missing") from exc
+            raise UsageError(f"wskit {command} is not available in this install: {module} is missing") from exc
         raise
 
 
@@ -75,4 +69,4 @@ def write_out(text: str, output: str | None) -> None:
     try:
         Path(output).write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise Failure(f"cannot write {output}: {exc.strerror or exc}") from exc
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from exc

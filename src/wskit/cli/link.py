@@ -7,9 +7,10 @@ debugging command sends any type with any JSON, prints every frame whatever its 
 must report a lost connection instead of reconnecting; ``Client`` is typed by declarations
 and reconnects by design.
 
-What can go wrong becomes one :class:`~wskit.cli.failure.Failure` line: the server cannot be
-reached (``cannot connect to ws://127.0.0.1:9/: connection refused``), refused the upgrade
-(with the HTTP status), or closed the connection (with the close code).
+What can go wrong is a :class:`~wskit.client.ClientError` (``UNAVAILABLE``) whose message is
+the line to print: the server cannot be reached (``cannot connect to ws://127.0.0.1:9/:
+connection refused``), refused the upgrade (with the HTTP status), or closed the connection
+(with the close code).
 """
 
 from __future__ import annotations
@@ -24,12 +25,11 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from wskit.cli.failure import Failure
 from wskit.client.auth import TokenSource
 from wskit.client.codec import Envelope, parse_envelope
 from wskit.client.connection import Connection, DialFailed, Heartbeat, Lost
 from wskit.client.errors import ClientError
-from wskit.errors import CloseCode
+from wskit.errors import CloseCode, ErrorCode
 
 __all__ = ["Frame", "Link", "closed"]
 
@@ -60,6 +60,11 @@ class Frame:
         details = f" {json.dumps(dict(error.details), ensure_ascii=False)}" if error.details else ""
         return f"{error.code}: {error.message}{details}"
 
+    def refusal(self, prefix: str = "") -> ClientError:
+        """The error an ``ERROR``/``RPC_ERROR`` frame reports, its message the line to print."""
+        error = ClientError.from_payload(self.envelope.payload if self.envelope is not None else None)
+        return ClientError(error.code, prefix + self.error(), details=error.details)
+
     def line(self) -> str:
         """The frame as one line of JSON (a frame that is not JSON as a JSON string)."""
         try:
@@ -81,7 +86,7 @@ class Link:
 
     @classmethod
     async def open(cls, url: str, *, token: str | None, timeout: float) -> Link:
-        """Connect to ``url``; raises :class:`Failure` saying why it could not."""
+        """Connect to ``url``; raises :class:`ClientError` saying why it could not."""
         tokens = TokenSource(token)
         handshake = tokens.handshake(URL(url), token, headers={}, protocols=())
         session = aiohttp.ClientSession()
@@ -97,7 +102,7 @@ class Link:
             )
         except DialFailed as exc:
             await session.close()
-            raise Failure(f"cannot connect to {url}: {_why(exc)}") from exc
+            raise ClientError(ErrorCode.UNAVAILABLE, f"cannot connect to {url}: {_why(exc)}") from exc
         except BaseException:
             await session.close()
             raise
@@ -112,14 +117,14 @@ class Link:
         return self._frames.put(Frame(text, envelope))
 
     async def send(self, data: bytes) -> None:
-        """Write one text frame; :class:`Failure` when the connection has ended."""
+        """Write one text frame; :class:`ClientError` when the connection has ended."""
         try:
             await self._conn.send(data)
         except ConnectionError:
-            raise Failure(closed(await self._conn.wait_lost())) from None
+            raise ClientError(ErrorCode.UNAVAILABLE, closed(await self._conn.wait_lost())) from None
 
     async def receive(self, timeout: float | None) -> Frame | None:
-        """The next frame; None after ``timeout`` seconds without one; :class:`Failure` once the
+        """The next frame; None after ``timeout`` seconds without one; :class:`ClientError` once the
         connection has ended and every frame read before the end was taken."""
         if not self._frames.empty():
             return self._frames.get_nowait()
@@ -134,7 +139,7 @@ class Link:
         if getting in done:
             return getting.result()
         if ending in done:
-            raise Failure(closed(ending.result()))
+            raise ClientError(ErrorCode.UNAVAILABLE, closed(ending.result()))
         return None
 
     async def close(self) -> None:

@@ -16,10 +16,11 @@ from typing import Any, NoReturn
 
 from wskit.cli import export, remote
 from wskit.cli.check import check
-from wskit.cli.failure import USAGE, Failure, one_line
+from wskit.cli.exits import USAGE, one_line
 from wskit.cli.run import run
 from wskit.cli.settings import add_settings_flags
 from wskit.cli.target import split_target
+from wskit.errors import ConfigError
 
 __all__ = ["build_parser"]
 
@@ -159,7 +160,7 @@ def _listen(parser: argparse.ArgumentParser) -> None:
 def _target_text(text: str) -> str:
     try:
         split_target(text)
-    except Failure as exc:
+    except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 

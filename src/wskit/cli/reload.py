@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
-from wskit.cli.failure import Failure
+from wskit.errors import UsageError
 
 __all__ = ["INTERVAL_S", "KILL_AFTER_S", "MAX_FILES", "PARENT_ENV", "Reloader", "directories_of", "watch_parent"]
 
@@ -52,15 +52,15 @@ def directories_of(module: str) -> list[Path]:
     try:
         spec = importlib.util.find_spec(top)
     except (ImportError, ValueError) as exc:
-        raise Failure(f"cannot import {module}: {exc}") from exc
+        raise UsageError(f"cannot import {module}: {exc}") from exc
     if spec is None:
-        raise Failure(
+        raise UsageError(
             f"cannot import {module}: No module named {top!r} (run from the project directory or set PYTHONPATH)"
         )
     if spec.submodule_search_locations:
         return [Path(location).resolve() for location in spec.submodule_search_locations]
     if spec.origin is None or not os.path.isfile(spec.origin):
-        raise Failure(f"--reload: {top} is not a module of files that can be watched ({spec.origin})")
+        raise UsageError(f"--reload: {top} is not a module of files that can be watched ({spec.origin})")
     return [Path(spec.origin).resolve().parent]
 
 

@@ -19,7 +19,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from wskit.cli.failure import Failure
+from wskit.errors import ErrorCode
 from wskit.protocol import (
     CANCEL_TYPE,
     ERROR_TYPE,
@@ -70,6 +70,13 @@ async def _open(args: argparse.Namespace) -> Link:
     return await Link.open(args.url, token=args.token, timeout=args.timeout)
 
 
+def _late(message: str) -> Exception:
+    """``DEADLINE_EXCEEDED``: the server did not answer in time (the message is the line to print)."""
+    from wskit.client.errors import ClientError
+
+    return ClientError(ErrorCode.DEADLINE_EXCEEDED, message)
+
+
 def _message(type_name: str, meta: dict[str, Any], payload: Any) -> bytes:
     return frame(type_prefix(type_name), dumps(meta), None if payload is None else dumps(payload))
 
@@ -83,11 +90,11 @@ async def _send(args: argparse.Namespace) -> int:
         while True:
             found = await link.receive(max(0.0, deadline - loop.time()))
             if found is None:
-                raise Failure(f"the server did not confirm the message within {args.timeout:g} s (--timeout)")
+                raise _late(f"the server did not confirm the message within {args.timeout:g} s (--timeout)")
             if found.type == HEARTBEAT_ACK_TYPE:
                 return 0
             if found.type in ERROR_TYPES:
-                raise Failure(f"the server refused {args.type}: {found.error()}")
+                raise found.refusal(f"the server refused {args.type}: ")
 
 
 async def _request(args: argparse.Namespace) -> int:
@@ -104,10 +111,10 @@ async def _request(args: argparse.Namespace) -> int:
             found = await link.receive(max(0.0, deadline - loop.time()))
             if found is None:
                 await link.send(_message(CANCEL_TYPE, {"correlationId": cid}, None))
-                raise Failure(f"no answer to {args.type} within {args.timeout:g} s (--timeout); request cancelled")
+                raise _late(f"no answer to {args.type} within {args.timeout:g} s (--timeout); request cancelled")
             answers = found.meta.get("correlationId") == cid
             if found.type in ERROR_TYPES and (answers or "correlationId" not in found.meta):
-                raise Failure(found.error())
+                raise found.refusal()
             if not answers:
                 continue  # a publication or another message meanwhile: not the answer
             if found.type == PROGRESS_TYPE:
@@ -148,12 +155,12 @@ async def _subscribe(link: Link, topic: str, cid: str, timeout: float, count: in
     while True:
         found = await link.receive(max(0.0, deadline - loop.time()))
         if found is None:
-            raise Failure(f"no answer to the subscription to {topic!r} within {timeout:g} s (--timeout)")
+            raise _late(f"no answer to the subscription to {topic!r} within {timeout:g} s (--timeout)")
         if found.meta.get("correlationId") == cid:
             if found.type == SUBSCRIBED_TYPE:
                 print(f"subscribed to {topic}", file=sys.stderr, flush=True)
                 return printed
-            raise Failure(f"cannot subscribe to {topic!r}: {found.error()}")
+            raise found.refusal(f"cannot subscribe to {topic!r}: ")
         if count is None or printed < count:
             print(found.line(), flush=True)
             printed += 1

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from wskit.cli import settings as flags
-from wskit.cli.failure import USAGE, Failure
 from wskit.cli.target import load_router, split_target
+from wskit.errors import ConfigError
 
 __all__ = ["run"]
 
@@ -42,5 +42,5 @@ def run(args: argparse.Namespace) -> int:
 def _directory(text: str) -> Path:
     path = Path(text)
     if not path.is_dir():
-        raise Failure(f"--reload-dir {text}: no such directory", USAGE)
+        raise ConfigError(f"--reload-dir {text}: no such directory")
     return path.resolve()

@@ -14,8 +14,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from wskit.cli.failure import USAGE, Failure
-from wskit.config import OPTIONS, ConfigError, Option, Settings, load_settings
+from wskit.config import OPTIONS, Option, Settings, load_settings
 
 __all__ = ["add_settings_flags", "flag_of", "overrides", "resolve"]
 
@@ -65,12 +64,9 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def resolve(args: argparse.Namespace) -> Settings:
-    """Flags, then environment variables, then defaults, as ``serve()`` resolves them; a bad
-    environment variable (or a pair that does not go together) is a usage error."""
-    try:
-        return load_settings(overrides(args))
-    except ConfigError as exc:
-        raise Failure(str(exc), USAGE) from exc
+    """Flags, then environment variables, then defaults, as ``serve()`` resolves them; raises
+    :class:`~wskit.errors.ConfigError` for a bad variable or a pair that does not go together."""
+    return load_settings(overrides(args))
 
 
 def _checked(option: Option) -> Callable[[str], str]:

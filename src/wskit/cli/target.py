@@ -6,8 +6,9 @@ attribute may be a dotted path (``app.chat:api.router``), and the object must be
 :class:`~wskit.Router`, or, with ``--factory``, a function of no arguments that returns one.
 The factory is opt-in so that the command line never calls an arbitrary object by surprise.
 
-Each way this can go wrong is one :class:`~wskit.cli.failure.Failure` naming the module,
-the attribute or the object, and what to do about it.
+Each way this can go wrong is one :class:`~wskit.errors.UsageError` naming the module, the
+attribute or the object, and what to do about it (a malformed ``MODULE:ROUTER`` is a
+:class:`~wskit.errors.ConfigError`, a usage error of the command).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from wskit.cli.failure import USAGE, Failure
+from wskit.errors import ConfigError, UsageError
 from wskit.router import Router
 
 __all__ = ["describe", "load_router", "split_target"]
@@ -31,18 +32,18 @@ _OURS = str(Path(__file__).resolve().parent.parent)
 
 
 def split_target(text: str) -> tuple[str, str]:
-    """``"app.chat:router"`` -> ``("app.chat", "router")``; a usage error for anything else."""
+    """``"app.chat:router"`` -> ``("app.chat", "router")``; :class:`ConfigError` for anything else."""
     module, sep, attr = text.partition(":")
     names_ok = all(part.isidentifier() for part in module.split(".")) and all(
         part.isidentifier() for part in attr.split(".")
     )
     if not sep or not names_ok:
-        raise Failure(f"expected MODULE:ROUTER such as app.chat:router, got {text!r}", USAGE)
+        raise ConfigError(f"expected MODULE:ROUTER such as app.chat:router, got {text!r}")
     return module, attr
 
 
 def load_router(text: str, *, factory: bool = False) -> Router[Any]:
-    """The router named by ``text`` (``MODULE:ROUTER``); raises :class:`Failure` saying why not."""
+    """The router named by ``text`` (``MODULE:ROUTER``); raises :class:`UsageError` saying why not."""
     module_name, attr = split_target(text)
     module = _import(module_name)
     obj: Any = module
@@ -51,17 +52,19 @@ def load_router(text: str, *, factory: bool = False) -> Router[Any]:
             obj = getattr(obj, part)
         except AttributeError:
             owner = ".".join([module_name, *attr.split(".")[:depth]])
-            raise Failure(f"{owner} has no attribute {part!r}{_routers_hint(module) if depth == 0 else ''}") from None
+            raise UsageError(
+                f"{owner} has no attribute {part!r}{_routers_hint(module) if depth == 0 else ''}"
+            ) from None
     if isinstance(obj, Router):
         return obj
     if factory:
         return _call_factory(text, obj)
     if inspect.isfunction(obj) or inspect.ismethod(obj):
-        raise Failure(
+        raise UsageError(
             f"{text} is a function, not a Router: pass --factory to call it (with no arguments) and use "
             "the Router it returns"
         )
-    raise Failure(f"{text} is {describe(obj)}, not a wskit Router")
+    raise UsageError(f"{text} is {describe(obj)}, not a wskit Router")
 
 
 def _import(name: str) -> types.ModuleType:
@@ -73,30 +76,30 @@ def _import(name: str) -> types.ModuleType:
     except ModuleNotFoundError as exc:
         missing = exc.name or ""
         if missing and (name == missing or name.startswith(missing + ".")):
-            raise Failure(
+            raise UsageError(
                 f"cannot import {name}: No module named {missing!r} (run from the project directory or set PYTHONPATH)"
             ) from exc
-        raise Failure(f"cannot import {name}: {exc}{_where(exc)}: install it, or fix the import") from exc
+        raise UsageError(f"cannot import {name}: {exc}{_where(exc)}: install it, or fix the import") from exc
     except SyntaxError as exc:
-        raise Failure(f"cannot import {name}: {exc.msg} ({_shown(exc.filename or '?')}, line {exc.lineno})") from exc
+        raise UsageError(f"cannot import {name}: {exc.msg} ({_shown(exc.filename or '?')}, line {exc.lineno})") from exc
     except Exception as exc:  # the application's module may raise anything
-        raise Failure(f"cannot import {name}: {type(exc).__name__}: {exc}{_where(exc)}") from exc
+        raise UsageError(f"cannot import {name}: {type(exc).__name__}: {exc}{_where(exc)}") from exc
 
 
 def _call_factory(text: str, obj: Any) -> Router[Any]:
     if not callable(obj):
-        raise Failure(f"{text} is {describe(obj)}, not a function (--factory calls it with no arguments)")
+        raise UsageError(f"{text} is {describe(obj)}, not a function (--factory calls it with no arguments)")
     try:
         result = obj()
     except Exception as exc:  # the application's factory may raise anything
-        raise Failure(f"{text}() raised {type(exc).__name__}: {exc}{_where(exc)}") from exc
+        raise UsageError(f"{text}() raised {type(exc).__name__}: {exc}{_where(exc)}") from exc
     if inspect.isawaitable(result):
         close = getattr(result, "close", None)
         if close is not None:
             close()  # never awaited: closed, so no "coroutine was never awaited" warning
-        raise Failure(f"{text}() returned an awaitable: the factory must be a plain function that returns a Router")
+        raise UsageError(f"{text}() returned an awaitable: the factory must be a plain function that returns a Router")
     if not isinstance(result, Router):
-        raise Failure(f"{text}() returned {describe(result)}, not a wskit Router")
+        raise UsageError(f"{text}() returned {describe(result)}, not a wskit Router")
     return result
 
 
