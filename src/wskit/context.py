@@ -106,6 +106,7 @@ class Context(Generic[P, D]):
         "connection",
         "correlation_id",
         "deadline",
+        "error_code",
         "meta",
         "payload",
         "received_at",
@@ -139,6 +140,9 @@ class Context(Generic[P, D]):
         self.deadline: float | None = None
         #: an RPC's terminal answer (reply or error) has been sent
         self.answered = False
+        #: the wire code of the error this message was answered with (None: none sent);
+        #: traces read it for handlers that answer with ctx.error() instead of raising
+        self.error_code: str | None = None
         #: the client cancelled this RPC, or its deadline passed
         self.cancelled = False
         self.close_code: int | None = None
@@ -287,9 +291,10 @@ class Context(Generic[P, D]):
                 )
                 return False
             self.answered = True
+        self.error_code = code = str(payload.get("code"))
         telemetry = self.runtime.dispatcher.telemetry
         if telemetry is not None:
-            telemetry.error(str(payload.get("code")))
+            telemetry.error(code)
             telemetry.sent_type("RPC_ERROR" if self.correlation_id is not None else "ERROR")
         return self.connection.send_nowait(data)
 

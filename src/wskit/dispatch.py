@@ -143,7 +143,7 @@ class Dispatcher:
             return pipeline
         from wskit.tracing import traced
 
-        return traced(pipeline, name, rpc=route.rpc is not None)
+        return traced(pipeline, name, rpc=route.rpc is not None, tracer_provider=self.runtime.tracer_provider)
 
     # -- the hot path ----------------------------------------------------------------------
 

@@ -87,12 +87,15 @@ class Runtime:
         frame_guards: Sequence[Middleware] = (),
         queue_limits: QueueLimits | None = None,
         served: Router[Any] | None = None,
+        tracer_provider: Any = None,
     ) -> None:
         #: the application's router, as it declared itself (never changed)
         self.router = router
         #: what is served: ``router``, or a copy of it with the settings' own routes added
         self.routes = served if served is not None else router
         self.settings = settings if settings is not None else Settings()
+        #: the OpenTelemetry TracerProvider spans come from with TRACING on (None: the global one)
+        self.tracer_provider = tracer_provider
         s = self.settings
         self.codec = Codec(self.routes)
         self.hub = Hub(broker if broker is not None else MemoryBroker(), announces=self.routes.announces)
@@ -344,6 +347,7 @@ def build_runtime(
     queue_limits: QueueLimits | None = None,
     env: Mapping[str, str] | None = None,
     require: tuple[str, ...] = (),
+    tracer_provider: Any = None,
     **settings: Any,
 ) -> Runtime:
     """The runtime of ``router`` under these settings: the one wiring every host uses.
@@ -354,7 +358,8 @@ def build_runtime(
     application's upgrade check, which replaces ``JWT_SECRET``'s (a warning says so when both
     are given). ``guards``: middleware run before the application's. ``queue_limits``: every
     connection's outbound bound, over the settings and the router's ``send_queue``.
-    ``require``: settings that must be set.
+    ``require``: settings that must be set. ``tracer_provider``: an OpenTelemetry
+    ``TracerProvider`` for the spans of ``TRACING`` (default: OpenTelemetry's global one).
 
     Raises :class:`~wskit.config.ConfigError` for a bad or missing setting, and when
     ``require_auth`` guards every route but nothing can authenticate a connection.
@@ -383,6 +388,7 @@ def build_runtime(
         frame_guards=rate_guards,
         queue_limits=limits,
         served=served,
+        tracer_provider=tracer_provider,
     )
 
 

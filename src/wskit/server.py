@@ -57,7 +57,8 @@ class Server:
     of ``os.environ``), ``require`` (settings that must be set, e.g. ``("jwt_secret",)``:
     missing ones fail here), ``owns_process`` (``serve()`` sets it: the process is wskit's,
     so the GC policy and the ``wskit`` log level apply; an embedded server leaves both alone
-    unless ``gc_freeze_interval_s``/``log_level`` is given).
+    unless ``gc_freeze_interval_s``/``log_level`` is given), ``tracer_provider`` (the
+    OpenTelemetry provider of ``TRACING``'s spans; default: OpenTelemetry's global one).
 
     Raises :class:`~wskit.config.ConfigError` for a bad setting here, and from :meth:`start`
     when ``require_auth`` guards every route but nothing can authenticate a connection.
@@ -77,6 +78,7 @@ class Server:
         reuse_port: bool = False,
         require: tuple[str, ...] = (),
         owns_process: bool = False,
+        tracer_provider: Any = None,
         **settings: Any,
     ) -> None:
         self.router = router
@@ -94,6 +96,7 @@ class Server:
             queue_limits=queue_limits,
             env=env,
             require=require,
+            tracer_provider=tracer_provider,
             **settings,
         )
         self._static = {route: Path(file) for route, file in (static_files or {}).items()}

@@ -198,6 +198,11 @@ def traced(pipeline: Pipeline, type_name: str, *, rpc: bool, tracer_provider: Tr
                 # the dispatcher answers INTERNAL for an RPC handler that returned silently
                 span.set_attribute(ATTR_OUTCOME, ErrorCode.INTERNAL.value)
                 span.set_status(error, "the handler returned without reply() or error()")
+            elif ctx.error_code is not None:
+                # answered with ctx.error(...) rather than by raising: the same outcome
+                span.set_attribute(ATTR_OUTCOME, ctx.error_code)
+                if ctx.error_code in SERVER_FAULTS:
+                    span.set_status(error, f"answered {ctx.error_code}")
             else:
                 span.set_attribute(ATTR_OUTCOME, "ok")
         finally:

@@ -199,3 +199,37 @@ async def test_tracing_is_turned_on_by_the_environment(spans: InMemorySpanExport
         await client.send(Ping)
         await client.send(Ping)
         await finished(spans, "wskit PING", count=2)
+
+
+async def test_a_tracer_provider_given_to_the_server_gets_the_spans_and_ctx_error_sets_the_outcome() -> None:
+    """``Server(tracer_provider=...)``: spans go to that provider, not the global one (an
+    application that keeps several providers); a handler answering with ``ctx.error()``
+    instead of raising gets that code as its outcome."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from tests.production.conftest import request, ws_client
+
+    from wskit import Router, Server, rpc
+    from wskit.errors import ErrorCode
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    router: Router[Any] = Router()
+
+    @router.rpc(rpc("LOOKUP", None, "FOUND", None))
+    async def lookup(ctx: Context[None]) -> None:
+        await ctx.error(ErrorCode.NOT_FOUND, "nothing here")
+
+    server = Server(router, port=0, tracing=True, tracer_provider=provider)
+    await server.start()
+    try:
+        async with ws_client(server.url) as ws:
+            answer = await request(ws, "LOOKUP", {})
+            assert answer["payload"]["code"] == "NOT_FOUND"
+    finally:
+        await server.stop()
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == "wskit LOOKUP"]
+    assert span.attributes is not None and span.attributes["wskit.outcome"] == "NOT_FOUND"
+    assert span.status.status_code.name == "UNSET"  # the client's problem, not a server fault
