@@ -57,7 +57,7 @@ def _exporter(command: str, module: str) -> ModuleType:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
         if exc.name is not None and module.startswith(exc.name):
-            raise UsageError(f"wskit {command} is not available in this install: {module} is missing") from exc
+            raise UsageError(f"wskit {command} is not available in this version ({module} is missing)") from exc
         raise
 
 

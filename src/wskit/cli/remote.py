@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["listen", "request", "send"]
 
 #: the frames that answer with an error
-ERROR_TYPES = frozenset({ERROR_TYPE, RPC_ERROR_TYPE})
+_ERROR_TYPES = frozenset({ERROR_TYPE, RPC_ERROR_TYPE})
 #: the correlation id of the command's own request (unless --meta gives one)
 _CORRELATION_ID = "cli-1"
 
@@ -93,7 +93,7 @@ async def _send(args: argparse.Namespace) -> int:
                 raise _late(f"the server did not confirm the message within {args.timeout:g} s (--timeout)")
             if found.type == HEARTBEAT_ACK_TYPE:
                 return 0
-            if found.type in ERROR_TYPES:
+            if found.type in _ERROR_TYPES:
                 raise found.refusal(f"the server refused {args.type}: ")
 
 
@@ -113,7 +113,7 @@ async def _request(args: argparse.Namespace) -> int:
                 await link.send(_message(CANCEL_TYPE, {"correlationId": cid}, None))
                 raise _late(f"no answer to {args.type} within {args.timeout:g} s (--timeout); request cancelled")
             answers = found.meta.get("correlationId") == cid
-            if found.type in ERROR_TYPES and (answers or "correlationId" not in found.meta):
+            if found.type in _ERROR_TYPES and (answers or "correlationId" not in found.meta):
                 raise found.refusal()
             if not answers:
                 continue  # a publication or another message meanwhile: not the answer
