@@ -281,7 +281,7 @@ def main() -> int:
     try:
         import mutmut  # noqa: F401
     except ImportError:
-        print("mutmut is not installed: pip install -e '.[mutation]' (make mutation does it)", file=sys.stderr)
+        print("mutmut is not installed: pip install --group mutation (make mutation does it)", file=sys.stderr)
         return 2
     results = []
     for module in args.modules or list(MODULES):

@@ -14,8 +14,10 @@ transports and the clients cannot drift apart::
         │   │                       never sent
         │   ├── ConfigError         a setting (keyword or environment variable) is unusable
         │   │   (ValueError)
-        │   └── OutboundValidationError   an outbound payload fails its schema (not sent)
-        │                           (wskit.schema.validator)
+        │   ├── OutboundValidationError   an outbound payload fails its schema (not sent)
+        │   │                       (wskit.schema.validator)
+        │   └── SchemaExportError   a message's JSON Schema cannot be exported: which message,
+        │                           which field, why (wskit.schema.jsonschema)
         ├── DecodeFailure           a frame that cannot be routed, carrying the WsKitError to
         │                           answer (wskit.schema.validator; the dispatcher's own)
         ├── ConnectionClosed        the server closed a TestClient's connection

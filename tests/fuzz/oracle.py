@@ -31,7 +31,7 @@ CLOSE_1007 = 1007
 
 #: unpaired surrogates can only come from \u escapes (the frame is valid UTF-8 by then)
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-_META_KEYS = {"timestamp", "correlationId", "timeoutMs"}
+_META_KEYS = {"timestamp", "correlationId", "timeoutMs", "traceparent", "tracestate"}
 _MISSING = object()
 
 
@@ -282,6 +282,10 @@ def _meta(v: Any) -> dict[str, Any]:
         _number(v["timeoutMs"])
     if "correlationId" in v:
         _str(v["correlationId"], hi=MAX_CORRELATION_ID)
+    if "traceparent" in v:
+        _str(v["traceparent"], hi=55)
+    if "tracestate" in v:
+        _str(v["tracestate"], hi=512)
     return v
 
 

@@ -470,3 +470,33 @@ async def test_positions_of_topics_not_subscribed_are_bounded() -> None:
     assert result["size"] == 1001
     assert result["long"] is False and result["last"] is False
     assert result["mine"]["offset"] == 1
+
+
+async def test_request_meta_carries_a_traceparent_but_not_over_the_clients_own_keys() -> None:
+    """request(..., {meta}) adds meta keys (a W3C traceparent for traces); the client's own
+    correlationId and timeoutMs win over the caller's."""
+    seen: list[dict[str, Any]] = []
+    router: Router[Any] = Router()
+
+    @router.rpc(GetUser)
+    async def get_user(ctx: Context[UserReq]) -> None:
+        seen.append(dict(ctx.meta))
+        await ctx.reply({"id": ctx.payload.id, "name": "Ada"})
+
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    result = await _run_page(
+        router,
+        """async () => {
+          const { Client } = await import('/wskit.js');
+          const client = new Client(`ws://${location.host}/`);
+          await client.connect();
+          const meta = { traceparent: '%s', correlationId: 'mine', timeoutMs: 1 };
+          const res = await client.request('GET_USER', { id: '1' }, { meta, timeout: 4000 });
+          await client.close();
+          return { name: res.payload.name, cid: res.meta.correlationId };
+        }"""
+        % parent,
+    )
+    assert result["name"] == "Ada" and result["cid"] != "mine"
+    (meta,) = seen
+    assert meta["traceparent"] == parent and meta["timeoutMs"] == 4000 and meta["correlationId"] == result["cid"]

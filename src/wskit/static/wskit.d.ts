@@ -73,6 +73,8 @@ export interface RequestOptions {
   idempotent?: boolean;
   /** the answer's type(s): another frame carrying this request's correlationId is not its answer */
   response?: string | string[];
+  /** extra meta keys (e.g. traceparent); correlationId and timeoutMs are set by the client */
+  meta?: Record<string, unknown>;
 }
 
 export class ClientError extends Error {

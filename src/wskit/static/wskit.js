@@ -202,12 +202,13 @@ export class Client extends EventTarget {
    * signal (an AbortSignal: cancels on the server too), idempotent (sent again after a reconnect),
    * response (the answer's type, or a list of them: a frame of another type carrying this
    * request's correlationId is then not taken for its answer; without it, any application type
-   * that is not a topic delivery is).
+   * that is not a topic delivery is), meta (extra meta keys, e.g. a W3C traceparent; the
+   * correlationId and timeoutMs are the client's).
    */
-  request(type, payload, { timeout, onProgress, signal, idempotent = false, response } = {}) {
+  request(type, payload, { timeout, onProgress, signal, idempotent = false, response, meta } = {}) {
     timeout = timeout ?? this.options.requestTimeout;
     const cid = `c${this._nextId++}-${Math.random().toString(36).slice(2, 8)}`;
-    const frame = { type, meta: { correlationId: cid, timeoutMs: timeout } };
+    const frame = { type, meta: { ...(meta || {}), correlationId: cid, timeoutMs: timeout } };
     if (payload !== undefined) frame.payload = payload;
     return new Promise((resolve, reject) => {
       const answers = response === undefined || response === null ? null : new Set([].concat(response));
