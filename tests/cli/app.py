@@ -2,7 +2,8 @@
 
 ECHO answers its payload; WAIT answers after ``ms`` milliseconds, with a progress first;
 MISSING always answers NOT_FOUND; PID answers the serving process's id (to tell a
-restarted server from the one before); POST publishes NEWS to a topic clients may subscribe
+restarted server from the one before); WHOAMI answers the connection's user (set by a
+JWT given with ``--token``); POST publishes NEWS to a topic clients may subscribe
 to themselves.
 """
 
@@ -28,6 +29,10 @@ class Process(BaseModel):
     pid: int
 
 
+class User(BaseModel):
+    user_id: str | None
+
+
 class Post(BaseModel):
     topic: str
     text: str
@@ -37,6 +42,7 @@ Echo = rpc("ECHO", Text, "ECHOED", Text)
 Sleep = rpc("WAIT", Wait, "WAITED", Wait)
 Missing = rpc("MISSING", Text, "FOUND", Text)
 Pid = rpc("PID", None, "PID_IS", Process)
+Whoami = rpc("WHOAMI", None, "YOU_ARE", User)
 Publish = message("POST", Post)
 News = message("NEWS", Text)
 
@@ -70,6 +76,12 @@ async def missing(ctx: Context[Text]) -> None:
 @router.rpc(Pid)
 async def pid(ctx: Context[None]) -> None:
     await ctx.reply({"pid": os.getpid()})
+
+
+@router.rpc(Whoami)
+async def whoami(ctx: Context[None]) -> None:
+    user = ctx.data.get("user_id")
+    await ctx.reply({"user_id": user if isinstance(user, str) else None})
 
 
 @router.on(Publish)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
+import jwt
 import pytest
 from tests.cli.conftest import APP, Running, one_error_line, wskit
 
@@ -74,3 +76,25 @@ def test_port_in_use_is_one_line(server: str) -> None:
     assert done.returncode == 1
     line = one_error_line(done, "run")
     assert line.startswith(f"wskit run: error: cannot listen on 127.0.0.1:{port}: "), line
+
+
+def test_token_travels_and_a_refused_one_is_one_line() -> None:
+    """With JWT_SECRET, --token (or WSKIT_TOKEN) authenticates the remote commands' connection;
+    a token the server refuses is the upgrade's 401 as one line, exit 1."""
+    secret = "s" * 40
+    token = jwt.encode({"sub": "ada", "exp": int(time.time()) + 300}, secret, algorithm="HS256")
+    with Running("run", APP, "--port", "0", env={"JWT_SECRET": secret}) as server:
+        url = server.url()
+        done = wskit("request", url, "WHOAMI", "--token", token)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["payload"] == {"user_id": "ada"}
+        from_env = wskit("request", url, "WHOAMI", env={"WSKIT_TOKEN": token})
+        assert json.loads(from_env.stdout)["payload"] == {"user_id": "ada"}
+        anonymous = wskit("request", url, "WHOAMI")
+        assert json.loads(anonymous.stdout)["payload"] == {"user_id": None}
+        refused = wskit("request", url, "WHOAMI", "--token", token + "x")
+        assert refused.returncode == 1
+        line = one_error_line(refused, "request")
+        assert line.startswith(f"wskit request: error: cannot connect to {url}: upgrade refused: HTTP 401"), line
+        assert line.endswith("(the token was refused)"), line
+        assert server.stop() == 0

@@ -102,7 +102,7 @@ class Link:
             )
         except DialFailed as exc:
             await session.close()
-            raise ClientError(ErrorCode.UNAVAILABLE, f"cannot connect to {url}: {_why(exc)}") from exc
+            raise ClientError(ErrorCode.UNAVAILABLE, f"cannot connect to {url}: {_why(exc, token)}") from exc
         except BaseException:
             await session.close()
             raise
@@ -168,11 +168,12 @@ def closed(lost: Lost) -> str:
     return f"{who} closed the connection: {lost.code} ({name})"
 
 
-def _why(exc: DialFailed) -> str:
+def _why(exc: DialFailed, token: str | None) -> str:
     """The reason a connection could not be made, in the words of the OS or HTTP."""
     if exc.status is not None:
-        hint = " (pass --token)" if exc.status == 401 else ""
-        return f"{exc}{hint}"
+        if exc.status == 401:
+            return f"{exc} ({'the token was refused' if token else 'pass --token'})"
+        return str(exc)
     # the client keeps aiohttp's error as the context of DialFailed: its OS error says it best
     cause = exc.__context__
     os_error = getattr(cause, "os_error", None)
