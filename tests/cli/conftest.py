@@ -63,11 +63,16 @@ def one_error_line(done: subprocess.CompletedProcess[str], command: str) -> str:
 
 
 class Running:
-    """A long-running ``python -m wskit`` command whose output lines are collected as they come."""
+    """A long-running ``python -m wskit`` command whose output lines are collected as they come
+    (``isolated``: started with ``python -P``, without the current directory on sys.path, as a
+    console script starts)."""
 
-    def __init__(self, *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
+    def __init__(
+        self, *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None, isolated: bool = False
+    ) -> None:
+        # isolated: ``python -P``, no current directory on sys.path (as under a console script)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wskit", *args],
+            [sys.executable, *(["-P"] if isolated else []), "-m", "wskit", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

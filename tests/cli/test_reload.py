@@ -116,6 +116,17 @@ def test_a_broken_edit_waits_for_the_fix(tmp_path: Path) -> None:
         assert reloader.stop(signal.SIGINT) == 0
 
 
+def test_the_reloader_finds_the_project_without_the_current_directory_on_sys_path(tmp_path: Path) -> None:
+    """As a console script (``python -P``: no current directory on sys.path) the reloader still
+    finds the module's directory to watch."""
+    _write(tmp_path / "live.py", 1)
+    with Running(
+        "run", "live:router", "--reload", "--port", str(_free_port()), cwd=tmp_path, isolated=True
+    ) as reloader:
+        reloader.wait_for(rf"watching 1 \.py file\(s\) under {tmp_path.resolve()}$")
+        assert reloader.stop() == 0
+
+
 def test_a_killed_reloader_takes_its_server_along(tmp_path: Path) -> None:
     """A reloader killed outright (SIGKILL, no chance to clean up): its server stops by itself."""
     _write(tmp_path / "live.py", 1)

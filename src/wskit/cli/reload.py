@@ -29,6 +29,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
+from wskit.cli.target import project_on_path
 from wskit.errors import UsageError
 
 __all__ = ["INTERVAL_S", "KILL_AFTER_S", "MAX_FILES", "PARENT_ENV", "Reloader", "directories_of", "watch_parent"]
@@ -49,6 +50,7 @@ def directories_of(module: str) -> list[Path]:
     """Where the code of ``module`` lives: its top-level package's directory, or the directory
     of a top-level module. Found without importing the application (its parent packages aside)."""
     top = module.split(".")[0]
+    project_on_path()
     try:
         spec = importlib.util.find_spec(top)
     except (ImportError, ValueError) as exc:

@@ -25,7 +25,7 @@ from typing import Any
 from wskit.errors import ConfigError, UsageError
 from wskit.router import Router
 
-__all__ = ["describe", "load_router", "split_target"]
+__all__ = ["describe", "load_router", "project_on_path", "split_target"]
 
 #: frames of these directories are not where the user's mistake is
 _OURS = str(Path(__file__).resolve().parent.parent)
@@ -67,10 +67,16 @@ def load_router(text: str, *, factory: bool = False) -> Router[Any]:
     raise UsageError(f"{text} is {describe(obj)}, not a wskit Router")
 
 
-def _import(name: str) -> types.ModuleType:
+def project_on_path() -> None:
+    """Put the current directory first on ``sys.path`` unless it is there: ``python -m`` does
+    it, a console script does not, and the application must import the same way under both."""
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
         sys.path.insert(0, cwd)
+
+
+def _import(name: str) -> types.ModuleType:
+    project_on_path()
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
