@@ -39,11 +39,16 @@ def _env(env: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def wskit(
-    *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None, timeout: float = COMMAND_S
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = COMMAND_S,
+    isolated: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m wskit ARGS`` to its end; its exit code and output."""
+    """Run ``python -m wskit ARGS`` to its end; its exit code and output (``isolated``: as
+    :class:`Running`'s)."""
     return subprocess.run(
-        [sys.executable, "-m", "wskit", *args],
+        [sys.executable, *(["-P"] if isolated else []), "-m", "wskit", *args],
         capture_output=True,
         text=True,
         env=_env(env),

@@ -286,13 +286,6 @@ def test_the_project_imports_without_the_current_directory_on_sys_path(tmp_path:
     """Under a console script the current directory is not on sys.path (``python -P`` gives
     the same start): MODULE:ROUTER is still found from the project directory."""
     (tmp_path / "plain.py").write_text("from wskit import Router\nrouter = Router()\n")
-    done = subprocess.run(
-        [sys.executable, "-P", "-m", "wskit", "check", "plain:router"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=60,
-        check=False,
-    )
+    done = wskit("check", "plain:router", cwd=tmp_path, isolated=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("plain:router: 0 route(s)")
