@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from tests.client.app import Echo, GetUser, Heard, Say, Seen, Slow, User, build_router, serving
@@ -99,3 +100,26 @@ async def test_invalid_outbound_payload_is_refused_before_sending() -> None:
             await client.send(Say, {"text": 5})
         await client.request(Echo, {"text": "after"})
     assert seen.said == []
+
+
+@pytest.mark.parametrize("transport", ["picows", "aiohttp"])
+async def test_close_is_a_closing_handshake_the_server_sees_as_1000(transport: str) -> None:
+    """close() (and leaving ``async with``) sends a close frame and waits for the answer: the
+    server's on_close sees 1000 "client closed", not 1006 (the HTTP session was once closed
+    under the handshake, cutting the socket)."""
+    router = build_router(Seen())
+    codes: list[tuple[int | None, str | None]] = []
+
+    @router.on_close
+    async def closed(ctx: Any) -> None:
+        codes.append((ctx.close_code, ctx.close_reason))
+
+    async with serving(router, transport=transport) as server:
+        client = Client(server.url)
+        await client.connect()
+        await client.request(GetUser, {"id": "1"})
+        await client.close()
+        async with Client(server.url) as again:
+            await again.request(GetUser, {"id": "1"})
+        await eventually(lambda: len(codes) == 2)
+    assert codes == [(1000, "client closed"), (1000, "client closed")]

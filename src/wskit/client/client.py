@@ -418,6 +418,11 @@ class Client:
         if self._session is None:
             self._session = aiohttp.ClientSession()
         await self._connect_loop(self._session)
+        if self._runner is not asyncio.current_task():
+            # close() took over (it clears _runner first): it closes the connection with the
+            # closing handshake and then the session; closing the session here would cut the
+            # socket under that handshake (the server saw 1006, not the client's 1000)
+            return
         # stopped (not cancelled by close()): release the HTTP session now, connect() makes another
         session, self._session = self._session, None
         if session is not None:
