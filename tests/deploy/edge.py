@@ -62,15 +62,22 @@ class Nginx:
         self.binary = nginx_or_skip()
         self.port = port
         self.prefix = Path(tempfile.mkdtemp(prefix="wskit-nginx-"))
+        self.conf = self.prefix / "nginx.conf"
+        self.proc: subprocess.Popen[bytes] | None = None
+        try:
+            self._lay_out(values, cert, key)
+        except BaseException:
+            self.remove()
+            raise
+
+    def _lay_out(self, values: dict[str, str], cert: Path, key: Path) -> None:
         # the certificate and key are copied in: the prefix is all the unprivileged user reads
         for source, name in ((cert, "server.crt"), (key, "server.key")):
             shutil.copyfile(source, self.prefix / name)
         values = {**values, "CERT_FILE": str(self.prefix / "server.crt"), "KEY_FILE": str(self.prefix / "server.key")}
-        self.conf = self.prefix / "nginx.conf"
         self.conf.write_text(fill(TEMPLATE.read_text(), values))
         for directory in ("logs", "temp"):
             (self.prefix / directory).mkdir()
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def error_log(self) -> str:
