@@ -53,13 +53,17 @@ from wskit.router import Middleware, Router
 from wskit.schema.declarations import MessageSchema
 from wskit.telemetry import Telemetry
 
-__all__ = ["SHUTDOWN_TYPE", "Runtime", "build_runtime", "shutdown_notice"]
+__all__ = ["DRAIN_LINGER_S", "SHUTDOWN_TYPE", "Runtime", "build_runtime", "shutdown_notice"]
 
 log = logging.getLogger("wskit.runtime")
 
 #: Loop turns a shutdown gives the readers an aborted RPC restarts: one to end the RPC's task,
 #: one to start the reader, one for it to read what is buffered.
 _READER_TURNS = 3
+
+#: Seconds a graceful shutdown keeps idle connections open after the SERVER_SHUTDOWN notice
+#: (at most the grace period), so frames already sent are answered rather than dropped.
+DRAIN_LINGER_S = 1.0
 
 #: types the framework itself routes (bounded ``type`` label values besides the routes)
 _FRAMEWORK_TYPES = (HEARTBEAT_TYPE, CANCEL_TYPE, SUBSCRIBE_TYPE, UNSUBSCRIBE_TYPE)
@@ -200,7 +204,13 @@ class Runtime:
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + grace_s
-        while dispatcher.busy() and loop.time() < deadline:  # noqa: ASYNC110 - polls two sources
+        # frames a client sent before it read the notice are still on their way: closing at
+        # once would drop them unanswered (a server discards what follows its close frame);
+        # for a moment they are answered UNAVAILABLE instead, unless every client left already
+        linger_until = started + min(grace_s, DRAIN_LINGER_S)
+        while loop.time() < deadline:  # noqa: ASYNC110 - polls three sources
+            if not dispatcher.busy() and (not self.connections or loop.time() >= linger_until):
+                break
             await asyncio.sleep(0.02)
         if dispatcher.busy():
             log.warning("shutdown: grace period over with handlers still running; closing anyway")

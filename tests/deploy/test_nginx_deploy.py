@@ -189,11 +189,11 @@ async def test_rolling_deploy_behind_nginx_loses_nothing(deployment: Deployment)
     if figures["unaccounted"]:
         print("sent, neither published nor refused:", sorted(set(publisher.sent) - {text for text, _ in history}))
     assert figures["lost"] == 0 and figures["duplicates"] == 0 and figures["out of order"] == 0, figures
-    # A SAY the client wrote just as the instance closed the connection (after its
-    # SERVER_SHUTDOWN notice was sent, before the client read it) is neither published nor
-    # refused: the server drops frames that arrive after its close frame. At most one per
-    # restart at this pace; more would be frames lost some other way.
-    assert figures["unaccounted"] <= len(deployment.instances), figures
+    # A SAY the client wrote just before it read the SERVER_SHUTDOWN notice reaches the
+    # draining server after the notice left it: the server keeps the connection open a moment
+    # (runtime.DRAIN_LINGER_S) and answers it UNAVAILABLE, so every SAY is published or refused
+    # (once, closing right after the notice dropped such a frame unanswered in ~1 run of 10)
+    assert figures["unaccounted"] == 0, figures
     assert figures["published"] >= 100
     assert all(len(m.client_ids) >= 2 for m in everyone), "every member reconnected at least once"
     assert all(_refusals_only(m) for m in everyone), [m.errors for m in everyone]
