@@ -30,7 +30,10 @@ def _int(minimum: int = 0) -> Callable[[Any], int]:
         # int(2.7) would silently truncate and int(inf) raises OverflowError: refuse both here
         if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
             raise ValueError("must be a whole number")
-        number = int(value.strip().replace("_", "")) if isinstance(value, str) else int(value)
+        try:
+            number = int(value.strip().replace("_", "")) if isinstance(value, str) else int(value)
+        except ValueError:
+            raise ValueError("must be a whole number") from None
         if number < minimum:
             raise ValueError(f"must be >= {minimum}")
         return number
@@ -48,7 +51,10 @@ def _port(value: Any) -> int:
 def _seconds(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("must be a number of seconds")
-    number = float(value.strip()) if isinstance(value, str) else float(value)
+    try:
+        number = float(value.strip()) if isinstance(value, str) else float(value)
+    except ValueError:
+        raise ValueError("must be a number of seconds") from None
     # float() accepts "nan" and "inf": a NaN interval compares false with everything (a timer
     # that never fires, or fires at once), so every float setting must be finite
     if not math.isfinite(number):

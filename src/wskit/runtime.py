@@ -138,6 +138,10 @@ class Runtime:
             "MAX_CONNECTIONS of this process (0: no limit): alert on wskit_connections nearing it.",
             lambda: float(self.admission.max_connections),
         )
+        telemetry.gauges["wskit_processes"] = (
+            "1 per serving process: summed over workers, how many serve (compare the 0/1 gauges with it).",
+            lambda: 1.0,
+        )
         telemetry.gauges["wskit_ready"] = ("1 while /readyz answers 200.", lambda: float(self.ready()[0]))
         telemetry.gauges["wskit_draining"] = (
             "1 from the start of a graceful shutdown.",
@@ -208,7 +212,7 @@ class Runtime:
         # once would drop them unanswered (a server discards what follows its close frame);
         # for a moment they are answered UNAVAILABLE instead, unless every client left already
         linger_until = started + min(grace_s, DRAIN_LINGER_S)
-        while loop.time() < deadline:  # noqa: ASYNC110 - polls three sources
+        while loop.time() < deadline:
             if not dispatcher.busy() and (not self.connections or loop.time() >= linger_until):
                 break
             await asyncio.sleep(0.02)

@@ -313,7 +313,8 @@ def choose_transport(wanted: str, static_files: Mapping[str, Path], http_routes:
         return "aiohttp"  # the base install: aiohttp is the host, nothing is lost
     if unserved:
         log.info(
-            "serving with aiohttp: %s need it (picows, the faster host, serves WebSockets, /healthz and /readyz only)",
+            "serving with aiohttp: %s need it (picows, the faster host, serves WebSockets and wskit's own "
+            "paths (/healthz, /readyz, /metrics, /wskit.js) only)",
             " and ".join(unserved),
         )
         return "aiohttp"

@@ -60,7 +60,10 @@ def _metrics_dir(settings: Settings) -> tuple[str | None, bool]:
 
 
 def run_workers(router: Router[Any], count: int, options: Mapping[str, Any], serve_one: ServeOne) -> None:
-    """Fork ``count`` workers serving ``router``; forward SIGINT/SIGTERM; exit with them."""
+    """Fork ``count`` workers serving ``router``; forward SIGINT/SIGTERM/SIGHUP; exit with them.
+
+    SIGHUP reaches every worker, so ``systemctl reload`` (or ``kill -HUP``) reloads each
+    worker's TLS certificate instead of killing the parent."""
     settings = load_settings({k: options.get(k) for k in ("host", "port", "redis_url", "metrics", "metrics_dir")})
     broker = options.get("broker")
     if (broker is None and not settings.redis_url) or isinstance(broker, MemoryBroker):
@@ -88,7 +91,7 @@ def run_workers(router: Router[Any], count: int, options: Mapping[str, Any], ser
             if proc.pid is not None and proc.is_alive():
                 os.kill(proc.pid, signum)
 
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         for proc in procs:
             proc.join()

@@ -185,3 +185,18 @@ def test_explicit_settings_names_keywords_and_env_only() -> None:
 
     given = explicit_settings({"backpressure": "drop-new", "port": None}, {"SEND_QUEUE_BYTES": "100", "PORT": " "})
     assert given == {"backpressure", "send_queue_bytes"}
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        ({"PORT": "abc"}, "PORT='abc' is invalid: must be a whole number"),
+        ({"MAX_PAYLOAD_BYTES": "1MB"}, "MAX_PAYLOAD_BYTES='1MB' is invalid: must be a whole number"),
+        ({"PING_INTERVAL": "20s"}, "PING_INTERVAL='20s' is invalid: must be a number of seconds"),
+    ],
+)
+def test_a_value_that_is_not_a_number_says_what_is_accepted(env: dict[str, str], said: str) -> None:
+    """Not Python's "invalid literal for int() with base 10": what the setting takes."""
+    with pytest.raises(ConfigError) as raised:
+        load_settings(env=env)
+    assert said in str(raised.value) and "literal" not in str(raised.value)

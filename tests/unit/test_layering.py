@@ -122,6 +122,7 @@ RUNTIME_AND_UP = (
     "wskit.workers",
     "wskit.transports",
     "wskit.server",
+    "wskit.tls",
     "wskit.asgi",
     "wskit.client",
     "wskit.cli",
