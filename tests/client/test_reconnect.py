@@ -81,6 +81,7 @@ async def test_stops_on_policy_and_application_close_codes(code: int, wire: str)
         error = client.close_error
         assert isinstance(error, ClientStopped)
         assert (error.close_code, error.code) == (code, wire)
+        assert f"(close {code}: closed by the test)" in error.message  # the server's reason, as it said it
         assert stopped and stopped[0].error is error
         with pytest.raises(ClientStopped):
             await client.request(Echo, {"text": "x"})

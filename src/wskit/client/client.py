@@ -498,7 +498,8 @@ class Client:
             if lost.by_client or lost.code in self._reconnect_codes:
                 decision = after_close(1006)
             if decision.verdict is not Verdict.RECONNECT:
-                why = f"{decision.why} (close {lost.code}): not reconnecting"
+                said = lost.reason.partition("closed by the server: ")[2]
+                why = f"{decision.why} (close {lost.code}{': ' + said if said else ''}): not reconnecting"
                 self._stop(ClientStopped(decision.code, why, close_code=lost.code))
                 return
             if loop.time() - opened_at >= self.backoff.reset_after:

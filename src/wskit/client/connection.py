@@ -160,6 +160,7 @@ class Connection:
     async def _read(self, on_frame: FrameHandler) -> None:
         ws = self.ws
         lost: Lost | None = None
+        said = ""
         try:
             while True:
                 msg = await ws.receive()
@@ -182,13 +183,16 @@ class Connection:
                     lost = Lost(ws.close_code or 1006, f"{type(msg.data).__name__}: {msg.data}", by_client=True)
                     break
                 else:  # CLOSE handled by aiohttp (autoclose), then CLOSED / CLOSING
+                    if kind is aiohttp.WSMsgType.CLOSE and isinstance(msg.extra, str) and msg.extra:
+                        said = msg.extra[:123]  # the server's close reason (at most 123 bytes on the wire)
                     break
         except (ConnectionError, aiohttp.ClientError) as exc:
             lost = Lost(1006, f"{type(exc).__name__}: {exc}")
         finally:
             if lost is None:
                 code = ws.close_code if ws.close_code is not None else 1006
-                lost = Lost(code, "closed by the server" if code != 1006 else "the connection dropped")
+                why = f"closed by the server: {said}" if said else "closed by the server"
+                lost = Lost(code, why if code != 1006 else "the connection dropped")
             self._finish(lost)
 
     async def _ping(self, interval: float) -> None:
