@@ -6,8 +6,8 @@ real ``python -m wskit``), and the lines under it must be what it prints: stdout
 succeeds, stderr when it fails (``...`` stands for any text, or, alone on a line, for any
 lines). A line ending in ``&`` runs in the background: ``wskit run`` serves until the page
 is done, ``wskit listen`` is waited for at the end of its block. A free port stands in for
-8000. A block after ``<!-- fragment -->`` is not run; any other block makes the test fail,
-so an example cannot be added without being run.
+8000. A block after ``<!-- fragment -->`` is not run (the markers: tests/support/docblocks.py);
+any other block makes the test fail, so an example cannot be added without being run.
 """
 
 from __future__ import annotations
@@ -15,76 +15,12 @@ from __future__ import annotations
 import re
 import shlex
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 
 from tests.cli.conftest import ROOT, Running, wskit
+from tests.support.docblocks import Block, Step, matches, read_blocks, steps
 
 DOC = ROOT / "docs" / "cli.md"
-FRAGMENT = "<!-- fragment -->"
-
-
-@dataclass
-class Block:
-    lang: str
-    lines: list[str]
-    line: int
-    fragment: bool
-
-
-@dataclass
-class Step:
-    command: str
-    expected: list[str]
-    line: int
-
-
-def blocks(text: str) -> list[Block]:
-    """The fenced blocks of ``text``, each knowing whether it is marked as a fragment."""
-    found: list[Block] = []
-    current: Block | None = None
-    previous = ""
-    for number, line in enumerate(text.splitlines(), start=1):
-        if current is None:
-            if line.startswith("```"):
-                current = Block(line[3:].strip(), [], number, previous == FRAGMENT)
-            elif line.strip():
-                previous = line.strip()
-            continue
-        if line == "```":
-            found.append(current)
-            current, previous = None, ""
-        else:
-            current.lines.append(line)
-    assert current is None, f"{DOC.name}: the block at line {current.line} is not closed"
-    return found
-
-
-def steps(block: Block) -> list[Step]:
-    """The ``$`` lines of a console block, each with the lines printed under it."""
-    out: list[Step] = []
-    for offset, line in enumerate(block.lines, start=1):
-        if line.startswith("$ "):
-            out.append(Step(line[2:], [], block.line + offset))
-        else:
-            assert out, f"{DOC.name}:{block.line + offset}: output before any command"
-            out[-1].expected.append(line)
-    return out
-
-
-def _line_matches(pattern: str, line: str) -> bool:
-    regex = ".*".join(re.escape(part) for part in pattern.split("..."))
-    return re.fullmatch(regex, line.rstrip()) is not None
-
-
-def matches(expected: list[str], actual: list[str]) -> bool:
-    """Whether ``actual`` fits ``expected`` (``...`` within a line, or alone for any lines)."""
-    if not expected:
-        return not actual
-    head, rest = expected[0], expected[1:]
-    if head == "...":
-        return any(matches(rest, actual[at:]) for at in range(len(actual) + 1))
-    return bool(actual) and _line_matches(head, actual[0]) and matches(rest, actual[1:])
 
 
 def _free_port() -> int:
@@ -157,7 +93,7 @@ def test_every_example_runs_as_written(tmp_path: Path) -> None:
     """Each block of docs/cli.md either runs and prints what the page says, or is a fragment."""
     page = Page(tmp_path, _free_port())
     try:
-        for block in blocks(DOC.read_text(encoding="utf-8")):
+        for block in read_blocks(DOC):
             if block.fragment:
                 continue
             if block.lang == "python":
