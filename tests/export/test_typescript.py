@@ -318,27 +318,28 @@ def test_the_output_is_deterministic() -> None:
     assert zod_schemas(create_router()) == zod_schemas(create_router())
 
 
-@pytest.mark.parametrize(
-    ("python", "ecma"),
-    [
-        (r"^[a-z0-9][a-z0-9_-]{0,31}$", (r"^[a-z0-9][a-z0-9_-]{0,31}$", "u")),
-        (r"^\w+$", (r"^[\p{L}\p{N}\p{M}\p{Pc}\u200C\u200D]+$", "u")),
-        (r"^[\w.-]+$", (r"^[\p{L}\p{N}\p{M}\p{Pc}\u200C\u200D.-]+$", "u")),
-        (r"\d{2,}\D", (r"\p{Nd}{2,}\P{Nd}", "u")),
-        (r"\Aab\Z", ("^ab$", "u")),
-        (r"(?P<y>\d)(?P=y)", (r"(?<y>\p{Nd})\k<y>", "u")),
-        (r"a{,3}", ("a{0,3}", "u")),
-        (r"a{b}", (r"a\{b\}", "u")),
-        (r"[]a]", (r"[\]a]", "u")),
-        (r"\-\#\:", ("-#:", "u")),
-        (r"[\-a]", (r"[\-a]", "u")),
-        (r"(?i)abc", ("abc", "iu")),
-        (r"(?a)\w", (r"\w", "u")),
-        (r"\x41\u00e9\U0001F600\012", (r"\u{41}\u{e9}\u{1f600}\u{a}", "u")),
-        (r"(?:a|b)(?=c)(?!d)(?<=e)(?<!f)", (r"(?:a|b)(?=c)(?!d)(?<=e)(?<!f)", "u")),
-        (r"a(?#note)b", ("ab", "u")),
-    ],
-)
+#: Python pattern -> (JavaScript source, flags)
+PATTERNS: list[tuple[str, tuple[str, str]]] = [
+    (r"^[a-z0-9][a-z0-9_-]{0,31}$", (r"^[a-z0-9][a-z0-9_-]{0,31}$", "u")),
+    (r"^\w+$", (r"^[\p{L}\p{N}\p{M}\p{Pc}\u200C\u200D]+$", "u")),
+    (r"^[\w.-]+$", (r"^[\p{L}\p{N}\p{M}\p{Pc}\u200C\u200D.-]+$", "u")),
+    (r"\d{2,}\D", (r"\p{Nd}{2,}\P{Nd}", "u")),
+    (r"\Aab\Z", ("^ab$", "u")),
+    (r"(?P<y>\d)(?P=y)", (r"(?<y>\p{Nd})\k<y>", "u")),
+    (r"a{,3}", ("a{0,3}", "u")),
+    (r"a{b}", (r"a\{b\}", "u")),
+    (r"[]a]", (r"[\]a]", "u")),
+    (r"\-\#\:", ("-#:", "u")),
+    (r"[\-a]", (r"[\-a]", "u")),
+    (r"(?i)abc", ("abc", "iu")),
+    (r"(?a)\w", (r"\w", "u")),
+    (r"\x41\u00e9\U0001F600\012", (r"\u{41}\u{e9}\u{1f600}\u{a}", "u")),
+    (r"(?:a|b)(?=c)(?!d)(?<=e)(?<!f)", (r"(?:a|b)(?=c)(?!d)(?<=e)(?<!f)", "u")),
+    (r"a(?#note)b", ("ab", "u")),
+]
+
+
+@pytest.mark.parametrize(("python", "ecma"), PATTERNS)
 def test_python_patterns_become_javascript_ones(python: str, ecma: tuple[str, str]) -> None:
     """Unicode classes, Python-only syntax and escapes the u flag refuses are translated."""
     assert ecma_pattern(python) == ecma

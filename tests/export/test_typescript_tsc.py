@@ -17,7 +17,8 @@ import pytest
 from examples.chat.app import ChatLimits, create_router
 from tests.export.apps import full_router
 from tests.export.cases import CASES
-from tests.export.typescript_tools import project, tsc
+from tests.export.typescript_tools import ROOT, project, tsc
+from tests.support.docblocks import read_blocks
 
 from wskit import Router, message
 from wskit.export.typescript import typescript_declarations
@@ -62,9 +63,28 @@ def _agreement(name: str, router: Router[Any]) -> str:
 WRONG = 'import type { SayPayload } from "./chat";\nexport const wrong: SayPayload = { room: "r", text: 1 };\n'
 
 
+DOC = ROOT / "docs" / "contract.md"
+
+
+def _documented() -> dict[str, str]:
+    """docs/contract.md's TypeScript example as ``doc_usage.ts``, beside the modules of the
+    page's router (its first Python block) as the example names them."""
+    found = read_blocks(DOC)
+    namespace: dict[str, Any] = {"__name__": "contract_doc"}
+    first = next(b for b in found if b.lang == "python" and not b.fragment)
+    exec(compile(first.text, first.where, "exec", dont_inherit=True), namespace)
+    (example,) = [b for b in found if b.lang == "ts" and "test_typescript_tsc.py" in b.detail]
+    router = namespace["router"]
+    return {
+        "contract.ts": typescript_declarations(router),
+        "contract.zod.ts": zod_schemas(router),
+        "doc_usage.ts": example.text,
+    }
+
+
 @pytest.fixture(scope="module")
 def errors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
-    files: dict[str, str] = {"wrong.ts": WRONG}
+    files: dict[str, str] = {"wrong.ts": WRONG, **_documented()}
     for name, make in ROUTERS.items():
         router = make()
         files[f"{name}.ts"] = typescript_declarations(router)
@@ -99,6 +119,12 @@ def test_code_using_the_chat_contract_compiles_and_wrong_payloads_do_not(
 ) -> None:
     """The front-end code compiles, and every line marked @ts-expect-error is an error."""
     assert errors[usage] == []
+
+
+def test_the_documented_example_compiles(errors: dict[str, list[str]]) -> None:
+    """docs/contract.md's TypeScript, as written, against the page's router; its marked line fails."""
+    assert errors["contract.ts"] == errors["contract.zod.ts"] == []
+    assert errors["doc_usage.ts"] == []
 
 
 def test_the_harness_reports_a_wrong_payload(errors: dict[str, list[str]]) -> None:

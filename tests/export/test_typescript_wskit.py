@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,9 @@ import pydantic
 import pytest
 from examples.chat.app import ChatLimits, JoinPayload, SayPayload, create_router
 from tests.export.cases import CASES
+from tests.export.test_typescript import PATTERNS
 from tests.export.test_typescript_tsc import cases_router
-from tests.export.typescript_tools import bun, project, run_bun
+from tests.export.typescript_tools import bun, node, project, run_bun
 
 from wskit.export.zod import zod_schemas
 from wskit.server import Server
@@ -116,3 +118,18 @@ def test_the_chat_schemas_agree_with_its_models(tmp_path: Path) -> None:
             expected.append(False)
     assert verdicts == expected
     assert True in expected and False in expected
+
+
+def test_translated_patterns_compile_in_javascript() -> None:
+    """Each translation the unit tests expect is a valid JavaScript RegExp with its flags (one
+    that is not would stop the whole generated module from loading)."""
+    patterns = [list(ecma) for _, ecma in PATTERNS]
+    script = (
+        "const bad = [];"
+        "for (const [s, f] of JSON.parse(process.argv[1])) { try { new RegExp(s, f); } catch (e) { bad.push(s); } }"
+        "console.log(JSON.stringify(bad));"
+    )
+    done = subprocess.run([node(), "-e", script, json.dumps(patterns)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
+    assert len(patterns) >= 10

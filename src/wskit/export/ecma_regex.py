@@ -45,27 +45,23 @@ def ecma_pattern(pattern: str) -> tuple[str, str] | None:
             elif _FLAGS[flag]:
                 flags.add(_FLAGS[flag])
         pattern = pattern[leading.end() :]
-    try:
-        source = _Translation(pattern, ascii_only).run()
-    except _Untranslatable:
-        return None
-    return source, "".join(sorted(flags))
-
-
-class _Untranslatable(Exception):
-    """The pattern uses a construct JavaScript has no equivalent for."""
+    source = _Translation(pattern, ascii_only).run()
+    return None if source is None else (source, "".join(sorted(flags)))
 
 
 class _Translation:
+    """One pass over the pattern; ``failed`` once a construct JavaScript cannot say is met."""
+
     def __init__(self, pattern: str, ascii_only: bool) -> None:
         self.p = pattern
         self.ascii = ascii_only
         self.i = 0
         self.out: list[str] = []
         self.in_class = False
+        self.failed = False
 
-    def run(self) -> str:
-        while self.i < len(self.p):
+    def run(self) -> str | None:
+        while self.i < len(self.p) and not self.failed:
             char = self.p[self.i]
             if char == "\\":
                 self._escape()
@@ -73,8 +69,8 @@ class _Translation:
                 self._class_char(char)
             else:
                 self._char(char)
-        if self.in_class:
-            raise _Untranslatable
+        if self.in_class or self.failed:
+            return None
         return "".join(self.out)
 
     def _class_char(self, char: str) -> None:
@@ -117,29 +113,32 @@ class _Translation:
     def _no_possessive(self) -> None:
         # "a*+" is possessive in Python 3.11; "a*?" is lazy in both
         if self.p.startswith("+", self.i):
-            raise _Untranslatable
+            self.failed = True
 
     def _group(self) -> None:
         p, i = self.p, self.i
         if p.startswith("(?P<", i):
             self.out.append("(?<")
             self.i += 4
-        elif p.startswith("(?P=", i):
-            end = p.index(")", i)
-            self.out.append(f"\\k<{p[i + 4 : end]}>")
+        elif p.startswith(("(?P=", "(?#"), i):
+            end = p.find(")", i)
+            if end < 0:
+                self.failed = True
+                return
+            if p.startswith("(?P=", i):
+                self.out.append(f"\\k<{p[i + 4 : end]}>")
             self.i = end + 1
-        elif p.startswith("(?#", i):
-            self.i = p.index(")", i) + 1
         elif p.startswith(("(?:", "(?=", "(?!", "(?<=", "(?<!"), i) or not p.startswith("(?", i):
             self.out.append("(")
             self.i += 1
         else:  # scoped or late flags, atomic groups, conditionals
-            raise _Untranslatable
+            self.failed = True
 
     def _escape(self) -> None:
         p, i = self.p, self.i
         if i + 1 >= len(p):
-            raise _Untranslatable
+            self.failed = True
+            return
         char = p[i + 1]
         self.i += 2
         if char in "wWdD" and not self.ascii:
@@ -158,7 +157,7 @@ class _Translation:
         elif char in "xuU":
             self._hex(char)
         elif char.isascii() and char.isalnum():  # \p, \N{...}, \G, \z...: no equivalent
-            raise _Untranslatable
+            self.failed = True
         elif char in _SYNTAX or (self.in_class and char == "-"):
             self.out.append("\\" + char)
         else:
@@ -172,13 +171,14 @@ class _Translation:
         if char == "w":
             return _WORD if self.in_class else f"[{_WORD}]"
         if self.in_class:  # a negated set inside a set: JavaScript's u flag cannot say it
-            raise _Untranslatable
+            self.failed = True
         return f"[^{_WORD}]"
 
     def _hex(self, kind: str) -> None:
         width = {"x": 2, "u": 4, "U": 8}[kind]
         digits = self.p[self.i : self.i + width]
         if len(digits) != width or not _HEX.fullmatch(digits):
-            raise _Untranslatable
+            self.failed = True
+            return
         self.i += width
         self.out.append(f"\\u{{{int(digits, 16):x}}}")

@@ -262,6 +262,14 @@ class ZodSchemas:
         stated = stated if required else f"z.ZodOptional<{stated}>"
         return f"get {property_key(key)}(): {stated} {{ return {expression}; }}"
 
+    def inline(self, schema: Any) -> str:
+        """The zod expression of ``schema`` on one line (an argument, not a component)."""
+        self._objects += 1
+        try:
+            return self.of(schema)
+        finally:
+            self._objects -= 1
+
     def meta_shape(self, schema: Mapping[str, Any], skip: frozenset[str]) -> list[str]:
         """``key: <zod>.optional()`` for each property of a meta schema but ``skip``."""
         properties = schema.get("properties", {})
@@ -287,11 +295,11 @@ def _messages(contract: Contract, zod: ZodSchemas) -> list[str]:
     for type_name in sorted(idents):
         ident = idents[type_name]
         payload = payloads.get(type_name)
-        shown = zod.of(payload) if payload is not None else "undefined"
+        shown = zod.inline(payload) if payload is not None else "undefined"
         if type_name in contract.rpcs:
             response = contract.rpcs[type_name]
             answer = payloads.get(response)
-            answered = zod.of(answer) if answer is not None else "undefined"
+            answered = zod.inline(answer) if answer is not None else "undefined"
             out.append(f"export const {ident} = rpc({literal(type_name)}, {shown}, {literal(response)}, {answered});")
             continue
         if type_name in responses:
@@ -308,7 +316,7 @@ def _messages(contract: Contract, zod: ZodSchemas) -> list[str]:
         if frame.inbound or is_reserved_type(frame.type):
             continue  # $ws: and __ frames: WS-Kit's message() refuses the first, its client runs the second
         payload = frame.envelope["properties"].get("payload")
-        shown = zod.of(payload) if payload is not None else "undefined"
+        shown = zod.inline(payload) if payload is not None else "undefined"
         idents[frame.type] = names.claim(frame.type)
         out.append(f"export const {idents[frame.type]} = message({literal(frame.type)}, {shown}, {_SERVER_META});")
     out += ["", "/** Every message above by its type, to look one up from a frame's `type`. */"]
