@@ -104,9 +104,10 @@ def test_every_example_runs_as_written(tmp_path: Path) -> None:
                 raise AssertionError(f"{DOC.name}:{block.line}: a {block.lang!r} block must run or be a fragment")
     finally:
         page.close()
-    # every command has an example that runs; `types` waits for wskit.export.typescript
-    assert page.commands >= {"check", "run", "request", "send", "listen", "asyncapi"}
+    # every command has an example that runs
+    assert page.commands >= {"check", "run", "request", "send", "listen", "asyncapi", "types"}
     assert (tmp_path / "hello.asyncapi.json").is_file()
+    assert "@ws-kit/zod" in (tmp_path / "hello.ts").read_text()
 
 
 def test_the_matcher_can_fail() -> None:
