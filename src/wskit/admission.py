@@ -180,6 +180,9 @@ class Admission:
             if user is not None and await self._banned(str(user)):
                 self._count(ip, -1)
                 return self._refuse(403, "Forbidden", request, f"user {user} is banned", "banned")
+            if self.closed:  # a shutdown began while authenticate ran: its notices went out already
+                self._count(ip, -1)
+                return self._refuse(503, "Service Unavailable", request, "server shutting down", "draining")
         except BaseException:
             self._count(ip, -1)
             raise

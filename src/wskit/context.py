@@ -224,10 +224,12 @@ class Context(Generic[P, D]):
         """
         correlation_id = self.correlation_id if inherit_correlation_id else None
         data = self.runtime.codec.encode(schema, payload, meta=_meta_bytes(meta, correlation_id))
-        telemetry = self.runtime.dispatcher.telemetry
-        if telemetry is not None:
-            telemetry.sent_type(schema.type)
-        return self.connection.send_nowait(data)
+        queued = self.connection.send_nowait(data)
+        if queued:
+            telemetry = self.runtime.dispatcher.telemetry
+            if telemetry is not None:
+                telemetry.sent_type(schema.type)
+        return queued
 
     async def reply(self, payload: Any = None, *, meta: Mapping[str, Any] | None = None) -> bool:
         """Answer this RPC with its declared response. Only the first terminal answer counts.
@@ -242,10 +244,12 @@ class Context(Generic[P, D]):
             )
             return False
         self.answered = True
-        telemetry = self.runtime.dispatcher.telemetry
-        if telemetry is not None:
-            telemetry.sent_type(rpc.response.type)
-        return self.connection.send_nowait(data)
+        queued = self.connection.send_nowait(data)
+        if queued:
+            telemetry = self.runtime.dispatcher.telemetry
+            if telemetry is not None:
+                telemetry.sent_type(rpc.response.type)
+        return queued
 
     async def progress(self, payload: Any = None, *, meta: Mapping[str, Any] | None = None) -> bool:
         """Send a non-terminal progress frame (``$ws:rpc-progress``) for this RPC."""
@@ -256,10 +260,12 @@ class Context(Generic[P, D]):
         # no declared schema to encode by: a model, Struct, dataclass or plain data, as JSON
         body = payload_json(payload) if payload is not None else None
         data = frame(_PROGRESS_PREFIX, _meta_bytes(meta, self.correlation_id), body)
-        telemetry = self.runtime.dispatcher.telemetry
-        if telemetry is not None:
-            telemetry.sent_type(PROGRESS_TYPE)
-        return self.connection.send_nowait(data)
+        queued = self.connection.send_nowait(data)
+        if queued:
+            telemetry = self.runtime.dispatcher.telemetry
+            if telemetry is not None:
+                telemetry.sent[PROGRESS_TYPE] += 1
+        return queued
 
     async def error(
         self,
@@ -292,11 +298,12 @@ class Context(Generic[P, D]):
                 return False
             self.answered = True
         self.error_code = code = str(payload.get("code"))
-        telemetry = self.runtime.dispatcher.telemetry
-        if telemetry is not None:
-            telemetry.error(code)
-            telemetry.sent_type("RPC_ERROR" if self.correlation_id is not None else "ERROR")
-        return self.connection.send_nowait(data)
+        queued = self.connection.send_nowait(data)
+        if queued:
+            telemetry = self.runtime.dispatcher.telemetry
+            if telemetry is not None:
+                telemetry.error_sent(code, self.correlation_id is not None)
+        return queued
 
     def fail(self, error: WsKitError) -> bool:
         """Send ``error`` as this message's answer (what raising it in a handler does)."""

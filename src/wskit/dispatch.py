@@ -23,7 +23,7 @@ from wskit.connection import Connection
 from wskit.context import Context, error_frame
 from wskit.errors import CloseCode, ErrorCode, UsageError, WsKitError
 from wskit.inflight import RpcCall, inflight_bytes, set_deadline
-from wskit.protocol import CANCEL_TYPE, HEARTBEAT_TYPE, heartbeat_ack, now_ms
+from wskit.protocol import CANCEL_TYPE, HEARTBEAT_ACK_TYPE, HEARTBEAT_TYPE, heartbeat_ack, now_ms
 from wskit.schema.validator import DecodeFailure, OutboundValidationError
 from wskit.stepping import resume
 from wskit.subscriptions import HANDLERS as SUBSCRIPTION_HANDLERS
@@ -33,7 +33,6 @@ from wskit.telemetry import RouteStats
 if TYPE_CHECKING:
     from wskit.router import Middleware, Route
     from wskit.runtime import Runtime
-    from wskit.telemetry import Telemetry
 
 __all__ = ["REFUSED_TYPE", "Dispatcher"]
 
@@ -76,7 +75,10 @@ REFUSED_TYPE = "$ws:refused"
 
 
 async def _send_refusal(ctx: Context[Any, Any]) -> None:
-    ctx.connection.send_nowait(ctx.payload)
+    if ctx.connection.send_nowait(ctx.payload):
+        telemetry = ctx.runtime.dispatcher.telemetry
+        if telemetry is not None and ctx.error_code is not None:
+            telemetry.error_sent(ctx.error_code, ctx.correlation_id is not None)
 
 
 class _Compiled:
@@ -159,18 +161,22 @@ class Dispatcher:
             log.debug("client %s: rejected frame: %s", conn.client_id, failure.error)
             telemetry = self.telemetry
             if telemetry is not None:
-                self._count_refused(telemetry, failure)
+                telemetry.received_other += 1
             answer = error_frame(failure.error.to_payload(), failure.correlation_id)
             if self._refusal is None:
-                conn.send_nowait(answer)
+                if conn.send_nowait(answer) and telemetry is not None:
+                    telemetry.error_sent(failure.error.code, failure.correlation_id is not None)
                 return None
-            return self._refuse(conn, answer, failure.correlation_id)
+            # counted when the frame guards let it out (they may answer RESOURCE_EXHAUSTED instead)
+            return self._refuse(conn, answer, failure.correlation_id, failure.error.code)
         except Exception:  # a backend bug must cost one answer, never the connection
             now = monotonic()
             if now >= self._next_decode_log:  # at most one traceback a second: input is hostile
                 self._next_decode_log = now + 1.0
                 log.exception("client %s: decoding a frame failed unexpectedly", conn.client_id)
-            conn.send_nowait(error_frame(WsKitError(ErrorCode.INTERNAL).to_payload(), None))
+            if conn.send_nowait(error_frame(WsKitError(ErrorCode.INTERNAL).to_payload(), None)) and self.telemetry:
+                self.telemetry.received_other += 1
+                self.telemetry.error_sent(ErrorCode.INTERNAL.value, False)
             return None
         conn.received += 1
         compiled = self.routes.get(type_name)
@@ -194,19 +200,13 @@ class Dispatcher:
             return self._run_event(compiled, ctx)
         return self._start_rpc(compiled, ctx, len(data))
 
-    @staticmethod
-    def _count_refused(telemetry: Telemetry, failure: DecodeFailure) -> None:
-        """A frame refused before routing (junk, unknown type, invalid payload): "other"."""
-        telemetry.received_other += 1
-        telemetry.error(failure.error.code)
-        telemetry.sent_type("RPC_ERROR" if failure.correlation_id is not None else "ERROR")
-
-    async def _refuse(self, conn: Connection, answer: bytes, correlation_id: str | None) -> None:
+    async def _refuse(self, conn: Connection, answer: bytes, correlation_id: str | None, code: str) -> None:
         """Send ``answer`` to a refused frame through the frame guards (which may answer
         ``RESOURCE_EXHAUSTED`` instead: the client is over its budget)."""
         assert self._refusal is not None
         meta = {"correlationId": correlation_id} if correlation_id is not None else {}
         ctx: Context[Any, Any] = Context(self.runtime, conn, REFUSED_TYPE, answer, meta, now_ms())
+        ctx.error_code = code  # what _send_refusal counts once the answer goes out
         try:
             await self._refusal(ctx)
         except WsKitError as exc:
@@ -216,14 +216,17 @@ class Dispatcher:
             conn.send_nowait(answer)
 
     def _internal(self, conn: Connection, type_name: str, meta: dict[str, Any]) -> None:
+        telemetry = self.telemetry
         if type_name == HEARTBEAT_TYPE:
-            conn.send_nowait(heartbeat_ack())
+            if conn.send_nowait(heartbeat_ack()) and telemetry is not None:
+                telemetry.sent[HEARTBEAT_ACK_TYPE] += 1
             return
         # $ws:rpc-cancel
         correlation_id = meta.get("correlationId")
         if not isinstance(correlation_id, str):
             error = WsKitError(ErrorCode.INVALID_ARGUMENT, "rpc-cancel needs meta.correlationId (string)")
-            conn.send_nowait(error_frame(error.to_payload(), None))
+            if conn.send_nowait(error_frame(error.to_payload(), None)) and telemetry is not None:
+                telemetry.error_sent(error.code, False)
             return
         call = conn.rpcs.get(correlation_id)
         if call is not None:
@@ -431,6 +434,10 @@ class Dispatcher:
         telemetry = conn.telemetry = self.runtime.telemetry
         telemetry.connected(conn.client_id, conn.user_id, conn.client_ip)
         self.runtime.hub.add(conn)
+        if self.draining:
+            # admitted just before a shutdown began (its upgrade was being answered): it missed
+            # the notice every other connection got
+            self.runtime.tell_draining(conn)
         if not self.router.open_hooks:
             return True
         ctx: Context[None] = Context(self.runtime, conn, "$ws:open", None, {}, now_ms())

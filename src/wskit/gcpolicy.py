@@ -70,6 +70,7 @@ class GcFreezer:
         if cls._users and (cls._loop is None or cls._loop.is_closed()):
             # servers of a loop that ended without stopping them: their shares end with it
             cls._users, cls._handle = 0, None
+            cls._observers.clear()
             gc.unfreeze()
         cls._users += 1
         if cls._users == 1:
@@ -80,8 +81,11 @@ class GcFreezer:
         return True
 
     @classmethod
-    def release(cls) -> None:
-        """One user less; the last one stops the timer and gives frozen objects back."""
+    def release(cls, on_pause: Callable[[float], None] | None = None) -> None:
+        """One user less (``on_pause``: the observer it acquired with, told no more); the last
+        one stops the timer and gives frozen objects back."""
+        if on_pause is not None and on_pause in cls._observers:
+            cls._observers.remove(on_pause)
         cls._users = max(cls._users - 1, 0)
         if cls._users == 0:
             cls._observers.clear()

@@ -30,6 +30,17 @@ log = logging.getLogger("wskit.hub")
 _MAX_HEADS = 500
 
 
+#: where a frame's type name starts: after ``{"type":"``
+_TYPE_AT = len(b'{"type":"')
+
+
+def _send_lost(conn: Connection, data: bytes) -> None:
+    """Queue a ``FAILED_PRECONDITION`` recovery error (counted as an error sent)."""
+    telemetry = conn.telemetry
+    if conn.send_nowait(data) and telemetry is not None and telemetry.counting:
+        telemetry.error_sent(ErrorCode.FAILED_PRECONDITION.value, False)
+
+
 def _never(topic: str) -> bool:
     return False
 
@@ -208,9 +219,9 @@ class Hub:
             if seen is Step.GAP:
                 # the broker's history and the live stream did not meet: say so, as deliver()
                 # does (an ERROR of its own: the subscribe's RPC, if any, is not what failed)
-                conn.send_nowait(lost_frame(topic))
-            if pub.exclude != conn.client_id:
-                conn.send_nowait(pub.frame())
+                _send_lost(conn, lost_frame(topic))
+            if pub.exclude != conn.client_id and conn.send_nowait(pub.frame()):
+                self._count_head(pub.head, 1)
             position = Position(pub.offset, pub.epoch)
         conn.positions[topic] = position
         return position
@@ -219,7 +230,7 @@ class Hub:
         self, conn: Connection, topic: str, offset: int, epoch: str, history: HistoryPolicy
     ) -> list[Publication]:
         """What ``conn`` missed since ``offset`` of ``epoch``, counted as a recovery (or a failed one)."""
-        telemetry = conn.telemetry
+        telemetry = conn.telemetry if conn.telemetry is not None and conn.telemetry.counting else None
         try:
             missed = await self.broker.recover(topic, offset, epoch, history)
         except WsKitError as exc:
@@ -304,8 +315,12 @@ class Hub:
                 if self._advance(conn, publication) and conn.client_id != exclude and conn.send_nowait(data, overflow):
                     count += 1
         self.delivered += count
+        self._count_head(publication.head, count)
+
+    def _count_head(self, head: bytes, count: int) -> None:
+        """``count`` frames starting with ``head`` (``{"type":"X"``) were queued: by type for
+        the metrics, which turn heads into type labels when scraped."""
         heads = self.delivered_heads
-        head = publication.head
         if head in heads:
             heads[head] += count
         elif len(heads) < _MAX_HEADS:
@@ -333,7 +348,7 @@ class Hub:
             assert position is not None
             # the wire carries the error; one line per connection would flood a big topic's log
             log.debug("client %s missed offsets %d-%d of %s", conn.client_id, position.offset + 1, offset - 1, topic)
-            conn.send_nowait(lost_frame(topic))
+            _send_lost(conn, lost_frame(topic))
         conn.positions[topic] = Position(offset, epoch)
         return True
 
@@ -359,11 +374,16 @@ class Hub:
                 position.clear()
             else:
                 del conn.positions[topic]
-            conn.send_nowait(data)
+            _send_lost(conn, data)
 
     def deliver_to_user(self, user_id: str, data: bytes) -> None:
+        sent = 0
         for conn in list(self.users.get(user_id, ())):
-            conn.send_nowait(data)
+            if conn.send_nowait(data):
+                sent += 1
+        if sent:
+            # frames are built as {"type":"X",...}: the head is up to the type's closing quote
+            self._count_head(data[: data.find(b'"', _TYPE_AT) + 1], sent)
 
     def disconnect_user(self, user_id: str, code: int, reason: str) -> None:
         for conn in list(self.users.get(user_id, ())):

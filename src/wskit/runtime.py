@@ -109,6 +109,7 @@ class Runtime:
             types=[*self.routes.routes, *_FRAMEWORK_TYPES],
             outbound=list(self.routes.outbound),
         )
+        self.telemetry.counting = s.metrics
         self._add_gauges(self.telemetry)
         self.admission = Admission(
             telemetry=self.telemetry,
@@ -128,6 +129,7 @@ class Runtime:
         self.connections: dict[Connection, None] = {}
         #: started and not yet stopped
         self.serving = False
+        self._drain_reason = "server shutting down"
         #: this process's file in METRICS_DIR while serving (see wskit.metrics), else None
         self.metrics_file: MetricsFile | None = None
 
@@ -200,11 +202,13 @@ class Runtime:
         own uniform draw in ``[0, SHUTDOWN_RETRY_JITTER_MS)``, so the clients of a restarted
         server spread over that window instead of all reconnecting in the same second."""
         self.admission.closed = True
+        self._drain_reason = reason
         dispatcher = self.dispatcher
         dispatcher.draining = True
         self.telemetry.shutdown_phase("draining", connections=len(self.connections), grace_ms=int(grace_s * 1000))
-        for conn in list(self.connections):
-            conn.send_nowait(shutdown_notice(reason, self.settings))
+        notified = sum(conn.send_nowait(shutdown_notice(reason, self.settings)) for conn in list(self.connections))
+        if self.dispatcher.telemetry is not None:
+            self.telemetry.sent[SHUTDOWN_TYPE] += notified
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + grace_s
@@ -221,6 +225,11 @@ class Runtime:
         self.telemetry.shutdown_phase(
             "drained", took_ms=int((loop.time() - started) * 1000), unfinished=dispatcher.busy()
         )
+
+    def tell_draining(self, conn: Connection) -> None:
+        """Give a connection that opened after the drain began the notice the others got."""
+        if conn.send_nowait(shutdown_notice(self._drain_reason, self.settings)) and self.dispatcher.telemetry:
+            self.telemetry.sent[SHUTDOWN_TYPE] += 1
 
     async def close_connections(self, code: int, reason: str) -> None:
         """Close every connection with ``code`` now; RPCs still running get their one terminal
@@ -278,10 +287,10 @@ class Runtime:
         if overflow is not None:
             publication.overflow = OverflowPolicy(overflow)
         telemetry = self.telemetry
-        telemetry.publishes += 1
         if not self.dispatcher.telemetry:
             await self.hub.publish(publication, self.routes.history_for(name))
             return
+        telemetry.publishes += 1
         started = time.perf_counter()
         try:
             await self.hub.publish(publication, self.routes.history_for(name))

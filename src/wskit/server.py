@@ -108,6 +108,8 @@ class Server:
         self.runtime: Runtime | None = None
         #: this server holds a share of the process's GC freezing timer (see wskit.gcpolicy)
         self._gc_frozen = False
+        #: what the GC policy tells each collector pass (this server's histogram)
+        self._gc_observer: Callable[[float], None] | None = None
         self._stopping: asyncio.Future[None] | None = None
         self.transport: Transport | PicowsHost | None = None
         self._runner: web.AppRunner | None = None
@@ -218,8 +220,8 @@ class Server:
         self._port = sock.getsockname()[1]
         log.info("wskit listening on %s (%s)", self.url, self.transport_name)
         if self._owns_gc:
-            on_pause = self.runtime.telemetry.gc_seconds.observe if self.runtime is not None else None
-            self._gc_frozen = GcFreezer.acquire(s.gc_freeze_interval_s, s.gc_unfreeze_interval_s, on_pause)
+            self._gc_observer = self.runtime.telemetry.gc_seconds.observe if self.runtime is not None else None
+            self._gc_frozen = GcFreezer.acquire(s.gc_freeze_interval_s, s.gc_unfreeze_interval_s, self._gc_observer)
 
     async def shutdown(
         self, *, grace_ms: int | None = None, code: int | None = None, reason: str = "server shutting down"
@@ -262,7 +264,7 @@ class Server:
                 self.tls.stop()
             if self._gc_frozen:  # even when closing failed or was cancelled
                 self._gc_frozen = False
-                GcFreezer.release()
+                GcFreezer.release(self._gc_observer)
 
     async def _stop(self, code: int | None, reason: str) -> None:
         runtime = self.runtime

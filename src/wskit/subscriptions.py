@@ -138,7 +138,7 @@ async def subscribe(ctx: Context[Any, Any]) -> None:
         "offset": position.offset if position is not None else None,
         "epoch": position.epoch if position is not None else None,
     }
-    conn.send_nowait(frame(_SUBSCRIBED_PREFIX, dumps({"correlationId": correlation_id}), dumps(body)))
+    _confirm(ctx, SUBSCRIBED_TYPE, frame(_SUBSCRIBED_PREFIX, dumps({"correlationId": correlation_id}), dumps(body)))
 
 
 async def unsubscribe(ctx: Context[Any, Any]) -> None:
@@ -147,7 +147,15 @@ async def unsubscribe(ctx: Context[Any, Any]) -> None:
     name = _allowed_name(ctx, payload["topic"])
     await ctx.unsubscribe(name)
     body = {"topic": name}
-    ctx.connection.send_nowait(frame(_UNSUBSCRIBED_PREFIX, dumps({"correlationId": correlation_id}), dumps(body)))
+    _confirm(ctx, UNSUBSCRIBED_TYPE, frame(_UNSUBSCRIBED_PREFIX, dumps({"correlationId": correlation_id}), dumps(body)))
+
+
+def _confirm(ctx: Context[Any, Any], type_name: str, data: bytes) -> None:
+    """Queue a confirmation (counted as sent when it was queued)."""
+    if ctx.connection.send_nowait(data):
+        telemetry = ctx.runtime.dispatcher.telemetry
+        if telemetry is not None:
+            telemetry.sent[type_name] += 1
 
 
 #: the framework's own routes, by type: what the dispatcher compiles beside the router's

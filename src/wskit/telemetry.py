@@ -64,6 +64,17 @@ REFUSAL_REASONS = (
 #: close codes counted by name of their number; anything else is "other"
 CLOSE_CODES = ("1000", "1001", "1002", "1003", "1006", "1007", "1008", "1009", "1011", "1012", "1013", "4000")
 
+#: frames the framework itself sends (counted under their own type)
+FRAMEWORK_OUTBOUND = (
+    "ERROR",
+    "RPC_ERROR",
+    "$ws:rpc-progress",
+    "__heartbeat_ack",
+    "SERVER_SHUTDOWN",
+    "$ws:subscribed",
+    "$ws:unsubscribed",
+)
+
 #: distinct outbound type labels kept before the rest count as "other"
 MAX_SENT_TYPES = 500
 
@@ -136,8 +147,12 @@ class Telemetry:
         self.routes: dict[str, RouteStats] = {name: RouteStats() for name in types}
         #: frames that named no declared type, or none at all
         self.received_other = 0
-        self.sent: dict[str, int] = dict.fromkeys((*outbound, "ERROR", "RPC_ERROR", OTHER), 0)
-        self.errors: dict[str, int] = dict.fromkeys((code.value for code in ErrorCode), 0)
+        self.sent: dict[str, int] = dict.fromkeys((*outbound, *FRAMEWORK_OUTBOUND, OTHER), 0)
+        #: whether counting is on (METRICS); events are written either way. The dispatcher's
+        #: hot path checks once per message; rarer paths (hub, guards) check this
+        self.counting = True
+        #: the 13 wire codes, and "other" for the application's own (``ctx.error("ROOM_FULL")``)
+        self.errors: dict[str, int] = dict.fromkeys((*(code.value for code in ErrorCode), OTHER), 0)
         self.refused: dict[str, int] = dict.fromkeys(REFUSAL_REASONS, 0)
         self.closes: dict[str, int] = dict.fromkeys((*CLOSE_CODES, OTHER), 0)
         self.opened = 0
@@ -173,15 +188,23 @@ class Telemetry:
             sent[OTHER] += count
 
     def error(self, code: str) -> None:
-        """An error answer with wire code ``code`` went out."""
+        """An error answer with wire code ``code`` went out (an application's own code: "other")."""
         errors = self.errors
         if code in errors:
             errors[code] += 1
+        else:
+            errors[OTHER] += 1
+
+    def error_sent(self, code: str, rpc: bool) -> None:
+        """An ``ERROR`` (``RPC_ERROR`` when ``rpc``) frame with ``code`` was queued."""
+        self.error(code)
+        self.sent["RPC_ERROR" if rpc else "ERROR"] += 1
 
     # -- events ----------------------------------------------------------------------------
 
     def connected(self, client_id: str, user_id: Any, ip: str | None) -> None:
-        self.opened += 1
+        if self.counting:
+            self.opened += 1
         self._event(
             events,
             logging.INFO,
@@ -204,9 +227,10 @@ class Telemetry:
         messages_in: int,
         messages_out: int,
     ) -> None:
-        label = str(code) if code is not None else "1006"
-        closes = self.closes
-        closes[label if label in closes else OTHER] += 1
+        if self.counting:
+            label = str(code) if code is not None else "1006"
+            closes = self.closes
+            closes[label if label in closes else OTHER] += 1
         self._event(
             events,
             logging.INFO,
@@ -224,19 +248,26 @@ class Telemetry:
         )
 
     def refused_upgrade(self, reason: str, status: int, ip: str | None, path: str, why: str) -> None:
-        refused = self.refused
-        refused[reason if reason in refused else OTHER] += 1
+        """Count a refused upgrade under ``reason`` and log it (within the refusal budget).
+
+        ``path`` is the client's, percent-decoded by the host (``%0A`` is a newline): it is
+        logged clipped and ``repr()``-escaped, in the text and the field alike, so a refused
+        request cannot write a line of its own into a text log or a long one into any log."""
+        if self.counting:
+            refused = self.refused
+            refused[reason if reason in refused else OTHER] += 1
+        shown = repr(path[:200]) + ("..." if len(path) > 200 else "")
         self._event(
             _admission,
             logging.INFO,
             self._refusal_budget,
             "upgrade refused (%d) for %s %s: %s",
-            (status, ip, path, why),
+            (status, ip, shown, why),
             event="upgrade_refused",
             reason=reason,
             status=status,
             ip=ip,
-            path=path[:200],
+            path=shown,
         )
 
     def handler_error(self, type_name: str, client_id: str, code: str, exc: BaseException | None) -> None:
@@ -257,7 +288,8 @@ class Telemetry:
     def drop(self, client_id: str, policy: str, count: int) -> None:
         """``count`` frames to ``client_id`` were not sent (``policy``: drop-oldest, drop-new,
         or close: the slow consumer was closed)."""
-        self.dropped[policy] = self.dropped.get(policy, 0) + count
+        if self.counting:
+            self.dropped[policy] = self.dropped.get(policy, 0) + count
         self._event(
             _connection,
             logging.WARNING,
@@ -271,7 +303,8 @@ class Telemetry:
         )
 
     def limited(self, client_id: str, user_id: Any, type_name: str) -> None:
-        self.rate_limited += 1
+        if self.counting:
+            self.rate_limited += 1
         self._event(
             _ratelimit,
             logging.INFO,

@@ -17,7 +17,6 @@ from wskit import Server
 pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.mark.xfail(strict=True, reason="review17: an upgrade authenticated during the drain is accepted, never told")
 @pytest.mark.parametrize("transport", ["aiohttp", "picows"])
 async def test_an_upgrade_admitted_while_draining_is_refused_or_told(transport: str) -> None:
     """An upgrade whose (async) authenticate began before the shutdown and ends during the
