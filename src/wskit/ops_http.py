@@ -9,13 +9,17 @@ cannot carry publishes), the Prometheus exposition, and the browser client.
 ``/metrics`` costs the event loop the same at any connection count: the counters are read
 on it (nothing walks the connections), the rest happens in a thread: the rendering, whose
 ``process_open_fds`` lists one file per connection, and with ``METRICS_DIR`` the reading of
-the other processes' files (:mod:`wskit.metrics`). ``METRICS=0``: 404, as for any path the server does not have.
-Without prometheus-client: 501, saying what to install.
+the other processes' files (:mod:`wskit.metrics`). And it costs that once however many ask
+at a time: requests that arrive while a rendering is under way share its answer (figures
+read when it began, milliseconds before), so a client that opens many connections to
+``/metrics`` at once does not multiply the work. ``METRICS=0``: 404, as for any path the
+server does not have. Without prometheus-client: 501, saying what to install.
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -48,6 +52,9 @@ _WSKIT_JS: Final = HttpAnswer(200, WSKIT_JS_TYPE, WSKIT_JS, WSKIT_JS_HEADERS)
 _NOT_FOUND: Final = HttpAnswer(404, _TEXT, b"Not Found")
 _METHODS: Final = HttpAnswer(405, _TEXT, b"Method Not Allowed", {"Allow": "GET, HEAD"})
 
+#: each runtime's rendering under way, which the scrapes that arrive meanwhile await
+_RENDERING: weakref.WeakKeyDictionary[Runtime, asyncio.Task[bytes]] = weakref.WeakKeyDictionary()
+
 
 def is_own_path(path: str) -> bool:
     """True for the paths :func:`own_answer` answers."""
@@ -77,12 +84,28 @@ async def _metrics(runtime: Runtime) -> HttpAnswer:
         return _NOT_FOUND
     if not available():
         return HttpAnswer(501, _TEXT, INSTALL_HINT.encode())
+    loop = asyncio.get_running_loop()
+    rendering = _RENDERING.get(runtime)
+    if rendering is None or rendering.done() or rendering.get_loop() is not loop:
+        rendering = _RENDERING[runtime] = loop.create_task(_render(runtime))
+        rendering.add_done_callback(_rendered)
+    # shielded: a scrape whose client left must not cancel the others' answer
+    return HttpAnswer(200, content_type(), await asyncio.shield(rendering))
+
+
+def _rendered(rendering: asyncio.Task[bytes]) -> None:
+    """Retrieve a rendering's failure: the scrapes that awaited it answer 500, but they may
+    all have been cancelled (their clients gone), and a failure nobody retrieved is logged
+    as a bug of its own."""
+    if not rendering.cancelled():
+        rendering.exception()
+
+
+async def _render(runtime: Runtime) -> bytes:
     shared = runtime.metrics_file
     if shared is None:
         # process_open_fds lists /proc/self/fd: one entry per connection, so the rendering
         # runs in a thread (the families were read on the loop, and are plain data)
-        body = await asyncio.to_thread(render, runtime.telemetry.families(), process=True)
-    else:
-        # the sum of several processes: process_* of the one that answered would mislead
-        body = render(await shared.gather())
-    return HttpAnswer(200, content_type(), body)
+        return await asyncio.to_thread(render, runtime.telemetry.families(), process=True)
+    # the sum of several processes: process_* of the one that answered would mislead
+    return render(await shared.gather())

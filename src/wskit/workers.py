@@ -6,7 +6,8 @@ nothing in memory: topics, presence and user controls cross through the broker (
 which is why more than one worker without ``REDIS_URL`` is refused at start.
 
 Their counters meet in a directory (``METRICS_DIR``, else a private one made here and
-removed at exit), so that ``/metrics`` on any worker answers the sum of all of them.
+removed at exit), so that ``/metrics`` on any worker answers the sum of all of them (and of
+the processes that used it before: see :mod:`wskit.metrics`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from wskit.config import ConfigError, Settings, load_settings
-from wskit.metrics import clear_directory
 from wskit.pubsub.memory import MemoryBroker
 from wskit.router import Router
 
@@ -48,13 +48,13 @@ def _metrics_dir(settings: Settings) -> tuple[str | None, bool]:
     """Where the workers' counters meet, so that a scrape of any one answers for all (see
     :mod:`wskit.metrics`); and whether it was made here (then removed at exit).
 
-    A directory given by ``METRICS_DIR`` is emptied of a previous run's files first: their
-    counters belong to processes of another server's life."""
+    A directory given by ``METRICS_DIR`` is used as it is: other processes may share it, and
+    a previous run's counters are part of the totals (emptying it would take them back, a
+    counter reset to Prometheus). The workers fold those of exited processes as they start."""
     if not settings.metrics:
         return None, False
     if settings.metrics_dir is not None:
         os.makedirs(settings.metrics_dir, exist_ok=True)
-        clear_directory(settings.metrics_dir)
         return settings.metrics_dir, False
     return tempfile.mkdtemp(prefix="wskit-metrics-"), True
 

@@ -146,6 +146,44 @@ async def test_only_get_and_head_are_answered(way: str) -> None:
         assert (await http_get(server.port, prefix_of(server) + "/healthz", method="HEAD")).status == 200
 
 
+async def _head(port: int, path: str, *, upgrade: bool = False) -> tuple[int, bytes]:
+    """``HEAD path`` on a connection read to its end: the status, and every byte after the
+    headers (none may come: a client that keeps the connection would read them as the start
+    of its next answer)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    extra = (
+        "Upgrade: websocket\r\nConnection: Upgrade, close\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n"
+        if upgrade
+        else "Connection: close\r\n"
+    )
+    writer.write(f"HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n".encode())
+    try:
+        async with asyncio.timeout(5):
+            answer = await reader.read()  # to EOF: each host closes after this answer
+    finally:
+        writer.close()
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), rest
+
+
+@pytest.mark.parametrize("way", ["picows", "aiohttp"])
+async def test_head_answers_carry_no_body_on_any_path(way: str) -> None:
+    """HEAD is answered with headers only, whatever the answer: one of the server's own
+    paths (200), a path it does not serve (404), the WebSocket path without an upgrade
+    (400), an upgrade by HEAD (405)."""
+    async with served(way, path="/live") as server:
+        answers = [
+            await _head(server.port, "/healthz"),
+            await _head(server.port, "/nowhere"),
+            await _head(server.port, "/live"),
+            await _head(server.port, "/live", upgrade=True),
+        ]
+    assert [status for status, _ in answers][:2] == [200, 404]
+    assert all(400 <= status < 500 for status, _ in answers[2:]), answers
+    assert [rest for _, rest in answers] == [b""] * 4
+
+
 @pytest.mark.parametrize("way", WAYS)
 async def test_upgrades_on_another_path_are_counted_as_refused(way: str) -> None:
     """With path= set, an upgrade elsewhere is refused 404 and counted under reason="path"."""

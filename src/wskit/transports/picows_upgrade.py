@@ -51,10 +51,19 @@ _MAX_HEADERS = 256
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n")
 
 
-def answer(transport: asyncio.BaseTransport, status: int, text: str, headers: Mapping[str, str] | None = None) -> None:
+def answer(
+    transport: asyncio.BaseTransport,
+    status: int,
+    text: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    head_only: bool = False,
+) -> None:
     """Write a plain-text HTTP answer and close the connection (no keep-alive: a second
-    request trickled on the same socket would need a timer of its own)."""
-    write_answer(transport, status, "text/plain; charset=utf-8", text.encode(), headers or {})
+    request trickled on the same socket would need a timer of its own). ``head_only`` for an
+    answer to HEAD: its headers only (RFC 9110 9.3.2), or the body would be read as the start
+    of the next answer on a connection a client or proxy keeps."""
+    write_answer(transport, status, "text/plain; charset=utf-8", text.encode(), headers or {}, head_only=head_only)
 
 
 def write_answer(
@@ -117,10 +126,10 @@ class PicowsHost:
             raise
         except Exception:
             log.exception("answering %s failed", path)
-            answer(transport, 500, "Internal Server Error")
+            answer(transport, 500, "Internal Server Error", head_only=method == "HEAD")
             return
         if own is None:  # not one of its paths: never, is_own_path() said so
-            answer(transport, 404, "Not Found")
+            answer(transport, 404, "Not Found", head_only=method == "HEAD")
             return
         write_answer(transport, own.status, own.content_type, own.body, own.headers, head_only=method == "HEAD")
 
@@ -286,9 +295,9 @@ class Front(asyncio.Protocol):
             if is_own_path(path):
                 host.answer_own(transport, path, method)
             elif host.path is not None and path != host.path:
-                answer(transport, 404, "Not Found")
+                answer(transport, 404, "Not Found", head_only=method == "HEAD")
             else:
-                answer(transport, 400, "Expected a WebSocket upgrade (Upgrade: websocket)")
+                answer(transport, 400, "Expected a WebSocket upgrade (Upgrade: websocket)", head_only=method == "HEAD")
             return
         peer = transport.get_extra_info("peername")
         client_ip = runtime.admission.resolve_ip(peer[0] if peer else None, headers)
@@ -297,7 +306,7 @@ class Front(asyncio.Protocol):
             status, why, _ = refused
             reason = "path" if host.path is not None and path != host.path else "bad_request"
             runtime.telemetry.refused_upgrade(reason, status, client_ip, path, why)
-            answer(transport, *refused)
+            answer(transport, *refused, head_only=method == "HEAD")
             return
         hs = HandshakeRequest(
             path=path,
