@@ -16,6 +16,12 @@ then and drops the key that no longer matches, and every later handshake fails. 
 reads both files once, proves the pair on a scratch context, and only then loads those same
 bytes into the live one. A pair that does not load (half written, garbage, a key that is not
 the certificate's) is logged once, naming both files, and the certificate already loaded stays.
+A proven pair can still fail to load into the live context (out of file descriptors when
+OpenSSL opens the key): then the pair loaded before, whose bytes are kept, is put back.
+
+A private key protected by a passphrase is refused (at start and on reload) instead of being
+loaded: OpenSSL would ask for the passphrase on the terminal, blocking the event loop (and
+a service has no one to type it).
 """
 
 from __future__ import annotations
@@ -27,9 +33,9 @@ import os
 import ssl
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from wskit.config import ConfigError, Settings
 
@@ -74,9 +80,13 @@ class CertificateReloader:
         self.not_after: str | None = None
         self._seen = self._signature()
         self._timer: asyncio.TimerHandle | None = None
+        #: the chain and key loaded in :attr:`context` (put back when a reload half-loads)
+        self._pair = (b"", b"")
         try:
             cert, key = _read(cert_file), _read(key_file)
             self._install(cert, key)
+        except _EncryptedKey as exc:
+            raise ConfigError(str(exc)) from None
         except (OSError, ValueError, ssl.SSLError) as exc:
             raise ConfigError(
                 f"TLS_CERT_FILE={cert_file} / TLS_KEY_FILE={key_file} do not load as a certificate and its key: {exc}"
@@ -100,25 +110,24 @@ class CertificateReloader:
         self._seen = self._signature()  # before reading: a write during the read is a new change
         try:
             cert, key = _read(self.cert_file), _read(self.key_file)
-            _prove(cert, key)
+            _prove(cert, key, self._no_passphrase)
         except (OSError, ValueError, ssl.SSLError) as exc:
-            self.failures += 1
-            log.error(
-                "TLS reload (%s) failed: %s with %s: %s; new connections keep the certificate loaded before",
+            self._failed(trigger, exc, "new connections keep the certificate loaded before")
+            return False
+        try:
+            self._install(cert, key)
+        except (OSError, ValueError, ssl.SSLError) as exc:
+            # the live context may hold the new certificate without its key by now
+            put_back = self._put_back()
+            self._seen = (None, None)  # a passing cause (no file descriptors): the next poll tries again
+            self._failed(
                 trigger,
-                self.cert_file,
-                self.key_file,
                 exc,
-                extra={
-                    "event": "tls_reload",
-                    "trigger": trigger,
-                    "cert_file": self.cert_file,
-                    "key_file": self.key_file,
-                    "error": str(exc),
-                },
+                "the certificate loaded before was put back"
+                if put_back
+                else "putting the certificate loaded before back failed too: new handshakes fail until a reload works",
             )
             return False
-        self._install(cert, key)
         self.reloads += 1
         log.info(
             "TLS certificate reloaded (%s) from %s, valid until %s",
@@ -141,11 +150,46 @@ class CertificateReloader:
             return None
         return self.reload("file change")
 
+    def _failed(self, trigger: str, exc: BaseException, outcome: str) -> None:
+        self.failures += 1
+        log.error(
+            "TLS reload (%s) failed: %s with %s: %s; %s",
+            trigger,
+            self.cert_file,
+            self.key_file,
+            exc,
+            outcome,
+            extra={
+                "event": "tls_reload",
+                "trigger": trigger,
+                "cert_file": self.cert_file,
+                "key_file": self.key_file,
+                "error": str(exc),
+            },
+        )
+
     def _install(self, cert: bytes, key: bytes) -> None:
         """Load a proven pair into the live context (both files are read once, by the caller)."""
         with _as_files(cert, key) as (cert_path, key_path):
-            self.context.load_cert_chain(cert_path, key_path)
+            self.context.load_cert_chain(cert_path, key_path, password=self._no_passphrase)
             self.not_after = _not_after(cert_path)
+        self._pair = (cert, key)
+
+    def _put_back(self) -> bool:
+        """Load the pair that served before a failed load again; False if that fails too."""
+        try:
+            self._install(*self._pair)
+        except (OSError, ValueError, ssl.SSLError):
+            return False
+        return True
+
+    def _no_passphrase(self) -> NoReturn:
+        """OpenSSL's question for a key's passphrase, answered by refusing the key: without
+        an answer of ours, OpenSSL asks on the terminal and the loop waits for a reply."""
+        raise _EncryptedKey(
+            f"encrypted private keys are not supported: TLS_KEY_FILE {self.key_file} asks for a passphrase; "
+            "store the key decrypted (openssl pkey -in KEY -out PLAIN), readable by the server's user only"
+        )
 
     def _signature(self) -> tuple[Signature, Signature]:
         return _stat(self.cert_file), _stat(self.key_file)
@@ -173,6 +217,10 @@ class CertificateReloader:
                 self._timer = asyncio.get_running_loop().call_later(self.interval_s, self._tick)
 
 
+class _EncryptedKey(ValueError):
+    """The key file asks for a passphrase (its message says so, naming the file)."""
+
+
 def _stat(path: str) -> Signature:
     try:
         st = os.stat(path)  # follows links: a Kubernetes secret swaps its ..data link
@@ -191,10 +239,11 @@ def _read(path: str) -> bytes:
     return data
 
 
-def _prove(cert: bytes, key: bytes) -> None:
-    """Raise unless ``cert`` and ``key`` load together (on a context nobody serves with)."""
+def _prove(cert: bytes, key: bytes, password: Callable[[], NoReturn]) -> None:
+    """Raise unless ``cert`` and ``key`` load together (on a context nobody serves with);
+    ``password`` answers OpenSSL's question for a passphrase."""
     with _as_files(cert, key) as (cert_path, key_path):
-        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_path, key_path)
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_path, key_path, password=password)
 
 
 @contextlib.contextmanager

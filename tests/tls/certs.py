@@ -16,6 +16,7 @@ import ssl
 from pathlib import Path
 
 import trustme
+from cryptography.hazmat.primitives import serialization
 
 __all__ = ["Issuer", "Pair", "client_context", "served_certificate"]
 
@@ -40,13 +41,14 @@ class Issuer:
         #: the DER of the last leaf installed (what a handshake must show after a reload)
         self.der = b""
 
-    def install(self, pair: Pair) -> bytes:
-        """Issue a leaf and put its chain and key in ``pair``'s files, each replaced at once;
-        returns the leaf's DER."""
+    def install(self, pair: Pair, *, passphrase: bytes | None = None) -> bytes:
+        """Issue a leaf and put its chain and key in ``pair``'s files, each replaced at once
+        (the key encrypted with ``passphrase`` when given); returns the leaf's DER."""
         leaf = self.ca.issue_cert("127.0.0.1", "localhost")
         chain = b"".join(blob.bytes() for blob in leaf.cert_chain_pems)
+        key = leaf.private_key_pem.bytes()
         _replace(pair.cert, chain)
-        _replace(pair.key, leaf.private_key_pem.bytes())
+        _replace(pair.key, key if passphrase is None else _encrypted(key, passphrase))
         self.der = ssl.PEM_cert_to_DER_cert(leaf.cert_chain_pems[0].bytes().decode())
         return self.der
 
@@ -54,6 +56,16 @@ class Issuer:
         """A new leaf's chain and key, as bytes (for writing them some other way)."""
         leaf = self.ca.issue_cert("127.0.0.1")
         return b"".join(blob.bytes() for blob in leaf.cert_chain_pems), leaf.private_key_pem.bytes()
+
+
+def _encrypted(key: bytes, passphrase: bytes) -> bytes:
+    """``key`` (PEM) as an encrypted PKCS#8 PEM, as ``openssl pkey -aes256`` writes it."""
+    loaded = serialization.load_pem_private_key(key, password=None)
+    return loaded.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(passphrase),
+    )
 
 
 def _replace(path: Path, data: bytes) -> None:
