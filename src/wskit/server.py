@@ -163,15 +163,30 @@ class Server:
 
     async def start(self) -> None:
         """Build the runtime, bind and start accepting (the router is compiled here, so
-        mistakes fail now)."""
+        mistakes fail now).
+
+        A start that fails once the runtime runs (a TLS pair that does not load, a port in
+        use) stops what it started before it raises, broker and timers included: the caller
+        has no server to stop (``async with`` never reaches its exit)."""
         s = self.settings
         if self._owns_log_level:
             logging.getLogger("wskit").setLevel(s.log_level)
         runtime = self.runtime = self._build()
         await runtime.start()
-        if self.transport_name == "picows":
-            await self._start_picows(runtime)
-            return
+        try:
+            if self.transport_name == "picows":
+                await self._start_picows(runtime)
+            else:
+                await self._start_aiohttp(runtime)
+        except BaseException:
+            try:
+                await self._stop_once(None, "server failed to start")
+            except Exception:  # the start's own error is the one to raise
+                log.exception("wskit: stopping what a failed start had started failed")
+            raise
+
+    async def _start_aiohttp(self, runtime: Runtime) -> None:
+        s = self.settings
         self.transport = Transport(
             runtime=runtime,
             max_payload_bytes=s.max_payload_bytes,
@@ -214,7 +229,11 @@ class Server:
         sock = _bind(s.host, s.port, reuse_port=self.reuse_port)
         loop = asyncio.get_running_loop()
         context = tls.context if tls is not None else None
-        self._listener = await loop.create_server(factory, sock=sock, ssl=context, backlog=1024)
+        try:
+            self._listener = await loop.create_server(factory, sock=sock, ssl=context, backlog=1024)
+        except BaseException:
+            sock.close()  # not yet the listener's to close
+            raise
         if tls is not None:
             tls.start()  # renewed files are loaded into that same context (wskit.tls)
         self._port = sock.getsockname()[1]
