@@ -415,6 +415,11 @@ def serve(router: Router[Any], *, workers: int | None = None, **options: Any) ->
 
 
 def _serve_one(router: Router[Any], options: Mapping[str, Any], *, reuse_port: bool = False) -> None:
+    hooked = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.getsignal(sig) for sig in hooked}
+    # until the loop's handler is in place, SIGHUP (a reload, of files not read yet) must not
+    # kill the starting server by its default action (systemctl reload during a start)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     _install_uvloop()
 
     async def main() -> None:
@@ -444,6 +449,8 @@ def _serve_one(router: Router[Any], options: Mapping[str, Any], *, reuse_port: b
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
         loop.add_signal_handler(signal.SIGHUP, on_hangup)
+        # a worker starts with the three blocked (wskit.workers): what came meanwhile is handled now
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, hooked)
         await server.start()
         await stop.wait()
         log.info("wskit: shutting down (grace %d ms)", server.settings.shutdown_grace_ms)
@@ -455,15 +462,15 @@ def _serve_one(router: Router[Any], options: Mapping[str, Any], *, reuse_port: b
             loop.remove_signal_handler(sig)
             signal.signal(sig, signal.SIG_IGN)
 
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         asyncio.run(main())
     finally:
         for sig, handler in previous.items():
             # the caller's handlers are back (Ctrl-C raises KeyboardInterrupt again), except a
-            # default SIGTERM, which stays ignored: the server has stopped, and a second stop
-            # request while the interpreter finishes must not turn exit 0 into a kill (-15).
-            # (A Python-level handler would not do: CPython resets those at finalisation.)
-            if sig == signal.SIGTERM and handler in (signal.SIG_DFL, None):
+            # default SIGTERM or SIGHUP, which stays ignored: the server has stopped, and a
+            # second stop request or a reload while the interpreter finishes must not turn exit
+            # 0 into a kill. (A Python-level handler would not do: CPython resets those at
+            # finalisation.)
+            if sig in (signal.SIGTERM, signal.SIGHUP) and handler in (signal.SIG_DFL, None):
                 continue
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)

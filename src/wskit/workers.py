@@ -63,7 +63,13 @@ def run_workers(router: Router[Any], count: int, options: Mapping[str, Any], ser
     """Fork ``count`` workers serving ``router``; forward SIGINT/SIGTERM/SIGHUP; exit with them.
 
     SIGHUP reaches every worker, so ``systemctl reload`` (or ``kill -HUP``) reloads each
-    worker's TLS certificate instead of killing the parent."""
+    worker's TLS certificate instead of killing the parent.
+
+    A signal that comes while the workers start is held, not lost and not fatal: the parent
+    blocks the three while it forks, until its forwarder is in place, and the workers start
+    with them blocked; ``serve_one`` unblocks them once its event loop handles them (then
+    what came meanwhile is handled). Without this a ``systemctl reload`` during a start
+    killed the parent or a worker (SIGHUP's default action)."""
     settings = load_settings({k: options.get(k) for k in ("host", "port", "redis_url", "metrics", "metrics_dir")})
     broker = options.get("broker")
     if (broker is None and not settings.redis_url) or isinstance(broker, MemoryBroker):
@@ -81,17 +87,22 @@ def run_workers(router: Router[Any], count: int, options: Mapping[str, Any], ser
         ctx.Process(target=serve_one, args=(router, child_options), kwargs={"reuse_port": True}, name=f"wskit-{i}")
         for i in range(count)
     ]
-    for proc in procs:
-        proc.start()
-    reserved.close()
-    log.info("wskit: %d workers on %s:%d (pids %s)", count, settings.host, port, [p.pid for p in procs])
 
     def forward(signum: int, _frame: object) -> None:
         for proc in procs:
             if proc.pid is not None and proc.is_alive():
                 os.kill(proc.pid, signum)
 
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    forwarded = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, forwarded)
+    try:
+        for proc in procs:
+            proc.start()
+        previous = {sig: signal.signal(sig, forward) for sig in forwarded}
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a signal held meanwhile is forwarded now
+    reserved.close()
+    log.info("wskit: %d workers on %s:%d (pids %s)", count, settings.host, port, [p.pid for p in procs])
     try:
         for proc in procs:
             proc.join()
