@@ -275,5 +275,7 @@ def build_app(t: Transport) -> web.Application:
     if t.ping_interval:
         runtime.watchdog.enable_pings(t.ping_interval, _ping, _heard)
     app = web.Application(client_max_size=t.max_payload_bytes)
-    app.router.add_route("*", "/{tail:.*}", handle)
+    # every path, newlines too: with ".*" a decoded %0A fell through to aiohttp's own 404,
+    # so such an upgrade was neither counted nor answered by wskit
+    app.router.add_route("*", r"/{tail:[\s\S]*}", handle)
     return app
