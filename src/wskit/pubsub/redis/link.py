@@ -31,6 +31,10 @@ __all__ = ["Link"]
 
 log = logging.getLogger("wskit.pubsub.redis")
 
+#: stopping the link's tasks: cancel again after each wait this long, this many times at most
+_STOP_WAIT_S = 0.1
+_STOP_ATTEMPTS = 50
+
 T = TypeVar("T")
 
 
@@ -187,8 +191,20 @@ class Link:
         for task in tasks:
             task.cancel()
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # a cancellation can be swallowed on its way (Python 3.11's wait_for, inside the
+            # Redis client, when the awaited call completes in the same turn): the task then
+            # goes on reading the link and a plain await never returns. Cancel again until it
+            # ends, within a bound
+            for _ in range(_STOP_ATTEMPTS):
+                done, _pending = await asyncio.wait([task], timeout=_STOP_WAIT_S)
+                if done:
+                    break
+                task.cancel()
+            else:
+                log.warning("redis broker %s: task %s did not stop; left behind", self.instance_id, task.get_name())
+                continue
+            if not task.cancelled() and task.exception() is not None:
+                log.debug("redis broker %s: %s ended with %r", self.instance_id, task.get_name(), task.exception())
 
     async def release(self) -> None:
         """Forget the listener and the topics, close the link and every pooled connection."""
