@@ -490,12 +490,11 @@ async def test_request_meta_carries_a_traceparent_but_not_over_the_clients_own_k
           const { Client } = await import('/wskit.js');
           const client = new Client(`ws://${location.host}/`);
           await client.connect();
-          const meta = { traceparent: '%s', correlationId: 'mine', timeoutMs: 1 };
+          const meta = { traceparent: 'PARENT', correlationId: 'mine', timeoutMs: 1 };
           const res = await client.request('GET_USER', { id: '1' }, { meta, timeout: 4000 });
           await client.close();
           return { name: res.payload.name, cid: res.meta.correlationId };
-        }"""
-        % parent,
+        }""".replace("PARENT", parent),
     )
     assert result["name"] == "Ada" and result["cid"] != "mine"
     (meta,) = seen
