@@ -130,6 +130,7 @@ class Runtime:
         #: started and not yet stopped
         self.serving = False
         self._drain_reason = "server shutting down"
+        self._drain_began = False
         #: this process's file in METRICS_DIR while serving (see wskit.metrics), else None
         self.metrics_file: MetricsFile | None = None
 
@@ -203,6 +204,7 @@ class Runtime:
         server spread over that window instead of all reconnecting in the same second."""
         self.admission.closed = True
         self._drain_reason = reason
+        self._drain_began = True
         dispatcher = self.dispatcher
         dispatcher.draining = True
         self.telemetry.shutdown_phase("draining", connections=len(self.connections), grace_ms=int(grace_s * 1000))
@@ -248,7 +250,9 @@ class Runtime:
             # read without waiting) before the close
             for _ in range(_READER_TURNS):
                 await asyncio.sleep(0)
-        self.telemetry.shutdown_phase("closing", connections=len(self.connections), code=code, aborted_rpcs=aborted)
+        if self.connections or self._drain_began:
+            # a stop with nothing to close (a failed start, a test's server) is not a shutdown to report
+            self.telemetry.shutdown_phase("closing", connections=len(self.connections), code=code, aborted_rpcs=aborted)
         closes = [conn.close(code, reason) for conn in list(self.connections)]
         for outcome in await asyncio.gather(*closes, return_exceptions=True):
             if isinstance(outcome, BaseException):
@@ -258,7 +262,8 @@ class Runtime:
         """Release what the runtime holds: the rate guards' clients, then the broker (its last
         commands awaited, this instance's presence removed)."""
         self.serving = False
-        self.telemetry.shutdown_phase("stopping broker")
+        if self._drain_began:
+            self.telemetry.shutdown_phase("stopping broker")
         for guard in self.frame_guards:
             closer = getattr(guard, "aclose", None)
             if closer is not None:

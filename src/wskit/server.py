@@ -290,6 +290,7 @@ class Server:
         assert runtime is not None
         if code is None:
             code = self.settings.shutdown_close_code
+        listened = self._listener is not None  # a start that failed before listening says nothing here
         if self._listener is not None:
             self._listener.close()
         await runtime.close_connections(code, reason)
@@ -304,7 +305,8 @@ class Server:
         self._listener = None
         self.transport = None
         await runtime.stop()
-        log.info("wskit stopped")
+        if listened:
+            log.info("wskit stopped")
 
     async def __aenter__(self) -> Server:
         await self.start()

@@ -85,8 +85,8 @@ class CertificateReloader:
         try:
             cert, key = _read(cert_file), _read(key_file)
             self._install(cert, key)
-        except _EncryptedKey as exc:
-            raise ConfigError(str(exc)) from None
+        except ConfigError:
+            raise  # an encrypted key: its message says so, naming the file
         except (OSError, ValueError, ssl.SSLError) as exc:
             raise ConfigError(
                 f"TLS_CERT_FILE={cert_file} / TLS_KEY_FILE={key_file} do not load as a certificate and its key: {exc}"
@@ -186,7 +186,7 @@ class CertificateReloader:
     def _no_passphrase(self) -> NoReturn:
         """OpenSSL's question for a key's passphrase, answered by refusing the key: without
         an answer of ours, OpenSSL asks on the terminal and the loop waits for a reply."""
-        raise _EncryptedKey(
+        raise ConfigError(
             f"encrypted private keys are not supported: TLS_KEY_FILE {self.key_file} asks for a passphrase; "
             "store the key decrypted (openssl pkey -in KEY -out PLAIN), readable by the server's user only"
         )
@@ -215,10 +215,6 @@ class CertificateReloader:
         finally:
             if self._timer is not None:  # not stopped meanwhile
                 self._timer = asyncio.get_running_loop().call_later(self.interval_s, self._tick)
-
-
-class _EncryptedKey(ValueError):
-    """The key file asks for a passphrase (its message says so, naming the file)."""
 
 
 def _stat(path: str) -> Signature:
