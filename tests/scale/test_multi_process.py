@@ -305,8 +305,18 @@ async def test_workers_share_the_port_and_the_broker(redis: RedisServer | str) -
     cluster = Cluster(url, count=1, workers=2)
     await asyncio.to_thread(cluster.start)
     try:
-        clients = [await cluster.client(0, user=f"w{i}") for i in range(20)]
-        pids = {(await c.request("WHOAMI", None))["payload"]["text"].split("@")[1] for c in clients}
+        # the second worker may bind a moment after the first answered: keep connecting (at
+        # most 200 clients, 15 s) until both have taken connections
+        clients, pids = [], set()
+        deadline = asyncio.get_running_loop().time() + 15
+        while len(clients) < 200 and asyncio.get_running_loop().time() < deadline:
+            client = await cluster.client(0, user=f"w{len(clients)}")
+            clients.append(client)
+            pids.add((await client.request("WHOAMI", None))["payload"]["text"].split("@")[1])
+            if len(pids) == 2 and len(clients) >= 20:
+                break
+            if len(clients) % 20 == 0:
+                await asyncio.sleep(0.2)
         assert len(pids) == 2, pids
         for c in clients:
             await c.request("SUB", {"topic": "all"})
