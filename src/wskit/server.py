@@ -316,6 +316,11 @@ class Server:
         await self.stop()
 
 
+#: Seconds within which a second SIGINT/SIGTERM is the same stop request arriving twice (a
+#: terminal's Ctrl-C and the workers' parent forwarding it), not a request to stop at once
+_SAME_STOP_S = 0.5
+
+
 def choose_transport(wanted: str, static_files: Mapping[str, Path], http_routes: Mapping[str, HttpHandler]) -> str:
     """The host for ``WSKIT_TRANSPORT=wanted``: picows for ``auto`` when it is installed and
     nothing needs aiohttp (said in a log line when aiohttp is chosen for that reason); a
@@ -429,13 +434,21 @@ def _serve_one(router: Router[Any], options: Mapping[str, Any], *, reuse_port: b
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         signals = 0
+        first_at = 0.0
         forced: list[asyncio.Future[None]] = []
 
         def on_signal() -> None:
-            nonlocal signals
+            nonlocal signals, first_at
+            now = loop.time()
+            if signals and now - first_at < _SAME_STOP_S:
+                # one stop request delivered twice: a terminal's Ctrl-C reaches every process
+                # of its group (workers too) and the workers' parent forwards it once more
+                return
             signals += 1
             stop.set()
-            if signals > 1:
+            if signals == 1:
+                first_at = now
+            else:
                 log.warning("second signal: closing every connection now")
                 forced.append(asyncio.ensure_future(server.stop()))
 

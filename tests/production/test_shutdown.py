@@ -252,8 +252,9 @@ def _two_signals_at_once(pid: int) -> None:
 
 
 async def test_two_signals_at_once_stop_once_and_exit_0() -> None:
-    """SIGTERM and SIGINT at once (Ctrl-C pressed twice, or make and its child both signalled):
-    the forced stop and the graceful one share one teardown; exit 0 with no error logged."""
+    """SIGTERM and SIGINT at once (a terminal's Ctrl-C reaching a process and its parent's
+    forward of it, or make and its child both signalled): one stop request, one graceful
+    teardown; exit 0 with no error logged."""
     for connected in (False, True):
         proc, port = _start(grace_ms=5000)
         try:
@@ -271,9 +272,38 @@ async def test_two_signals_at_once_stop_once_and_exit_0() -> None:
             assert proc.stdout is not None
             output = proc.stdout.read().decode()
             assert "Traceback" not in output and "ERROR" not in output, output
-            assert "second signal" in output, output  # both were handled: the forced stop ran too
+            assert "second signal" not in output, output  # the same request, delivered twice
         finally:
             reap(proc)
+
+
+async def test_a_second_signal_later_in_the_drain_closes_at_once() -> None:
+    """A second SIGTERM a moment after the first (someone means it: more than
+    server._SAME_STOP_S later) ends the drain at once: the RPC still running is answered
+    UNAVAILABLE instead of finishing, and the process exits 0 well before the grace ends."""
+    proc, port = _start(grace_ms=20000)
+    try:
+        async with ws_client(f"ws://127.0.0.1:{port}/") as ws:
+            await ws.send(json.dumps({"type": "SLEEP", "meta": {"correlationId": "slow"}, "payload": {"ms": 15000}}))
+            await _served(ws)
+            os.kill(proc.pid, signal.SIGTERM)
+            await asyncio.sleep(1.0)
+            started = time.monotonic()
+            os.kill(proc.pid, signal.SIGTERM)
+            answers: list[dict[str, object]] = []
+            try:
+                async with asyncio.timeout(PATIENCE_S):
+                    while True:
+                        answers.append(json.loads(await ws.recv()))
+            except ConnectionClosed:
+                pass
+        assert await asyncio.to_thread(proc.wait, PATIENCE_S) == 0
+        assert time.monotonic() - started < 10
+        slow = [a for a in answers if (a.get("meta") or {}).get("correlationId") == "slow"]  # type: ignore[union-attr]
+        assert [a["type"] for a in slow] == ["RPC_ERROR"], answers
+        assert proc.stdout is not None and "second signal" in proc.stdout.read().decode()
+    finally:
+        reap(proc)
 
 
 async def test_concurrent_stops_share_one_teardown() -> None:
